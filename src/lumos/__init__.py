@@ -1,0 +1,17 @@
+"""lumos: explain what deep neural networks decide and why.
+
+>>> import lumos
+>>> exp = lumos.explain(model, x, method="integrated_gradients", n_steps=64)
+>>> exp.values.shape == x.shape, exp.delta   # completeness error per input
+"""
+from lumos.api import explain, list_methods
+from lumos.core import Explanation, ModelAdapter, model_guard
+from lumos.methods import Explainer
+from lumos.methods.gradient import GradientXInput, IntegratedGradients, Saliency, SmoothGrad
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "explain", "list_methods", "Explanation", "ModelAdapter", "model_guard", "Explainer",
+    "Saliency", "GradientXInput", "SmoothGrad", "IntegratedGradients", "__version__",
+]

@@ -1,0 +1,7 @@
+"""Gradient family: Saliency, Gradient x Input, SmoothGrad, Integrated Gradients."""
+from lumos.methods.gradient.gradient_x_input import GradientXInput
+from lumos.methods.gradient.integrated_gradients import IntegratedGradients, quadrature
+from lumos.methods.gradient.saliency import Saliency
+from lumos.methods.gradient.smoothgrad import SmoothGrad
+
+__all__ = ["Saliency", "GradientXInput", "SmoothGrad", "IntegratedGradients", "quadrature"]
