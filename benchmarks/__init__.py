@@ -1,0 +1,1 @@
+"""lumos benchmarks against peer libraries. Run ``python -m benchmarks.run [family ...]``."""
