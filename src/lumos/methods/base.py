@@ -67,10 +67,13 @@ class Explainer:
         if self.needs_gradients:
             require_float(x, type(self).__name__)
         with model_guard(self.adapter.model):
-            scores = self.adapter.scores(x)
-            t = self.adapter.targets(target, scores)
-            exp = self._explain(x, t, scores, **options)
-        return exp
+            return self._run(x, target, **options)
+
+    def _run(self, x: np.ndarray, target, **options) -> Explanation:
+        """Score the inputs, resolve the targets, then explain (inside the guard)."""
+        scores = self.adapter.scores(x)
+        t = self.adapter.targets(target, scores)
+        return self._explain(x, t, scores, **options)
 
     def _explain(self, x: np.ndarray, target: np.ndarray, scores: np.ndarray, **options) -> Explanation:
         raise NotImplementedError

@@ -8,6 +8,7 @@ import torch
 
 from lumos.core.batching import chunk_slices
 from lumos.core.explanation import Explanation
+from lumos.core.validate import check_finite, resolve_target
 from lumos.methods.base import Explainer
 
 
@@ -17,9 +18,16 @@ def input_gradients(adapter, x: torch.Tensor, target: torch.Tensor) -> torch.Ten
     Rows are independent in eval mode, so the gradient of the summed target scores with
     respect to the batch is the per-row gradient.
     """
+    return scores_and_gradients(adapter, x, lambda scores: target)[2]
+
+
+def scores_and_gradients(adapter, x: torch.Tensor, choose_target):
+    """One forward pass giving the scores, the target chosen from them by
+    ``choose_target(scores) -> LongTensor``, and ∂f_target/∂x."""
     x = x.detach().requires_grad_(True)
     with torch.enable_grad():
         scores = adapter.forward(x)
+        target = choose_target(scores.detach())
         selected = scores.gather(1, target.view(-1, 1)).sum()
         if not selected.requires_grad:
             raise ValueError(
@@ -29,7 +37,7 @@ def input_gradients(adapter, x: torch.Tensor, target: torch.Tensor) -> torch.Ten
         (grad,) = torch.autograd.grad(selected, x, allow_unused=True)
     if grad is None:
         raise ValueError("the model's output does not depend differentiably on its input")
-    return grad
+    return scores.detach(), target, grad
 
 
 class GradientExplainer(Explainer):
@@ -55,6 +63,35 @@ class GradientExplainer(Explainer):
         parts = [self._attribute(xt[sl], tt[sl], idx[sl]).detach() for sl in chunk_slices(x.shape[0], self.adapter.batch_size)]
         values = torch.cat(parts).cpu().numpy()
         return self._result(values, x, target, scores, **self._fields(x, target, scores, values))
+
+    def _from_gradient(self, x: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
+        """Single-pass methods (saliency, gradient x input) map the input gradient to
+        their attribution here; they then need one forward pass per chunk, not two."""
+        raise NotImplementedError
+
+    def _run(self, x, target, **options):
+        if type(self)._from_gradient is GradientExplainer._from_gradient:
+            return super()._run(x, target, **options)
+        if options:
+            raise TypeError(f"{type(self).__name__}.explain() got unexpected options: {sorted(options)}")
+        n = x.shape[0]
+        if target is not None and np.ndim(target) == 1 and len(target) != n:
+            raise ValueError(f"target has {len(target)} entries but there are {n} inputs; give one per input or a single int")
+        xt = self.adapter.to_tensor(x)
+        scores, targets, values = [], [], []
+        for sl in chunk_slices(n, self.adapter.batch_size):
+            part = target[sl] if target is not None and np.ndim(target) == 1 else target
+
+            def choose(s, part=part):
+                return torch.as_tensor(resolve_target(part, s.cpu().numpy()), device=s.device)
+
+            s, t, g = scores_and_gradients(self.adapter, xt[sl], choose)
+            scores.append(s)
+            targets.append(t)
+            values.append(self._from_gradient(xt[sl], g).detach())
+        scores = torch.cat(scores).cpu().numpy()
+        check_finite(scores, "model scores")
+        return self._result(torch.cat(values), x, torch.cat(targets).cpu().numpy(), scores)
 
     def _fields(self, x, target, scores, values) -> dict:
         """Extra Explanation fields (base_value, delta...) after attribution."""

@@ -15,3 +15,6 @@ class GradientXInput(GradientExplainer):
 
     def _attribute(self, x, target, index):
         return x * input_gradients(self.adapter, x, target)
+
+    def _from_gradient(self, x, grad):
+        return x * grad

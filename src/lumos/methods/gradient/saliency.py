@@ -34,7 +34,9 @@ class Saliency(GradientExplainer):
         return {**super().params(), "absolute": self.absolute, "reduce_channels": self.reduce_channels}
 
     def _attribute(self, x, target, index):
-        g = input_gradients(self.adapter, x, target)
+        return self._from_gradient(x, input_gradients(self.adapter, x, target))
+
+    def _from_gradient(self, x, g):
         if self.absolute:
             g = g.abs()
         if self.reduce_channels == "max":
