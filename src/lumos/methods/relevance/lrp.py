@@ -26,8 +26,11 @@ import numpy as np
 import torch
 
 from lumos.core.batching import chunk_slices
+from lumos.core.explanation import Explanation
+from lumos.core.guard import model_guard
 from lumos.core.hooks import attach_rules, capture_activations, find_layer, trace_calls
 from lumos.core.registry import register
+from lumos.core.validate import as_array, require_float, resolve_target
 from lumos.methods.base import Explainer
 from lumos.methods.relevance.canonizers import BATCHNORMS, batchnorm_pairs, fold_batchnorm
 from lumos.methods.relevance.composites import Composite, as_composite
@@ -58,13 +61,18 @@ def relevance_rules(adapter, composite: Composite, probe: torch.Tensor, canonize
         yield composite.resolve(calls, folded, refused)
 
 
-def propagate(adapter, rules: dict, x: torch.Tensor, target: torch.Tensor, layer: torch.nn.Module | None = None):
-    """Relevance at the input (or at ``layer``'s output) of a batch, and the logits."""
+def propagate(adapter, rules: dict, x: torch.Tensor, target, layer: torch.nn.Module | None = None):
+    """Relevance at the input (or at ``layer``'s output) of a batch, the logits and the
+    targets, from one forward and one backward pass. ``target`` is what
+    :func:`~lumos.core.validate.resolve_target` accepts (None: the predicted class)."""
     x = x.detach().requires_grad_(True)
     with torch.enable_grad(), attach_rules(rules):
         with capture_activations(adapter.model, {"layer": layer} if layer is not None else {}) as acts:
             scores = adapter.forward(x)
-        idx = target.view(-1, 1)
+        if not torch.isfinite(scores).all():
+            raise ValueError("the model returned NaN or infinite scores; check the model and the inputs")
+        t = resolve_target(target, scores.detach().cpu().numpy())
+        idx = torch.as_tensor(t, device=scores.device).view(-1, 1)
         start = torch.zeros_like(scores).scatter_(1, idx, scores.gather(1, idx)).detach()
         wrt = acts.get("layer") if layer is not None else x
         if wrt is None:
@@ -74,7 +82,7 @@ def propagate(adapter, rules: dict, x: torch.Tensor, target: torch.Tensor, layer
         (rel,) = torch.autograd.grad(scores, wrt, start, allow_unused=True)
     if rel is None:
         raise ValueError("the target scores do not depend on the input (or on the chosen layer)")
-    return rel.detach(), scores.detach()
+    return rel.detach(), scores.detach(), t
 
 
 @register("lrp", "layerwise_relevance_propagation")
@@ -110,17 +118,34 @@ class LRP(Explainer):
     def params(self):
         return {**super().params(), "composite": repr(self.composite), "canonize": self.canonize}
 
-    def _explain(self, x, target, scores, layer=None, **options):
-        if options:
-            raise TypeError(f"{type(self).__name__}.explain() got unexpected options: {sorted(options)}")
-        layer_name, layer_module = find_layer(self.model, layer) if layer is not None else (None, None)
-        xt = self.adapter.to_tensor(x)
-        tt = torch.as_tensor(target, device=xt.device)
-        parts = []
-        with relevance_rules(self.adapter, self.composite, xt[:1], self.canonize) as rules:
-            for sl in chunk_slices(x.shape[0], self.adapter.batch_size):
-                parts.append(propagate(self.adapter, rules, xt[sl], tt[sl], layer_module)[0])
-        values = torch.cat(parts).cpu().numpy()
+    def explain(self, inputs, target=None, layer=None) -> Explanation:
+        """Relevance of a batch (one forward and one backward pass per chunk).
+
+        Parameters
+        ----------
+        inputs : array or tensor, shape (N, ...)
+        target : None, int or sequence of ints
+            Output explained: None for the predicted class.
+        layer : str or nn.Module, optional
+            Return the relevance of this layer's output instead of the input's.
+        """
+        x = as_array(inputs)
+        require_float(x, type(self).__name__)
+        if target is not None and np.ndim(target) == 1 and len(target) != x.shape[0]:
+            raise ValueError(f"target has {len(target)} entries but there are {x.shape[0]} inputs; "
+                             "give one per input or a single int")
+        with model_guard(self.model):
+            layer_name, layer_module = find_layer(self.model, layer) if layer is not None else (None, None)
+            xt = self.adapter.to_tensor(x)
+            rel, scores, targets = [], [], []
+            with relevance_rules(self.adapter, self.composite, xt[:1], self.canonize) as rules:
+                for sl in chunk_slices(x.shape[0], self.adapter.batch_size):
+                    t = target if target is None or np.ndim(target) == 0 else np.asarray(target)[sl]
+                    r, s, t = propagate(self.adapter, rules, xt[sl], t, layer_module)
+                    rel.append(r.cpu().numpy())
+                    scores.append(s.cpu().numpy())
+                    targets.append(t)
+        values, scores, target = np.concatenate(rel), np.concatenate(scores), np.concatenate(targets)
         logit = scores[np.arange(len(target)), target]
         delta = values.reshape(len(values), -1).sum(1) - logit
         return self._result(values, x, target, scores, base_value=np.zeros_like(logit), delta=delta,
