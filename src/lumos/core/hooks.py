@@ -143,3 +143,41 @@ def attach_rules(mapping: Mapping[torch.nn.Module, BackwardRule]) -> Iterator[No
     finally:
         for h in handles:
             h.remove()
+
+
+class LayerCall:
+    """One module call seen by :func:`trace_calls`: its name, the module, its tensor
+    inputs and its output (kept as the very tensor objects, so that the call whose output
+    feeds another call's input is found by identity)."""
+
+    __slots__ = ("name", "module", "inputs", "output")
+
+    def __init__(self, name: str, module: torch.nn.Module, inputs: tuple, output):
+        self.name, self.module, self.inputs, self.output = name, module, inputs, output
+
+    def __repr__(self) -> str:
+        return f"LayerCall({self.name or '<model>'!r}, {type(self.module).__name__})"
+
+
+@contextlib.contextmanager
+def trace_calls(model: torch.nn.Module) -> Iterator[list[LayerCall]]:
+    """Record every module call (the model itself included, name ``""``) during forward
+    passes, in the order the calls finish; leaves therefore appear in execution order.
+    Used to find which layers run, which one comes first and which feeds which
+    (e.g. a batch norm fed by a convolution). Removed on exit, also on error."""
+    calls: list[LayerCall] = []
+    handles = []
+
+    def make(name):
+        def hook(module, inputs, output):
+            calls.append(LayerCall(name, module, tuple(t for t in inputs if isinstance(t, torch.Tensor)), output))
+
+        return hook
+
+    try:
+        for name, module in model.named_modules():
+            handles.append(module.register_forward_hook(make(name)))
+        yield calls
+    finally:
+        for h in handles:
+            h.remove()

@@ -1,0 +1,94 @@
+"""Relevance family against zennit (installed with --no-deps).
+
+- Agreement: lumos LRP with the Epsilon, EpsilonPlus and EpsilonGammaBox composites and
+  zennit's composites of the same name give the same relevance (target: rel diff <= 1e-5)
+  on an MLP and a CNN with identical parameters. zennit's relevance at the output is set
+  to the target logit (``attr_output = one_hot · logits``), as lumos does.
+- Speed: lumos/zennit wall time on the CNN with 256 MNIST images (target <= 1.0). lumos's
+  time includes everything ``explain()`` does (scores, target selection, the probe pass
+  that finds the layers, the numpy conversion).
+
+zennit imports torchvision (for its ResNet canonizers) at import time; torchvision is not
+installed, so a stub module is provided here, inside the benchmark only.
+"""
+from __future__ import annotations
+
+import sys
+import types
+
+import numpy as np
+import torch
+from torch import nn
+
+from benchmarks.harness import Harness
+from lumos.data import load_mnist
+from lumos.methods.relevance import LRP, EpsilonComposite, EpsilonGammaBox, EpsilonPlus
+from lumos.models.reference import MLP, CNN2d
+from lumos.models.train import fit
+
+N_IMAGES = 256
+
+
+def _import_zennit():
+    if "torchvision" not in sys.modules:
+        try:
+            import torchvision  # noqa: F401
+        except ImportError:
+            stub, models, resnet = (types.ModuleType(n) for n in
+                                    ("torchvision", "torchvision.models", "torchvision.models.resnet"))
+            resnet.Bottleneck = resnet.BasicBlock = type("_Stub", (nn.Module,), {})
+            stub.models, models.resnet = models, resnet
+            sys.modules.update({"torchvision": stub, "torchvision.models": models, "torchvision.models.resnet": resnet})
+    from zennit import composites, rules, types as ztypes
+    from zennit.attribution import Gradient
+    return composites, rules, ztypes, Gradient
+
+
+def _zennit_composites(low, high):
+    zc, zr, zt, _ = _import_zennit()
+    epsilon = zc.LayerMapComposite(zc.layer_map_base() + [(zt.Convolution, zr.Epsilon()), (nn.Linear, zr.Epsilon())])
+    return {"Epsilon": epsilon, "EpsilonPlus": zc.EpsilonPlus(),
+            "EpsilonGammaBox": zc.EpsilonGammaBox(low=low, high=high)}
+
+
+def _lumos_composites(low, high):
+    return {"Epsilon": EpsilonComposite(), "EpsilonPlus": EpsilonPlus(),
+            "EpsilonGammaBox": EpsilonGammaBox(low=low, high=high)}
+
+
+def _zennit_relevance(model, composite, x, target):
+    *_, Gradient = _import_zennit()
+    with Gradient(model=model, composite=composite) as attributor:
+        _, rel = attributor(x, lambda out: torch.zeros_like(out).scatter_(1, target[:, None], out.gather(1, target[:, None])))
+    return rel
+
+
+def _models(data):
+    torch.manual_seed(0)
+    cnn = fit(CNN2d(1, 10, channels=(16, 32, 32)), data.X_train[:2000], data.y_train[:2000], epochs=2, seed=0)
+    mlp = fit(nn.Sequential(nn.Flatten(), MLP(784, 10, hidden=(128, 64))), data.X_train[:2000], data.y_train[:2000],
+              epochs=3, seed=0)
+    return {"MLP": mlp, "CNN": cnn}
+
+
+def run(h: Harness) -> None:
+    data = load_mnist()
+    x_np = data.X_test[:N_IMAGES]
+    x = torch.from_numpy(x_np)
+    low, high = 0.0, 1.0  # MNIST pixels lie in [0, 1]
+    z_comps, l_comps = _zennit_composites(low, high), _lumos_composites(low, high)
+    for model_name, model in _models(data).items():
+        model.eval()
+        target_np = model(x).argmax(1).numpy()
+        target = torch.from_numpy(target_np)
+        for comp in ("Epsilon", "EpsilonPlus", "EpsilonGammaBox"):
+            explainer = LRP(model, composite=l_comps[comp], batch_size=N_IMAGES)
+            z_comp = z_comps[comp]
+            timed = model_name == "CNN"
+            h.compare(
+                "relevance", f"lrp_{comp.lower()}", lambda: explainer.explain(x_np, target=target_np),
+                lambda: _zennit_relevance(model, z_comp, x, target), "zennit",
+                setting=f"{model_name} MNIST, {N_IMAGES} images, float32",
+                max_ratio=1.0 if timed else None,
+                note="agreement target rel diff <= 1e-5",
+            )
