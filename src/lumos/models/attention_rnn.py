@@ -67,6 +67,10 @@ class AttentionRNN(nn.Module):
         ``"uniform"`` gives every valid step the weight ``1 / length`` (no parameters).
     attention_size : int, optional
         Size of ``W h_t`` (defaults to the encoder's output size).
+    conv_channels : int, optional
+        When given, a ``Conv1d(in_channels, conv_channels, conv_kernel, padding="same") -> ReLU``
+        front-end (named ``frontend``) reads local shape before the recurrent layer; time
+        steps, and so the attention positions, are unchanged.
 
     ``forward(x, lengths=None, mask=None, return_attention=False, uniform_attention=False)``
     takes ``x`` of shape (N, C, T) and returns logits (N, K), or ``(logits, alpha)`` with
@@ -75,16 +79,21 @@ class AttentionRNN(nn.Module):
     """
 
     def __init__(self, in_channels: int, n_classes: int, hidden: int = 32, cell: str = "gru",
-                 bidirectional: bool = False, attention: str = "additive", attention_size: int | None = None):
+                 bidirectional: bool = False, attention: str = "additive", attention_size: int | None = None,
+                 conv_channels: int | None = None, conv_kernel: int = 7):
         super().__init__()
         if cell not in ("gru", "lstm"):
             raise ValueError(f"cell must be 'gru' or 'lstm', got {cell!r}")
         if attention not in ("additive", "uniform"):
             raise ValueError(f"attention must be 'additive' or 'uniform', got {attention!r}")
         self.config = dict(in_channels=in_channels, n_classes=n_classes, hidden=hidden, cell=cell,
-                           bidirectional=bidirectional, attention=attention, attention_size=attention_size)
+                           bidirectional=bidirectional, attention=attention, attention_size=attention_size,
+                           conv_channels=conv_channels, conv_kernel=conv_kernel)
         rnn = {"gru": nn.GRU, "lstm": nn.LSTM}[cell]
-        self.rnn = rnn(in_channels, hidden, batch_first=True, bidirectional=bidirectional)
+        self.frontend = None
+        if conv_channels:
+            self.frontend = nn.Sequential(nn.Conv1d(in_channels, conv_channels, conv_kernel, padding="same"), nn.ReLU())
+        self.rnn = rnn(conv_channels or in_channels, hidden, batch_first=True, bidirectional=bidirectional)
         width = hidden * (2 if bidirectional else 1)
         self.attention = AdditiveAttention(width, attention_size or width) if attention == "additive" else None
         self.classifier = nn.Linear(width, n_classes)
@@ -98,6 +107,8 @@ class AttentionRNN(nn.Module):
         if x.ndim != 3:
             raise ValueError(f"AttentionRNN takes (N, C, T) inputs, got shape {tuple(x.shape)}")
         mask, lengths = step_mask(x, lengths, mask)
+        if self.frontend is not None:
+            x = self.frontend(x if mask is None else x * mask[:, None].to(x.dtype))
         seq = x.transpose(1, 2)
         if lengths is None:
             h, _ = self.rnn(seq)
