@@ -261,3 +261,18 @@ def test_registered_names(series):
     for name in ["cam", "grad_cam", "gradcam++", "guided_backprop", "deconvnet", "guided_grad_cam"]:
         exp = lumos.explain(model, series, method=name)
         assert np.broadcast_shapes(exp.values.shape, series.shape) == series.shape
+
+
+def test_eegnet_cam_over_time(rng):
+    from lumos.models import EEGNet
+
+    torch.manual_seed(0)
+    model = EEGNet(4, 2, F1=4, D=2, kernel_length=15)
+    x = rng.normal(size=(3, 4, 96)).astype(np.float32)
+    exp = CAM(model).explain(x)
+    assert exp.meta["layer"] == "features" and exp.extras["layer_map"].shape == (3, 3)  # 96 / 32 steps
+    np.testing.assert_allclose(exp.extras["layer_map"].mean(1) + exp.extras["bias"], _logits(model.eval(), x, exp.target),
+                               rtol=1e-5, atol=1e-6)
+    assert exp.values.shape == (3, 1, 96)
+    with pytest.raises(ValueError, match="has none"):
+        GuidedBackprop(model).explain(x)  # ELU only
