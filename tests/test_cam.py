@@ -267,7 +267,7 @@ def test_eegnet_cam_over_time(rng):
     from lumos.models import EEGNet
 
     torch.manual_seed(0)
-    model = EEGNet(4, 2, F1=4, D=2, kernel_length=15)
+    model = EEGNet(4, 2, F1=4, D=2, kernel_length=15).eval()
     x = rng.normal(size=(3, 4, 96)).astype(np.float32)
     exp = CAM(model).explain(x)
     assert exp.meta["layer"] == "features" and exp.extras["layer_map"].shape == (3, 3)  # 96 / 32 steps
