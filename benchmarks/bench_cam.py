@@ -1,0 +1,103 @@
+"""CAM family against pytorch-grad-cam (installed with --no-deps).
+
+pytorch-grad-cam imports torchvision at module level (for box IoU and image transforms it
+does not use here); torchvision is not installed, so a stub module is put in
+``sys.modules`` inside this benchmark only, before importing it.
+
+Setting: a CNN2d (GAP head) trained briefly on the MNIST subset, Grad-CAM and Grad-CAM++
+on its last conv block for 256 test images, predicted class. pytorch-grad-cam returns
+``min-max(resize(ReLU(cam)))`` per image; lumos' values are min-max normalised the same
+way before comparison (``agreement``).
+"""
+from __future__ import annotations
+
+import sys
+import types
+
+import numpy as np
+import torch
+
+
+def _stub_torchvision():
+    """Empty ``torchvision``, ``.ops``, ``.transforms``, ``.transforms.functional`` modules
+    whose missing names are placeholders that fail if ever called."""
+    if "torchvision" in sys.modules:
+        return
+
+    def missing(name):
+        def fail(*args, **kwargs):
+            raise RuntimeError(f"torchvision stub: {name} is not available in this benchmark")
+        return fail
+
+    mods = {}
+    for full in ("torchvision", "torchvision.ops", "torchvision.transforms", "torchvision.transforms.functional"):
+        mod = types.ModuleType(full)
+        mod.__path__ = []
+        mod.__getattr__ = lambda attr, _full=full: _placeholder(_full, attr, missing)
+        mods[full] = mod
+    for full, mod in mods.items():
+        if "." in full:
+            parent, child = full.rsplit(".", 1)
+            setattr(mods[parent], child, mod)
+    sys.modules.update(mods)
+
+
+def _placeholder(module, attr, missing):
+    if attr.startswith("__"):
+        raise AttributeError(attr)
+    return missing(f"{module}.{attr}")
+
+
+def _minmax(v: np.ndarray) -> np.ndarray:
+    v = v.reshape(v.shape[0], -1)
+    v = v - v.min(1, keepdims=True)
+    return v / (1e-7 + v.max(1, keepdims=True))
+
+
+def _agreement(ours, peer):
+    a = _minmax(ours.values.astype(np.float64))
+    b = np.asarray(peer, dtype=np.float64).reshape(a.shape)
+    diff = float(np.abs(a - b).max())
+    return diff, diff / max(float(np.abs(b).max()), 1e-30)
+
+
+def run(h):
+    _stub_torchvision()
+    import pytorch_grad_cam as pgc
+    from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+
+    from lumos.data import load_mnist
+    from lumos.methods.cam import GradCAM, GradCAMPlusPlus
+    from lumos.models import CNN2d
+    from lumos.models.train import fit
+
+    torch.set_num_threads(1)
+    d = load_mnist()
+    X_train = d.X_train[:2000].astype(np.float32)
+    X = d.X_test[:256].astype(np.float32)
+    torch.manual_seed(0)
+    model = fit(CNN2d(1, 10, channels=(16, 32, 32)), X_train, d.y_train[:2000], epochs=2, lr=3e-3, seed=0)
+    with torch.no_grad():
+        target = model(torch.as_tensor(X)).argmax(1).numpy()
+    xt = torch.as_tensor(X)
+    layer = model.features  # output of the last conv block (after its ReLU), 7 x 7
+
+    for name, ours_cls, peer_cls, max_ratio in [("grad_cam", GradCAM, pgc.GradCAM, 1.0),
+                                                 ("grad_cam_plus_plus", GradCAMPlusPlus, pgc.GradCAMPlusPlus, None)]:
+        ours = ours_cls(model, "features", batch_size=256)
+
+        def lumos_fn():
+            return ours.explain(X, target=target)
+
+        def peer_fn():
+            cam = peer_cls(model=model, target_layers=[layer])
+            try:
+                return cam(input_tensor=xt, targets=[ClassifierOutputTarget(int(t)) for t in target])
+            finally:
+                cam.activations_and_grads.release()
+
+        note = "values min-max normalised per image as pytorch-grad-cam does"
+        if name == "grad_cam_plus_plus":
+            note += "; peer adds eps=1e-6 to the alpha denominator, lumos uses the exact formula"
+        h.compare("cam", name, lumos_fn, peer_fn, "pytorch-grad-cam", setting="CNN2d MNIST 256x1x28x28, layer features",
+                  max_ratio=max_ratio, agreement=_agreement, note=note)
