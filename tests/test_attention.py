@@ -11,7 +11,7 @@ import lumos
 from lumos.methods.attention import AttentionWeights, compare_uniform_attention, kendall_tau_rows
 from lumos.methods.cam import GradCAM
 from lumos.models import AttentionRNN, CNN1d
-from tests.conftest import assert_same_state, model_state
+from conftest import assert_same_state, model_state
 
 LENGTHS = [12, 5, 3, 1, 8]
 

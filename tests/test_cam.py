@@ -13,7 +13,7 @@ from torch import nn
 import lumos
 from lumos.methods.cam import CAM, Deconvnet, GradCAM, GradCAMPlusPlus, GuidedBackprop, GuidedGradCAM
 from lumos.models import CNN1d, CNN2d, RecurrentClassifier
-from tests.conftest import assert_same_state, model_state
+from conftest import assert_same_state, model_state
 
 
 def _cnn1d():

@@ -18,7 +18,7 @@ from lumos.core.hooks import capture_activations, find_layer
 from lumos.core.model import ModelAdapter
 from lumos.methods.gradient import GradientXInput, IntegratedGradients, Saliency, SmoothGrad
 from lumos.models import CNN2d, MLP
-from tests.conftest import assert_same_state, model_state
+from conftest import assert_same_state, model_state
 
 
 # -- Explanation ------------------------------------------------------------------

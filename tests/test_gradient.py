@@ -207,7 +207,7 @@ def test_every_method_on_every_layout(model_name, method, rng):
 
 
 def test_real_ecg200_integrated_gradients():
-    from tests.conftest import shared_data
+    from conftest import shared_data
 
     from lumos.data import load_ecg200
     from lumos.models.train import accuracy, fit

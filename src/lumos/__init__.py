@@ -7,11 +7,17 @@
 from lumos.api import explain, list_methods
 from lumos.core import Explanation, ModelAdapter, model_guard
 from lumos.methods import Explainer
+from lumos.methods.attention import AttentionWeights
+from lumos.methods.cam import CAM, Deconvnet, GradCAM, GradCAMPlusPlus, GuidedBackprop, GuidedGradCAM
 from lumos.methods.gradient import GradientXInput, IntegratedGradients, Saliency, SmoothGrad
+from lumos.methods.relevance import LRP, DeepTaylor, EpsilonAlpha2Beta1, EpsilonGammaBox, EpsilonPlus
 
 __version__ = "0.1.0"
 
 __all__ = [
     "explain", "list_methods", "Explanation", "ModelAdapter", "model_guard", "Explainer",
-    "Saliency", "GradientXInput", "SmoothGrad", "IntegratedGradients", "__version__",
+    "Saliency", "GradientXInput", "SmoothGrad", "IntegratedGradients",
+    "LRP", "DeepTaylor", "EpsilonPlus", "EpsilonGammaBox", "EpsilonAlpha2Beta1",
+    "CAM", "GradCAM", "GradCAMPlusPlus", "GuidedBackprop", "Deconvnet", "GuidedGradCAM",
+    "AttentionWeights", "__version__",
 ]

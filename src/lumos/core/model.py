@@ -80,7 +80,7 @@ class ModelAdapter:
         return torch.float32
 
     # -- evaluation -----------------------------------------------------------
-    def _transform(self, scores: torch.Tensor) -> torch.Tensor:
+    def transform(self, scores: torch.Tensor) -> torch.Tensor:
         if scores.ndim == 1:
             scores = scores[:, None]
         elif scores.ndim > 2:
@@ -119,7 +119,7 @@ class ModelAdapter:
             ) from err
         if not isinstance(out, torch.Tensor):
             raise TypeError(f"the model returned {type(out).__name__}, expected a tensor of scores")
-        scores = self._transform(out)
+        scores = self.transform(out)
         if scores.shape[0] != x.shape[0]:
             raise ValueError(
                 f"the model returned {scores.shape[0]} rows of scores for {x.shape[0]} inputs"
@@ -149,7 +149,7 @@ class ModelAdapter:
         out = np.asarray(raw)
         if out.dtype == object or not np.issubdtype(out.dtype, np.number):
             raise TypeError(f"the model returned {out.dtype} values, expected numeric scores")
-        out = self._transform(torch.from_numpy(np.ascontiguousarray(out, dtype=np.float64))).numpy()
+        out = self.transform(torch.from_numpy(np.ascontiguousarray(out, dtype=np.float64))).numpy()
         if out.shape[0] != arr.shape[0]:
             raise ValueError(
                 f"the model returned scores of shape {out.shape} for {arr.shape[0]} inputs; "

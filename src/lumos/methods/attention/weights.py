@@ -131,7 +131,7 @@ class AttentionWeights(Explainer):
                 if a.shape != (len(logits), xt.shape[-1]):
                     raise ValueError(f"attention weights have shape {tuple(a.shape)}, expected (N, T) = "
                                      f"{(len(logits), xt.shape[-1])}")
-                scores.append(self.adapter._transform(logits).cpu().numpy())
+                scores.append(self.adapter.transform(logits).cpu().numpy())
                 alphas.append(a.cpu().numpy())
         return np.concatenate(scores), np.concatenate(alphas)
 
@@ -157,7 +157,7 @@ class AttentionWeights(Explainer):
         with torch.enable_grad():
             xg = x.detach().requires_grad_(True)
             logits = self._call(self.model, xg, kw, return_attention=True)[0]
-            selected = self.adapter._transform(logits).gather(1, target.view(-1, 1)).sum()
+            selected = self.adapter.transform(logits).gather(1, target.view(-1, 1)).sum()
             (g,) = torch.autograd.grad(selected, xg)
         return g.abs().sum(1).cpu().numpy()
 
@@ -185,7 +185,7 @@ class AttentionWeights(Explainer):
                 kws["mask"] = torch.as_tensor(m)
             with torch.no_grad():
                 logits = self._call(self.model, xs, kws, return_attention=True)[0]
-            y = self.adapter._transform(logits).cpu().numpy().reshape(-1, len(step_ids), logits.shape[1])
+            y = self.adapter.transform(logits).cpu().numpy().reshape(-1, len(step_ids), logits.shape[1])
             tgt = target[rows]
             loo[rows, steps] = base[rows][:, None] - y[np.arange(len(tgt)), :, tgt]
         n_valid = valid.sum(1)
