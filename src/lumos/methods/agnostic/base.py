@@ -40,5 +40,5 @@ class AgnosticExplainer(Explainer):
             r, c = batch.shape[:2]
             t = np.repeat(target[rows], c * b)
             f = self._target_scores(batch.reshape(r * c * b, *x.shape[1:]), t)
-            out[rows, cols] = f.reshape(r, c, b) @ w
+            out[rows, cols] = (f.reshape(r, c, b) * w).sum(-1)  # row-wise: equal rows give equal values
         return out

@@ -44,11 +44,12 @@ def weighted_ridge(z: np.ndarray, y: np.ndarray, w: np.ndarray, alpha: float):
     """Weighted ridge with an unpenalised intercept for a batch of problems.
 
     z (N, M, G), y (N, M), w (N, M) -> coef (N, G), intercept (N,), weighted R² (N,).
-    Centres by the weighted means, then solves (Zc' W Zc + αI) β = Zc' W yc.
+    The penalty is relative to the raw weights (as scikit-learn's ``Ridge`` with
+    ``sample_weight``). Centres by the weighted means, then solves (Zc' W Zc + αI) β = Zc' W yc.
     """
-    w = w / w.sum(1, keepdims=True)
-    zm = np.einsum("nm,nmg->ng", w, z)
-    ym = (w * y).sum(1)
+    wn = w / w.sum(1, keepdims=True)
+    zm = np.einsum("nm,nmg->ng", wn, z)
+    ym = (wn * y).sum(1)
     zc, yc = z - zm[:, None], y - ym[:, None]
     zw = zc * w[..., None]
     a = np.matmul(zw.transpose(0, 2, 1), zc) + alpha * np.eye(z.shape[2])
@@ -59,8 +60,8 @@ def weighted_ridge(z: np.ndarray, y: np.ndarray, w: np.ndarray, alpha: float):
         coef = np.stack([np.linalg.lstsq(ai, bi, rcond=None)[0] for ai, bi in zip(a, b)])
     intercept = ym - (zm * coef).sum(1)
     resid = yc - np.einsum("nmg,ng->nm", zc, coef)
-    ss_tot = (w * yc ** 2).sum(1)
-    r2 = 1 - (w * resid ** 2).sum(1) / np.where(ss_tot > 0, ss_tot, 1.0)
+    ss_tot = (wn * yc ** 2).sum(1)
+    r2 = 1 - (wn * resid ** 2).sum(1) / np.where(ss_tot > 0, ss_tot, 1.0)
     return coef, intercept, np.where(ss_tot > 0, r2, 1.0)
 
 

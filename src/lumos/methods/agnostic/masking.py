@@ -176,6 +176,9 @@ def sliding_windows(sample_shape: Sequence[int], window: Any, stride: Any = None
     for size, w, s in zip(sample_shape, window, stride):
         if w > size:
             raise ValueError(f"window {window} is larger than the sample {sample_shape}")
+        if s > w:
+            raise ValueError(f"stride {stride} exceeds the window {window}: elements between windows "
+                             "would never be occluded")
         starts = list(range(0, size - w + 1, s))
         if starts[-1] + w < size:
             starts.append(size - w)

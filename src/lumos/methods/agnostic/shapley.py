@@ -78,7 +78,7 @@ class ShapleyExplainer(AgnosticExplainer):
             bg = bg.astype(x.dtype)
         w = self._weights(background_weights, bg.shape[0])
         groups, n_groups = resolve_groups(groups, x.shape[1:])
-        base = np.stack([self._target_scores(bg, np.full(bg.shape[0], t)) @ w for t in np.unique(target)])
+        base = np.stack([(self._target_scores(bg, np.full(bg.shape[0], t)) * w).sum() for t in np.unique(target)])
         base = base[np.searchsorted(np.unique(target), target)]
         f_x = scores[np.arange(x.shape[0]), target]
         phi, extras = self._shapley(x, target, bg, w, groups, n_groups, f_x, base)
@@ -98,12 +98,10 @@ class ShapleyExplainer(AgnosticExplainer):
         return w / w.sum()
 
     def _values(self, x, target, masks, bg, w, groups, f_x, base):
-        """Coalition values with the empty and full coalitions set to base and f(x) exactly."""
-        v = self.coalition_values(x, target, masks, bg, groups, w)
-        full, empty = masks.all(1), ~masks.any(1)
-        v[:, full] = f_x[:, None]
-        v[:, empty] = base[:, None]
-        return v
+        """Coalition values. The full coalition is evaluated like every other one
+        (Σ_b w_b f(x), equal to f(x) up to rounding), so that a player the model
+        ignores has exactly equal values with and without it."""
+        return self.coalition_values(x, target, masks, bg, groups, w)
 
     def _shapley(self, x, target, bg, w, groups, n_groups, f_x, base):
         raise NotImplementedError
@@ -314,10 +312,12 @@ class SamplingShapley(ShapleyExplainer):
         rank = np.argsort(perms, axis=1)  # position of each player in each ordering
         # chain k of ordering p holds the first k players: player i is in it when rank < k
         chains = rank[:, None, :] < np.arange(d + 1)[None, :, None]  # (P, d+1, d)
-        inner = chains[:, 1:d].reshape(-1, d)
-        v_inner = self.coalition_values(x, target, inner, bg, groups, w).reshape(x.shape[0], p, d - 1)
-        v = np.concatenate([np.broadcast_to(base[:, None, None], (x.shape[0], p, 1)), v_inner,
-                            np.broadcast_to(f_x[:, None, None], (x.shape[0], p, 1))], axis=2)
+        inner = np.concatenate([chains[:, 1:d].reshape(-1, d), np.zeros((1, d), bool), np.ones((1, d), bool)])
+        v_all = self.coalition_values(x, target, inner, bg, groups, w)
+        n = x.shape[0]
+        v = np.concatenate([np.broadcast_to(v_all[:, -2, None, None], (n, p, 1)),
+                            v_all[:, :-2].reshape(n, p, d - 1),
+                            np.broadcast_to(v_all[:, -1, None, None], (n, p, 1))], axis=2)
         step = np.diff(v, axis=2)  # (N, P, d): contribution of the k-th player in ordering p
         contrib = np.take_along_axis(step, np.broadcast_to(rank[None], step.shape), axis=2)
         phi = contrib.mean(1)
