@@ -120,7 +120,8 @@ class Lime(AgnosticExplainer):
     seed : int, default 0
 
     ``explain(x, target, baseline=0.0, training_data=None, groups=None, feature_names=None)``;
-    ``baseline="mean"`` replaces a switched-off group by its mean in x (lime's image default).
+    ``baseline="mean"`` replaces a switched-off group by its mean in x, channel by channel
+    (lime's image default).
     """
 
     def __init__(self, model, *, n_samples: int = 5000, kernel_width: float | None = None, alpha: float = 1.0,
@@ -180,7 +181,8 @@ class Lime(AgnosticExplainer):
         if xi.ndim == 2:  # (C, T): contiguous segments across all channels
             return window_groups(xi.shape, (None, math.ceil(xi.shape[1] / (self.n_segments or 10))))
         if xi.ndim == 3:
-            return superpixel_groups(xi, self.segmentation, self.n_segments or 50, seed=self.seed)
+            return resolve_groups(superpixel_groups(xi, self.segmentation, self.n_segments or 50, seed=self.seed)[0],
+                                  xi.shape)
         raise ValueError(f"cannot derive feature groups for samples of shape {xi.shape}; pass groups=")
 
     def _mask(self, x, target, baseline, groups, offset=0):
@@ -201,8 +203,11 @@ class Lime(AgnosticExplainer):
             z = rng.random((self.n_samples, n_groups)) < 0.5
             z[0] = True
             if per_mean:
-                sums = np.bincount(gm.ravel(), weights=xi.ravel(), minlength=n_groups)
-                ref = (sums / np.bincount(gm.ravel(), minlength=n_groups))[gm].astype(x.dtype)
+                # mean of each group in each channel (lime's image default)
+                key = gm * xi.shape[0] + (np.arange(xi.shape[0]).reshape((-1,) + (1,) * (xi.ndim - 1))
+                                          if xi.ndim > 1 else 0)
+                sums = np.bincount(key.ravel(), weights=xi.ravel().astype(np.float64))
+                ref = (sums / np.maximum(np.bincount(key.ravel()), 1))[key].astype(x.dtype)
             else:
                 ref = base[i]
             ys.append(self.coalition_values(xi[None], target[i:i + 1], z, ref[None], gm)[0])
