@@ -61,7 +61,7 @@ def bench_lime(h, ds, proba1):
     from lime.lime_tabular import LimeTabularExplainer
 
     x = ds.X_test[:20]
-    kernel = lambda d, w: np.exp(-d ** 2 / w ** 2)  # noqa: E731  lumos' kernel, given to lime
+    kernel = lambda d, kernel_width: np.exp(-d ** 2 / kernel_width ** 2)  # noqa: E731  lumos kernel, given to lime
     d = x.shape[1]
 
     def ours(seed=0):
