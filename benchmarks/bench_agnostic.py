@@ -1,0 +1,129 @@
+"""Model-agnostic family against shap, lime and scikit-learn (issue 4 targets).
+
+All comparisons share the model (a small MLP on the 30 breast-cancer features, called as
+the same numpy function by both libraries), the data, the background and the budget.
+"""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import torch
+
+from lumos.data import load_breast_cancer
+from lumos.methods.agnostic import ExactShapley, KernelShap, Lime, PermutationImportance, sklearn_permutations
+from lumos.models.reference import MLP
+from lumos.models.train import fit
+
+FAMILY = "agnostic"
+
+
+def _model(n_features: int, x, y):
+    torch.manual_seed(0)
+    model = MLP(n_features, 2, hidden=(32,))
+    fit(model, x.astype(np.float32), y, epochs=30, lr=1e-2, seed=0)
+    model.eval()
+
+    def proba1(z):
+        with torch.no_grad():
+            return torch.softmax(model(torch.as_tensor(np.asarray(z, dtype=np.float32))), 1)[:, 1].double().numpy()
+
+    return model, proba1
+
+
+def _rmse(a, b):
+    return float(np.sqrt(np.mean((np.asarray(a) - np.asarray(b)) ** 2)))
+
+
+def bench_kernel_shap(h, ds, proba1):
+    import shap
+
+    bg = shap.kmeans(ds.X_train, 50)
+    x = ds.X_test[:20]
+    reference = KernelShap(proba1, n_samples=20000, seed=123, batch_size=200000).explain(
+        x, background=bg.data, background_weights=bg.weights).values
+    ours = lambda: KernelShap(proba1, n_samples=500, seed=0, batch_size=100000).explain(  # noqa: E731
+        x, background=bg.data, background_weights=bg.weights)
+    explainer = shap.KernelExplainer(proba1, bg)
+    peer = lambda: np.asarray(explainer.shap_values(x, nsamples=500, l1_reg=False, silent=True))  # noqa: E731
+    err_l, err_p = _rmse(ours().values, reference), _rmse(peer(), reference)
+    h.compare(FAMILY, "kernel_shap", ours, peer, "shap.KernelExplainer", repeats=2, max_ratio=0.1,
+              setting="30 features, 20 rows, 50 k-means bg, 500 coalitions",
+              note=f"RMSE vs 20k-sample KernelSHAP reference: lumos {err_l:.2e}, shap {err_p:.2e} "
+                   f"({'met' if err_l <= err_p else 'NOT met'}: error no larger)")
+
+
+def _top5(values):
+    return [frozenset(np.argsort(-np.abs(v))[:5]) for v in values]
+
+
+def bench_lime(h, ds, proba1):
+    from lime.lime_tabular import LimeTabularExplainer
+
+    x = ds.X_test[:20]
+    kernel = lambda d, kernel_width: np.exp(-d ** 2 / kernel_width ** 2)  # noqa: E731  lumos kernel, given to lime
+    d = x.shape[1]
+
+    def ours(seed=0):
+        return Lime(proba1, n_samples=5000, sampling="tabular", alpha=1.0, seed=seed, batch_size=100000).explain(
+            x, target=0, training_data=ds.X_train)
+
+    def peer(seed=0):
+        lime = LimeTabularExplainer(ds.X_train, discretize_continuous=False, kernel=kernel,
+                                    feature_selection="none", random_state=seed)
+        out = np.zeros((len(x), d))
+        two = lambda z: np.stack([1 - proba1(z), proba1(z)], 1)  # noqa: E731
+        for i, row in enumerate(x):
+            exp = lime.explain_instance(row, two, labels=(1,), num_features=d, num_samples=5000)
+            for j, c in exp.local_exp[1]:
+                out[i, j] = c
+        return out
+
+    ours_tops = [_top5(ours(s).values) for s in range(10)]
+    peer_tops = [_top5(peer(s)) for s in range(10)]
+    stable = lambda tops: np.mean([len({t[i] for t in tops}) == 1 for i in range(len(x))])  # noqa: E731
+    s_l, s_p = stable(ours_tops), stable(peer_tops)
+    h.compare(FAMILY, "lime_tabular", ours, peer, "lime.LimeTabularExplainer", repeats=2, max_ratio=0.1,
+              setting="30 features, 20 rows, 5000 samples, same kernel, ridge alpha=1",
+              note=f"top-5 identical across 10 seeds: lumos {s_l:.2f}, lime {s_p:.2f} of rows "
+                   f"({'met' if s_l >= s_p else 'NOT met'}); diff = sampling noise")
+
+
+def bench_pfi(h, ds):
+    from sklearn.inspection import permutation_importance
+    from sklearn.neural_network import MLPClassifier
+
+    clf = MLPClassifier((32,), max_iter=500, random_state=0).fit(ds.X_train, ds.y_train)
+    x, y = ds.X_test[:100], ds.y_test[:100]
+    perms = sklearn_permutations(len(x), 10, 0)
+    ours = lambda: PermutationImportance(clf.predict_proba, n_repeats=10, batch_size=40000).explain(  # noqa: E731
+        x, y, permutations=perms)
+    peer = lambda: permutation_importance(clf, x, y, scoring="accuracy", n_repeats=10, random_state=0)  # noqa: E731
+    h.compare(FAMILY, "permutation_importance", ours, peer, "sklearn.inspection", max_ratio=0.5,
+              setting="30 features, 100 rows, n_repeats=10, same permutations",
+              agreement=lambda a, b: (float(np.abs(a.values - b.importances_mean).max()),
+                                      float(np.abs(a.values - b.importances_mean).max() / np.abs(b.importances_mean).max())))
+
+
+def bench_exact(h, ds):
+    x_train = ds.X_train[:, :16].astype(np.float32)
+    model, _ = _model(16, x_train, ds.y_train)
+    x, bg = ds.X_test[:10, :16].astype(np.float32), x_train[:64]
+    w = np.random.default_rng(0).normal(size=(16, 2))
+    for name, f in (("MLP 16-32-2 (torch)", model), ("logistic (numpy)", lambda z: z @ w)):
+        t0 = time.perf_counter()
+        exp = ExactShapley(f, batch_size=65536).explain(x, background=bg)
+        dt = time.perf_counter() - t0
+        h.record(FAMILY, "exact_shapley", dt, setting=f"d=16, 10 rows, 64 bg, {name}",
+                 note=f"2^16 x 64 x 10 = 42M model rows; max |delta| {np.abs(exp.delta).max():.1e}",
+                 met="yes" if dt < 5 else "NO")
+
+
+def run(h):
+    torch.set_num_threads(1)
+    ds = load_breast_cancer()
+    _, proba1 = _model(30, ds.X_train, ds.y_train)
+    bench_pfi(h, ds)
+    bench_lime(h, ds, proba1)
+    bench_kernel_shap(h, ds, proba1)
+    bench_exact(h, ds)

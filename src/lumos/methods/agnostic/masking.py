@@ -1,0 +1,205 @@
+"""Feature groups shared by every model-agnostic explainer.
+
+A *group map* is an integer array shaped like one sample (``(d,)`` for tables,
+``(C, T)`` for time series, ``(C, H, W)`` for images) whose entry ``g`` says that the
+element belongs to interpretable feature ``g``. Occlusion, LIME, Shapley values and
+permutation importance switch or permute whole groups, so a time window, a channel, an
+image patch or a superpixel counts as one feature. Group ids are relabelled to
+``0..G-1`` in order of first appearance of their sorted labels (``np.unique``).
+
+A coalition (or LIME sample, or occlusion) is a boolean matrix ``masks`` of shape
+``(m, G)``; :func:`compose` turns it into inputs: element ``j`` of copy ``k`` keeps the
+explained value where ``masks[k, groups[j]]`` is true and takes the reference
+(baseline or background row) elsewhere.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any, Sequence
+
+import numpy as np
+
+from lumos.core.validate import as_array
+
+
+def _tuple(value: Any, ndim: int, name: str) -> tuple[int, ...]:
+    """An int or a tuple with one positive int per sample dimension (``None`` = whole axis)."""
+    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
+        value = (int(value),) * ndim
+    value = tuple(value)
+    if len(value) != ndim:
+        raise ValueError(f"{name} must have one entry per sample dimension ({ndim}), got {value!r}")
+    for v in value:
+        if v is not None and (isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1):
+            raise ValueError(f"{name} entries must be positive integers (or None for a whole axis), got {value!r}")
+    return value
+
+
+def relabel(groups: np.ndarray) -> tuple[np.ndarray, int]:
+    """Map arbitrary integer labels to ``0..G-1``; return ``(map, G)``."""
+    labels, inverse = np.unique(groups, return_inverse=True)
+    return inverse.reshape(groups.shape).astype(np.int64), int(labels.size)
+
+
+def resolve_groups(groups: Any, sample_shape: Sequence[int], name: str = "groups") -> tuple[np.ndarray, int]:
+    """Check a user group map against one sample's shape.
+
+    ``None`` makes every element its own feature. A map broadcastable to the sample
+    shape is accepted, e.g. ``(1, H, W)`` superpixels shared by all colour channels or
+    ``(C, 1)`` one group per channel of a time series.
+    """
+    sample_shape = tuple(int(s) for s in sample_shape)
+    if groups is None:
+        size = int(np.prod(sample_shape))
+        return np.arange(size, dtype=np.int64).reshape(sample_shape), size
+    g = np.asarray(groups)
+    if g.dtype == bool or not np.issubdtype(g.dtype, np.integer):
+        if np.issubdtype(g.dtype, np.floating) and np.all(np.mod(g, 1) == 0):
+            g = g.astype(np.int64)
+        else:
+            raise TypeError(f"{name} must be an integer array of group ids, got dtype {g.dtype}")
+    try:
+        g = np.broadcast_to(g, sample_shape)
+    except ValueError:
+        raise ValueError(f"{name} shape {g.shape} does not match one sample of shape {sample_shape}; "
+                         "give a group id per element (broadcastable to the sample)") from None
+    return relabel(np.ascontiguousarray(g))
+
+
+def window_groups(sample_shape: Sequence[int], window: Any) -> tuple[np.ndarray, int]:
+    """Non-overlapping tiles of size ``window`` (``None`` = the whole axis): time windows,
+    image patches, or channels (``window=(1, None)`` for ``(C, T)`` inputs)."""
+    sample_shape = tuple(int(s) for s in sample_shape)
+    window = _tuple(window, len(sample_shape), "window")
+    index = np.zeros(sample_shape, dtype=np.int64)
+    for axis, (size, w) in enumerate(zip(sample_shape, window)):
+        w = size if w is None else w
+        tiles = np.arange(size) // w
+        shape = [1] * len(sample_shape)
+        shape[axis] = size
+        index = index * math.ceil(size / w) + tiles.reshape(shape)
+    return relabel(index)
+
+
+def channel_groups(sample_shape: Sequence[int]) -> tuple[np.ndarray, int]:
+    """One group per channel (first sample axis) of a time series or an image."""
+    sample_shape = tuple(sample_shape)
+    return window_groups(sample_shape, (1,) + (None,) * (len(sample_shape) - 1))
+
+
+def superpixel_groups(image: np.ndarray, method: str = "slic", n_segments: int = 50, seed: int = 0,
+                      **options) -> tuple[np.ndarray, int]:
+    """Superpixels of one ``(C, H, W)`` image, shared by its channels: ``(1, H, W)`` map.
+
+    ``method="slic"`` or ``"quickshift"`` use scikit-image when it is installed (it is
+    optional); without it, or with ``method="grid"``, a regular grid of about
+    ``n_segments`` square patches is used.
+    """
+    image = np.asarray(image, dtype=np.float64)
+    if image.ndim != 3:
+        raise ValueError(f"superpixels need one image of shape (C, H, W), got {image.shape}")
+    c, h, w = image.shape
+    if method not in ("slic", "quickshift", "grid"):
+        raise ValueError(f"superpixel method must be 'slic', 'quickshift' or 'grid', got {method!r}")
+    segments = None
+    if method != "grid":
+        try:
+            import skimage.segmentation as seg
+        except ImportError:
+            seg = None
+        if seg is not None:
+            rgb = np.moveaxis(image, 0, -1)
+            lo, hi = rgb.min(), rgb.max()
+            rgb = (rgb - lo) / (hi - lo) if hi > lo else np.zeros_like(rgb)
+            if method == "slic":
+                segments = seg.slic(rgb, n_segments=n_segments, start_label=0,
+                                    channel_axis=-1, **{"compactness": 10.0, **options})
+            else:
+                if c == 1:
+                    rgb = np.repeat(rgb, 3, axis=-1)
+                segments = seg.quickshift(rgb, rng=seed, **{"kernel_size": 4, "max_dist": 200, "ratio": 0.2,
+                                                            **options})
+    if segments is None:
+        side = max(1, int(round(math.sqrt(h * w / max(n_segments, 1)))))
+        return window_groups((1, h, w), (1, side, side))
+    return relabel(np.asarray(segments)[None])
+
+
+def group_sizes(groups: np.ndarray, n_groups: int) -> np.ndarray:
+    """Number of elements in each group, shape (G,)."""
+    return np.bincount(groups.ravel(), minlength=n_groups)
+
+
+def spread(group_values: np.ndarray, groups: np.ndarray, n_groups: int, divide: bool = True) -> np.ndarray:
+    """Put per-group values ``(..., G)`` back on the elements: ``(..., *sample_shape)``.
+
+    With ``divide`` each element gets ``value / group size``, so the sum over the
+    elements of a sample equals the sum over its groups (efficiency is preserved).
+    """
+    vals = np.asarray(group_values)
+    if divide:
+        vals = vals / np.maximum(group_sizes(groups, n_groups), 1)
+    return vals[..., groups]
+
+
+def compose(x: np.ndarray, reference: np.ndarray, masks: np.ndarray, groups: np.ndarray) -> np.ndarray:
+    """Inputs built from coalitions.
+
+    Parameters
+    ----------
+    x : array, one sample ``(*S)``
+    reference : array ``(*S)`` (a baseline) or ``(B, *S)`` (background rows)
+    masks : bool array ``(m, G)``; true keeps the group of ``x``
+    groups : int array ``(*S)``
+
+    Returns ``(m, *S)`` for one reference or ``(m, B, *S)`` for a background.
+    """
+    keep = masks[:, groups]  # (m, *S)
+    if reference.ndim == x.ndim:
+        return np.where(keep, x, reference)
+    return np.where(keep[:, None], x, reference[None])
+
+
+def sliding_windows(sample_shape: Sequence[int], window: Any, stride: Any = None) -> list[tuple[slice, ...]]:
+    """Positions of a window slid with ``stride`` over every sample dimension.
+
+    ``None`` in ``window`` spans the whole axis. Positions start at 0 every ``stride``;
+    when the stride does not land on the end, one last window aligned to the end is
+    added so that every element is covered at least once.
+    """
+    sample_shape = tuple(int(s) for s in sample_shape)
+    window = _tuple(window, len(sample_shape), "window")
+    window = tuple(s if w is None else w for s, w in zip(sample_shape, window))
+    stride = window if stride is None else _tuple(stride, len(sample_shape), "stride")
+    stride = tuple(w if s is None else s for w, s in zip(window, stride))
+    axes = []
+    for size, w, s in zip(sample_shape, window, stride):
+        if w > size:
+            raise ValueError(f"window {window} is larger than the sample {sample_shape}")
+        if s > w:
+            raise ValueError(f"stride {stride} exceeds the window {window}: elements between windows "
+                             "would never be occluded")
+        starts = list(range(0, size - w + 1, s))
+        if starts[-1] + w < size:
+            starts.append(size - w)
+        axes.append([slice(a, a + w) for a in starts])
+    grids = np.meshgrid(*[np.arange(len(a)) for a in axes], indexing="ij")
+    return [tuple(axes[k][int(i)] for k, i in enumerate(idx)) for idx in zip(*(g.ravel() for g in grids))]
+
+
+def as_inputs(inputs: Any, name: str = "inputs") -> np.ndarray:
+    """A batch as a floating array (integers are converted to float32)."""
+    x = as_array(inputs, name)
+    if not np.issubdtype(x.dtype, np.floating):
+        x = x.astype(np.float32)
+    return x
+
+
+def as_background(background: Any, x: np.ndarray, name: str = "background") -> np.ndarray:
+    """Background rows shaped like the samples: ``(B, *S)``, checked and cast."""
+    if background is None:
+        raise ValueError(f"{name} is required: pass rows of the training data shaped like the inputs")
+    bg = as_array(background, name)
+    if bg.shape[1:] != x.shape[1:]:
+        raise ValueError(f"{name} rows have shape {bg.shape[1:]}, but the inputs have samples of shape {x.shape[1:]}")
+    return bg.astype(x.dtype, copy=False)

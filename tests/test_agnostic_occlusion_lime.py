@@ -1,0 +1,136 @@
+"""Occlusion and LIME: exact linear-model identities, layouts, seeds, errors."""
+import numpy as np
+import pytest
+import torch
+
+import lumos
+from lumos.methods.agnostic import Lime, Occlusion, superpixel_groups, window_groups
+from lumos.methods.agnostic.masking import compose, sliding_windows
+from tests.conftest import assert_same_state, model_state
+
+
+def linear(w, b=0.3):
+    return lambda z: (z.reshape(len(z), -1) @ w.ravel() + b)[:, None]
+
+
+# -- occlusion ---------------------------------------------------------------------
+def test_occlusion_linear_window_scores():
+    rng = np.random.default_rng(0)
+    w, x = rng.normal(size=(2, 12)), rng.normal(size=(3, 2, 12))
+    base = rng.normal(size=(2, 12))
+    exp = Occlusion(linear(w), window=(1, 4)).explain(x, baseline=base)
+    per_window = (w * (x - base)).reshape(3, 2, 3, 4).sum(-1)
+    np.testing.assert_allclose(exp.values, np.repeat(per_window, 4, axis=-1), atol=1e-12)
+
+
+def test_occlusion_overlapping_windows_averaged():
+    rng = np.random.default_rng(1)
+    w, x = rng.normal(size=10), rng.normal(size=(2, 10))
+    exp = Occlusion(linear(w), window=4, stride=2).explain(x, baseline=0.0)
+    wins = sliding_windows((10,), 4, 2)
+    assert [s[0].start for s in wins] == [0, 2, 4, 6]
+    expected = np.zeros((2, 10))
+    count = np.zeros(10)
+    for (s,) in wins:
+        expected[:, s] += (w[s] * x[:, s]).sum(1, keepdims=True)
+        count[s] += 1
+    np.testing.assert_allclose(exp.values, expected / count, atol=1e-12)
+
+
+def test_occlusion_image_torch_and_groups():
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3, padding=1), torch.nn.ReLU(),
+                                torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(4, 3)).train()
+    before = model_state(model)
+    x = torch.rand(2, 3, 8, 8)
+    exp = Occlusion(model, window=(3, 4, 4), batch_size=5).explain(x)
+    assert_same_state(before, model_state(model))
+    assert exp.values.shape == (2, 3, 8, 8) and int(exp.extras["n_occlusions"]) == 4
+    groups, g = window_groups((3, 8, 8), (None, 4, 4))
+    by_group = Occlusion(model, batch_size=5).explain(x, groups=groups)
+    np.testing.assert_allclose(by_group.values, exp.values, atol=1e-6)
+
+
+def test_occlusion_errors():
+    f = linear(np.ones(4))
+    with pytest.raises(ValueError, match="stride"):
+        Occlusion(f, window=1, stride=2).explain(np.ones((1, 4)))
+    with pytest.raises(ValueError, match="window"):
+        Occlusion(f, window=(1, 2)).explain(np.ones((1, 4)))
+    with pytest.raises(ValueError, match="baseline"):
+        Occlusion(f).explain(np.ones((1, 4)), baseline=np.ones(3))
+    with pytest.raises(ValueError, match="scores of shape"):
+        Occlusion(lambda z: np.ones((len(z), 2, 2))).explain(np.ones((1, 4)))
+
+
+# -- LIME ----------------------------------------------------------------------------
+@pytest.mark.parametrize("width", [None, 0.3, 5.0])
+def test_lime_binary_linear_recovers_contributions(width):
+    rng = np.random.default_rng(2)
+    w, x, base = rng.normal(size=8), rng.normal(size=(3, 8)), rng.normal(size=8)
+    exp = Lime(linear(w), alpha=0.0, n_samples=300, kernel_width=width, sampling="mask").explain(x, baseline=base)
+    np.testing.assert_allclose(exp.values, w * (x - base), atol=1e-9)
+    np.testing.assert_allclose(exp.extras["intercept"], base @ w + 0.3, atol=1e-9)
+    np.testing.assert_allclose(exp.extras["r2"], 1.0, atol=1e-12)
+
+
+def test_lime_time_series_segments_and_ridge_shrinks():
+    rng = np.random.default_rng(3)
+    w, x = rng.normal(size=(2, 20)), rng.normal(size=(2, 2, 20))
+    exact = Lime(linear(w), alpha=0.0, n_samples=200, n_segments=5).explain(x)
+    seg = (w * x).reshape(2, 2, 5, 4).sum((1, 3))  # segments span both channels
+    np.testing.assert_allclose(exact.extras["coefficients"], seg, atol=1e-9)
+    np.testing.assert_allclose(exact.values.reshape(2, -1).sum(1), seg.sum(1), atol=1e-9)
+    ridge = Lime(linear(w), alpha=10.0, n_samples=200, n_segments=5).explain(x)
+    assert np.abs(ridge.extras["coefficients"]).sum() < np.abs(seg).sum()
+
+
+def test_lime_image_superpixels_seeded():
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 16 * 16, 2))
+    x = np.random.default_rng(4).random((2, 3, 16, 16)).astype(np.float32)
+    a = Lime(model, n_samples=100, n_segments=8, seed=1).explain(x, baseline="mean")
+    b = Lime(model, n_samples=100, n_segments=8, seed=1).explain(x, baseline="mean")
+    c = Lime(model, n_samples=100, n_segments=8, seed=2).explain(x, baseline="mean")
+    np.testing.assert_array_equal(a.values, b.values)
+    assert not np.array_equal(a.values, c.values)
+    assert a.values.shape == x.shape and a.extras["groups"].shape == x.shape
+    grid, g = superpixel_groups(x[0], "grid", n_segments=16)
+    assert grid.shape == (1, 16, 16) and g == 16
+
+
+def test_lime_tabular_sampling():
+    rng = np.random.default_rng(5)
+    train = rng.normal(loc=2.0, scale=3.0, size=(300, 6))
+    train[:, 5] = rng.integers(0, 3, size=300)
+    w = np.array([1.0, -1.0, 0.0, 0.5, 0.0, 2.0])
+    x = train[:4]
+    w_cont = np.where(np.arange(6) == 5, 0.0, w)  # linear in the representation: exact recovery
+    cont = Lime(linear(w_cont), n_samples=3000, alpha=0.0, categorical_features=[5]).explain(x, training_data=train)
+    # standardised representation: coefficient = w_j * std_j for continuous columns
+    np.testing.assert_allclose(cont.values[:, :5], np.broadcast_to(w[:5] * train[:, :5].std(0), (4, 5)), atol=1e-8)
+    disc = Lime(linear(w), n_samples=3000, discretize=True, seed=3).explain(x, training_data=train)
+    again = Lime(linear(w), n_samples=3000, discretize=True, seed=3).explain(x, training_data=train)
+    np.testing.assert_array_equal(disc.values, again.values)
+    assert np.all(np.abs(disc.values[:, [2, 4]]) < 0.2 * np.abs(disc.values[:, [0, 1]]).max())
+    assert np.all((disc.extras["r2"] > 0) & (disc.extras["r2"] <= 1))
+
+
+def test_lime_registry_and_errors():
+    f = linear(np.ones(4))
+    exp = lumos.explain(f, np.ones((2, 4)), method="lime", n_samples=50)
+    assert exp.method == "lime" and exp.extras["r2"].shape == (2,)
+    with pytest.raises(ValueError, match="training_data"):
+        Lime(f, sampling="tabular").explain(np.ones((2, 4)))
+    with pytest.raises(ValueError, match="kernel_width"):
+        Lime(f, kernel_width=-1.0)
+    with pytest.raises(ValueError, match="NaN"):
+        Lime(lambda z: np.where(z[:, :1] > 0.5, np.nan, 0.0), n_samples=20).explain(np.ones((1, 4)))
+    with pytest.raises(ValueError, match="scores of shape"):
+        Lime(lambda z: np.ones((len(z) - 1, 2)), n_samples=20).explain(np.ones((1, 4)))
+
+
+def test_compose_background():
+    x, bg = np.array([1.0, 2.0, 3.0]), np.zeros((2, 3))
+    out = compose(x, bg, np.array([[True, False]]), np.array([0, 0, 1]))
+    np.testing.assert_array_equal(out, [[[1, 2, 0], [1, 2, 0]]])
