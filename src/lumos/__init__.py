@@ -7,6 +7,7 @@
 from lumos.api import explain, list_methods
 from lumos.core import Explanation, ModelAdapter, model_guard
 from lumos.methods import Explainer
+from lumos.methods.agnostic import ExactShapley, KernelShap, Lime, Occlusion, PermutationImportance, SamplingShapley
 from lumos.methods.attention import AttentionWeights
 from lumos.methods.cam import CAM, Deconvnet, GradCAM, GradCAMPlusPlus, GuidedBackprop, GuidedGradCAM
 from lumos.methods.gradient import GradientXInput, IntegratedGradients, Saliency, SmoothGrad
@@ -19,5 +20,6 @@ __all__ = [
     "Saliency", "GradientXInput", "SmoothGrad", "IntegratedGradients",
     "LRP", "DeepTaylor", "EpsilonPlus", "EpsilonGammaBox", "EpsilonAlpha2Beta1",
     "CAM", "GradCAM", "GradCAMPlusPlus", "GuidedBackprop", "Deconvnet", "GuidedGradCAM",
-    "AttentionWeights", "__version__",
+    "AttentionWeights", "PermutationImportance", "Occlusion", "Lime", "ExactShapley", "KernelShap",
+    "SamplingShapley", "__version__",
 ]
