@@ -27,7 +27,7 @@ from lumos.core.validate import broadcast_reference, check_choice, check_finite,
 from lumos.methods.gradient.base import GradientExplainer, input_gradients
 
 QUADRATURES = ("gausslegendre", "riemann_left", "riemann_right", "riemann_middle", "riemann_trapezoid")
-_ROW_BUDGET = 2**22  # input elements per forward pass when internal_batch_size is not given
+_ROW_BUDGET = 2**21  # input elements per forward pass when internal_batch_size is not given
 
 
 def quadrature(n_steps: int, method: str = "gausslegendre") -> tuple[np.ndarray, np.ndarray]:
@@ -68,7 +68,7 @@ class IntegratedGradients(GradientExplainer):
     n_baseline_samples : int, optional
         Draw this many of the M baselines at random (``seed``) instead of using all.
     internal_batch_size : int, optional
-        Maximum rows of interpolated inputs per forward pass (default: about 4M input
+        Maximum rows of interpolated inputs per forward pass (default: about 2M input
         elements, at most 8192 rows).
     """
 

@@ -7,7 +7,7 @@
 with ε_j ~ N(0, σ²) and σ = noise_level · (max(x) − min(x)) per input (the paper uses
 10–20 %). E is the wrapped explainer (the signed gradient by default). The noisy copies
 of a group of inputs go through the model as one batch. Noise for input i comes from a
-generator seeded with (seed, i), so results do not depend on the batch size.
+torch generator seeded from (seed, i), so results do not depend on the batch size.
 """
 from __future__ import annotations
 
@@ -80,11 +80,12 @@ class SmoothGrad(GradientExplainer):
         flat = x.reshape(x.shape[0], -1)
         sigma = self.noise_level * (flat.amax(1) - flat.amin(1))
         rows = []
-        for i, s in zip(index.tolist(), sigma.tolist()):
-            rng = np.random.default_rng([self.seed if self.seed is not None else 0, i])
-            eps = rng.standard_normal((self.n_samples, *x.shape[1:]), dtype=np.float32)[copies]
-            rows.append(eps * s)
-        return self.adapter.to_tensor(np.stack(rows, axis=1))
+        for i in index.tolist():
+            seed = np.random.SeedSequence([0 if self.seed is None else self.seed, i]).generate_state(1)[0]
+            gen = torch.Generator().manual_seed(int(seed))
+            rows.append(torch.randn((self.n_samples, *x.shape[1:]), generator=gen, dtype=x.dtype)[copies])
+        eps = torch.stack(rows, dim=1).to(x.device)
+        return eps * sigma.view(1, -1, *([1] * (x.ndim - 1)))
 
     def _attribute(self, x, target, index):
         n = self.n_samples
