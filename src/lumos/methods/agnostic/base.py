@@ -14,6 +14,22 @@ class AgnosticExplainer(Explainer):
     callable (e.g. ``clf.predict_proba``); no gradients are taken."""
 
     needs_gradients = False
+    element_budget = 2**22
+    """Without an explicit ``batch_size``, one model call gets about this many input
+    elements (at least 256 and at most 65,536 rows): perturbation methods send hundreds
+    of thousands of rows, and small calls would spend their time in call overhead."""
+
+    def __init__(self, model, *, batch_size: int | None = None, **kwargs):
+        self._auto_batch = batch_size is None
+        super().__init__(model, batch_size=256 if batch_size is None else batch_size, **kwargs)
+
+    def _size_batches(self, x: np.ndarray) -> None:
+        if self._auto_batch:
+            self.adapter.batch_size = int(np.clip(self.element_budget // max(x[0].size, 1), 256, 65536))
+
+    def _run(self, x, target, **options):
+        self._size_batches(x)
+        return super()._run(x, target, **options)
 
     def _target_scores(self, batch: np.ndarray, target: np.ndarray) -> np.ndarray:
         """``f_t(batch)`` for a flat batch and one target per row."""
@@ -36,8 +52,10 @@ class AgnosticExplainer(Explainer):
         per_copy = max(1, self.adapter.batch_size // b)
         for rows, cols in expansion_chunks(n, m, per_copy):
             xs, ms = x[rows], masks[cols]
-            batch = np.stack([compose(xi, reference, ms, groups) for xi in xs])  # (r, c, B, *S)
-            r, c = batch.shape[:2]
+            r, c = xs.shape[0], ms.shape[0]
+            batch = np.empty((r, c, b, *x.shape[1:]), dtype=np.result_type(x, reference))
+            for xi, buf in zip(xs, batch):
+                compose(xi, reference, ms, groups, out=buf)  # (c, B, *S) written in place
             t = np.repeat(target[rows], c * b)
             f = self._target_scores(batch.reshape(r * c * b, *x.shape[1:]), t)
             out[rows, cols] = (f.reshape(r, c, b) * w).sum(-1)  # row-wise: equal rows give equal values

@@ -142,7 +142,8 @@ def spread(group_values: np.ndarray, groups: np.ndarray, n_groups: int, divide: 
     return vals[..., groups]
 
 
-def compose(x: np.ndarray, reference: np.ndarray, masks: np.ndarray, groups: np.ndarray) -> np.ndarray:
+def compose(x: np.ndarray, reference: np.ndarray, masks: np.ndarray, groups: np.ndarray,
+            out: np.ndarray | None = None) -> np.ndarray:
     """Inputs built from coalitions.
 
     Parameters
@@ -152,12 +153,21 @@ def compose(x: np.ndarray, reference: np.ndarray, masks: np.ndarray, groups: np.
     masks : bool array ``(m, G)``; true keeps the group of ``x``
     groups : int array ``(*S)``
 
+    out : array, optional
+        C-contiguous buffer of the result's shape to write into.
+
     Returns ``(m, *S)`` for one reference or ``(m, B, *S)`` for a background.
     """
     keep = masks[:, groups]  # (m, *S)
-    if reference.ndim == x.ndim:
-        return np.where(keep, x, reference)
-    return np.where(keep[:, None], x, reference[None])
+    if reference.ndim != x.ndim:
+        keep = keep[:, None]
+    # Written into a C-contiguous buffer: np.where may return a strided layout whose later
+    # reshape to a flat batch costs a slow copy.
+    if out is None:
+        out = np.empty(np.broadcast_shapes(keep.shape, reference.shape), dtype=np.result_type(x, reference))
+    out[...] = reference
+    np.copyto(out, x, where=keep)
+    return out
 
 
 def sliding_windows(sample_shape: Sequence[int], window: Any, stride: Any = None) -> list[tuple[slice, ...]]:

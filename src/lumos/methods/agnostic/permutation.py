@@ -135,6 +135,7 @@ class PermutationImportance(AgnosticExplainer):
             raise ValueError(f"y has {y.shape[0]} entries but there are {x.shape[0]} inputs")
         groups, n_groups = resolve_groups(groups, x.shape[1:])
         perms = self._permutations(permutations, n_groups, x.shape[0])
+        self._size_batches(x)
         with model_guard(self.adapter.model):
             raw, per_class = self._importances(x, y, groups, n_groups, perms)
         extras = {"importances": raw, "std": raw.std(axis=1), "groups": groups.astype(np.int32)[None]}
