@@ -265,3 +265,21 @@ def test_lumos_imports_without_the_scale_extra(monkeypatch, mlp, X, tmp_path):
     monkeypatch.setitem(sys.modules, "zarr", None)
     with pytest.raises(ImportError, match=r"lumos-xai\[scale\]"):
         explain_dataset(mlp, X, "saliency", out=tmp_path / "s", progress=False)
+
+
+def test_command_line_writes_the_same_store(mlp, X, tmp_path):
+    from click.testing import CliRunner
+
+    from lumos.scale.cli import explain_dataset_command
+
+    torch.save(mlp, tmp_path / "model.pt")
+    np.save(tmp_path / "X.npy", X)
+    args = [str(tmp_path / "model.pt"), str(tmp_path / "X.npy"), "-m", "ig", "-o", str(tmp_path / "cli.zarr"),
+            "--batch-size", "20", "-O", "n_steps=8", "--no-progress"]
+    result = CliRunner().invoke(explain_dataset_command, args)
+    assert result.exit_code == 0, result.output
+    assert "53 rows" in result.output
+    api = explain_dataset(mlp, X, "ig", out=tmp_path / "api.zarr", batch_size=20, n_steps=8, progress=False)
+    assert_same_store(api, open_store(tmp_path / "cli.zarr"))
+    clash = CliRunner().invoke(explain_dataset_command, args[:-3] + ["-O", "n_steps=16", "--no-progress"])
+    assert clash.exit_code != 0 and "another configuration" in clash.output
