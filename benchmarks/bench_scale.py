@@ -112,7 +112,7 @@ def _dask_vs_one_thread(h, model, X, tmp, n):
 
 
 _CHILD = """
-import json, resource, sys, time
+import json, sys, time
 import numpy as np, torch
 torch.set_num_threads(1)
 from lumos.methods.gradient import Saliency
@@ -125,12 +125,13 @@ base = int(open("/proc/self/statm").read().split()[1]) * 4096 / 2**20
 t0 = time.perf_counter()
 explain_dataset(None, data, Saliency(model), out=sys.argv[2], batch_size=256, progress=False)
 dt = time.perf_counter() - t0
-print(json.dumps({"base_mb": base, "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "s": dt}))
+hwm = [l for l in open("/proc/self/status") if l.startswith("VmHWM")][0].split()[1]  # peak RSS of this process image
+print(json.dumps({"base_mb": base, "peak_mb": int(hwm) / 1024, "s": dt}))
 """
 
 
 def _rss(h, tmp):
-    """Each size in a fresh process: peak RSS of the whole process (ru_maxrss) and its
+    """Each size in a fresh process: peak RSS of the whole process (VmHWM; ru_maxrss would carry the parent's peak across exec) and its
     increase over the RSS after imports and model creation."""
     import json
     import subprocess
