@@ -1,0 +1,50 @@
+"""Explain whole datasets: streamed into a Zarr store, resumable, on any device, on Dask.
+
+>>> store = lumos.explain_dataset(model, X_memmap, "integrated_gradients", out="ig.zarr",
+...                               batch_size=256, n_steps=32)
+>>> store[0:10].values                      # reads 10 rows only
+>>> store.summary(keep="channel").values    # mean |IG| per channel, out of core
+
+Needs the ``scale`` extra (``pip install 'lumos-xai[scale]'``: zarr >= 3, dask[distributed]);
+importing lumos does not.
+
+Local engine
+    Chunks of ``batch_size`` rows are read, explained and written one after the other;
+    memory is bounded by one chunk. Each chunk is flagged done once written, so an
+    interrupted call resumes when called again with the same arguments. Stochastic
+    methods are seeded per chunk, so results depend on ``batch_size`` (recorded in the
+    store: resuming with another batch size is refused).
+
+Devices
+    Every explainer runs on the device of the model's parameters. ``device="cuda"``
+    moves the model there for the run and back afterwards (batches follow the model).
+    With the Dask engine, each worker moves its own copy of the model.
+
+Dask engine (``engine="dask"``)
+    The job (model, explainer, data source) is pickled once and installed on every worker
+    by a worker plugin; tasks only carry a chunk index and write their chunk straight into
+    the store, so the store folder must be on a file system the workers share. Workers
+    that die have their chunks rerun; the store equals the local engine's.
+    Without ``client``, a LocalCluster of ``n_workers`` one-thread processes is started and
+    closed for the call. For a cluster of many machines, build the client there and pass
+    it; nothing else changes, e.g. on SLURM with dask-jobqueue::
+
+        from dask_jobqueue import SLURMCluster
+        from distributed import Client
+        cluster = SLURMCluster(cores=8, processes=8, memory="32GB", walltime="04:00:00",
+                               job_extra_directives=["--gres=gpu:1"])   # optional
+        cluster.scale(jobs=10)                       # 10 nodes x 8 workers
+        client = Client(cluster)
+        lumos.explain_dataset(model, zarr.open_array("/shared/ecg.zarr"), "ig",
+                              out="/shared/ig.zarr", engine="dask", client=client, device="cuda")
+
+    Requirements: lumos (and the model's class) importable on the workers, the data and
+    the store on a shared path (a memmap is reopened by file name on each worker, a
+    Zarr array by its store path; an in-memory array is shipped with the job).
+    A scheduler file (``Client(scheduler_file=...)``) or ``Client("tcp://host:8786")``
+    works the same way.
+"""
+from lumos.scale.api import explain_dataset
+from lumos.scale.reader import StoredExplanation, open_store
+
+__all__ = ["explain_dataset", "open_store", "StoredExplanation"]

@@ -1,0 +1,164 @@
+"""``lumos.explain_dataset``: explain every row of a dataset into a Zarr store."""
+from __future__ import annotations
+
+import contextlib
+import inspect
+from pathlib import Path
+from typing import Iterator
+
+import torch
+
+from lumos.core import registry
+from lumos.core.explanation import to_jsonable
+from lumos.methods.base import Explainer
+from lumos.scale import _deps
+from lumos.scale import store as st
+from lumos.scale.engines import progress_bar, run_dask, run_local
+from lumos.scale.job import Job, Targets
+from lumos.scale.reader import StoredExplanation, open_store
+from lumos.scale.sources import as_source
+
+ENGINES = ("local", "dask")
+
+
+def _lumos_version() -> str:
+    import lumos
+
+    return getattr(lumos, "__version__", "unknown")
+
+
+def _init_params(cls) -> set[str]:
+    names: set[str] = set()
+    for klass in cls.__mro__:
+        if "__init__" in vars(klass):
+            names |= {p for p in inspect.signature(klass.__init__).parameters if p not in ("self", "model", "kwargs")}
+    return names
+
+
+def make_explainer(model, method, options: dict) -> tuple[Explainer, dict]:
+    """An explainer from a registered name (constructor options split from call options,
+    as in :func:`lumos.explain`) or an explainer instance (all options go to the call)."""
+    if isinstance(method, Explainer):
+        if model is not None and model is not method.model:
+            raise ValueError("method is an explainer built for another model; pass model=None or the same model")
+        return method, dict(options)
+    if not isinstance(method, str):
+        raise TypeError(f"method must be a registered method name or an Explainer instance, got {type(method).__name__}")
+    if model is None:
+        raise ValueError("model is required when method is given by name")
+    import lumos.methods  # noqa: F401  (registers the families)
+
+    cls = registry.get(method)
+    accepted = _init_params(cls)
+    config = {k: v for k, v in options.items() if k in accepted}
+    call = {k: v for k, v in options.items() if k not in accepted}
+    return cls(model, **config), call
+
+
+@contextlib.contextmanager
+def on_device(model, device) -> Iterator[None]:
+    """Move a torch model to ``device`` for the duration, and back to where it was."""
+    if device is None:
+        yield
+        return
+    if not isinstance(model, torch.nn.Module):
+        raise ValueError(f"device={device!r} applies to torch models only; this model is a {type(model).__name__}")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as err:
+        raise ValueError(f"device={device!r} is not a torch device: {err}") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device={device!r} was asked for but torch sees no CUDA GPU; use device=None or 'cpu'")
+    places = {t.device for t in list(model.parameters()) + list(model.buffers())}
+    if len(places) > 1:
+        raise ValueError(f"the model is spread over several devices {sorted(map(str, places))}; pass device=None")
+    before = places.pop() if places else torch.device("cpu")
+    model.to(dev)
+    try:
+        yield
+    finally:
+        model.to(before)
+
+
+def explain_dataset(model, data, method="integrated_gradients", out=None, *, batch_size: int = 256,
+                    target=None, device=None, engine: str = "local", client=None, n_workers: int | None = None,
+                    retries: int = 2, overwrite: bool = False, progress: bool = True,
+                    **options) -> StoredExplanation:
+    """Explain every row of ``data`` and write the results into a chunked Zarr store.
+
+    Rows are read, explained and written ``batch_size`` at a time (memory bounded by one
+    batch whatever the dataset size). Each written chunk is marked done, so calling again
+    with the same arguments resumes where a previous call stopped; a store written by
+    another method, configuration, model or data is refused.
+
+    Parameters
+    ----------
+    model : torch.nn.Module or callable
+        The model (``None`` when ``method`` is an explainer instance).
+    data : array, np.memmap, Zarr array, torch Dataset or DataLoader
+        ``N`` inputs (``(N, ...)``); torch items may be ``x`` or ``(x, y, ...)``.
+    method : str or Explainer
+        A registered method name (constructor options are taken from ``options``, as in
+        :func:`lumos.explain`) or a configured explainer instance.
+    out : path
+        Folder of the Zarr store (created; its parent folder must exist).
+    batch_size : int
+        Rows per chunk: per explain() call and per Zarr chunk.
+    target : None, int, "label" or array of N ints
+        Output to explain: the predicted class, one output, the dataset's label, or per row.
+    device : None, "cpu", "cuda", "cuda:1"...
+        None runs on the model's device. Otherwise the model is moved there for the run
+        (and moved back afterwards); batches follow the model.
+    engine : {"local", "dask"}
+        ``"dask"`` runs chunks on the workers of ``client`` (a ``distributed.Client``) or on
+        a LocalCluster of ``n_workers`` processes started and closed for this call.
+    retries : int
+        Dask engine: reruns of a chunk whose task raised (chunks of a dead worker are
+        rerun by the scheduler anyway).
+    overwrite : bool
+        Discard an existing store at ``out`` instead of resuming it.
+    progress : bool
+        Show a tqdm progress bar with the throughput (inputs/s).
+    **options
+        Method options (constructor or explain() options), e.g. ``n_steps=32``.
+
+    Returns
+    -------
+    StoredExplanation
+        The store, opened lazily (see :func:`lumos.open_store`).
+    """
+    _deps.zarr()
+    if engine not in ENGINES:
+        raise ValueError(f"engine must be one of {ENGINES}, got {engine!r}")
+    if engine == "dask":
+        _deps.require("distributed", "engine='dask'")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+    path = st.check_out_path(out)
+    explainer, call_options = make_explainer(model, method, options)
+    source = as_source(data)
+    targets = Targets(target, len(source))
+    described = source.describe()
+    fingerprint = {
+        "method": explainer.name, "explainer": st.explainer_digest(explainer),
+        "model": st.model_digest(explainer.model), "options": st.digest(to_jsonable(call_options)),
+        "data": described, "chunk_rows": batch_size, "target": targets.describe(),
+    }
+    header = {"method": explainer.name, "params": explainer.params(), "options": call_options,
+              "fingerprint": fingerprint, "n_rows": len(source), "chunk_rows": batch_size,
+              "sample_shape": described["sample_shape"], "lumos_version": _lumos_version()}
+    root = st.prepare(path, header, overwrite=overwrite)
+    job = Job(explainer, source, targets, call_options, path, batch_size, device=device)
+    done = st.done_mask(root)
+    pending = [i for i in range(job.n_chunks) if not done[i]]
+    done_rows = sum(job.bounds(i)[1] - job.bounds(i)[0] for i in range(job.n_chunks) if done[i])
+    with progress_bar(job, done_rows, progress, f"{explainer.name} [{engine}]") as bar:
+        if engine == "local":
+            with on_device(explainer.model, device):
+                run_local(job, pending, bar)
+        else:
+            if device is not None:
+                torch.device(device)  # a malformed name fails here, not on every worker
+            first_alone = (st.read_attrs(path) or {}).get("fields") is None
+            run_dask(job, pending, bar, client=client, n_workers=n_workers, retries=retries, first_alone=first_alone)
+    return open_store(Path(path))

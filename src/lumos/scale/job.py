@@ -1,0 +1,116 @@
+"""One explain-a-dataset job, cut into row chunks that any process can compute.
+
+A :class:`Job` holds everything a chunk needs (explainer, data source, targets, call
+options, store path) and is what the Dask engine ships to each worker once. Both engines
+call :meth:`Job.run_chunk`, so they write byte-identical stores.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from lumos.scale import store as st
+from lumos.scale.sources import Source
+
+
+class Targets:
+    """What to explain for each row: None (the predicted class), an int (that output for
+    every row), ``"label"`` (the label the dataset yields with each input) or one int per
+    row."""
+
+    def __init__(self, spec: Any, n_rows: int):
+        if spec is None or (isinstance(spec, str) and spec == "label"):
+            self.spec = spec
+        elif isinstance(spec, str):
+            raise ValueError(f"target must be None, an int, 'label' or one int per row; got {spec!r}")
+        elif np.ndim(spec) == 0:
+            if isinstance(spec, bool) or not float(spec).is_integer():
+                raise TypeError(f"target must be an integer output index, got {spec!r}")
+            self.spec = int(spec)
+        else:
+            arr = np.asarray(spec)
+            if arr.ndim != 1 or arr.shape[0] != n_rows:
+                raise ValueError(f"target must have one entry per row ({n_rows}), got shape {arr.shape}")
+            if not np.issubdtype(arr.dtype, np.integer):
+                raise TypeError(f"per-row targets must be integers, got dtype {arr.dtype}")
+            self.spec = arr.astype(np.int64)
+
+    def describe(self) -> Any:
+        if isinstance(self.spec, np.ndarray):
+            return {"per_row": st.digest(self.spec)}
+        return self.spec
+
+    def rows(self, start: int, stop: int, labels: np.ndarray | None):
+        if isinstance(self.spec, np.ndarray):
+            return self.spec[start:stop]
+        if self.spec == "label":
+            if labels is None:
+                raise ValueError("target='label' needs a dataset that yields (input, label) items; this one yields inputs only")
+            return np.asarray(labels).astype(np.int64)
+        return self.spec
+
+
+class Job:
+    """Explain rows ``[i * chunk_rows, (i + 1) * chunk_rows)`` and write them to the store."""
+
+    def __init__(self, explainer, source: Source, targets: Targets, options: dict, path: Path, chunk_rows: int,
+                 device: str | None = None):
+        self.explainer = explainer
+        self.device = device
+        self.source = source
+        self.targets = targets
+        self.options = dict(options)
+        self.path = str(path)
+        self.chunk_rows = int(chunk_rows)
+        self.n_rows = len(source)
+        self._root = None
+        self._fields = None
+
+    @property
+    def n_chunks(self) -> int:
+        return -(-self.n_rows // self.chunk_rows)
+
+    def bounds(self, index: int) -> tuple[int, int]:
+        start = index * self.chunk_rows
+        return start, min(start + self.chunk_rows, self.n_rows)
+
+    def __getstate__(self):
+        state = dict(self.__dict__)
+        state["_root"] = None  # an open group is reopened in the process that runs the chunk
+        return state
+
+    def prepare(self) -> None:
+        """In a Dask worker: move this process's copy of the model to the job's device."""
+        model = self.explainer.model
+        if self.device is not None and isinstance(model, torch.nn.Module):
+            model.to(torch.device(self.device))
+
+    def root(self):
+        if self._root is None:
+            self._root = st.open_root(Path(self.path), mode="r+")
+        return self._root
+
+    def compute(self, index: int):
+        start, stop = self.bounds(index)
+        x, labels = self.source.read(start, stop)
+        if x.shape[0] != stop - start:
+            raise ValueError(f"the data source returned {x.shape[0]} rows for rows {start}:{stop}")
+        return self.explainer.explain(x, target=self.targets.rows(start, stop, labels), **self.options)
+
+    def run_chunk(self, index: int) -> int:
+        """Compute chunk ``index``, write it, mark it done; returns the number of rows."""
+        start, stop = self.bounds(index)
+        exp = self.compute(index)
+        root = self.root()
+        if self._fields is None:
+            attrs = st.read_attrs(Path(self.path)) or {}
+            self._fields = attrs.get("fields")
+        if self._fields is None:  # the first chunk written: it fixes the arrays' dtypes and shapes
+            fields = st.result_fields(exp, stop - start)
+            st.create_arrays(root, fields, self.n_rows, self.chunk_rows)
+            self._fields = fields
+        st.write_chunk(root, index, start, stop, exp, self._fields)
+        return stop - start

@@ -1,0 +1,215 @@
+"""Reading a store written by :func:`lumos.explain_dataset` without loading it.
+
+:func:`open_store` returns a :class:`StoredExplanation`: ``len()``, ``method``, ``params``
+and lazy Zarr arrays (``values``, ``target``, ``prediction``...); indexing
+(``store[5]``, ``store[100:200]``, ``store[idx]``, ``store[mask]``) reads only those rows
+and returns an in-memory :class:`~lumos.core.explanation.Explanation`.
+
+:meth:`StoredExplanation.summary` computes global summaries out of core, one chunk in
+memory at a time: the mean |attribution| (or mean signed attribution) per feature, or
+per channel / time step / any kept sample axes, overall and per explained class.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+from lumos.core.explanation import Explanation
+from lumos.scale import store as st
+
+STATISTICS = ("mean_abs", "mean")
+
+
+def open_store(path) -> "StoredExplanation":
+    """Open a lumos Zarr store lazily (nothing is loaded until it is indexed)."""
+    if not isinstance(path, (str, Path)) and not hasattr(path, "__fspath__"):
+        raise TypeError(f"path must be a str or os.PathLike, got {type(path).__name__}")
+    path = Path(path).expanduser()
+    if not path.exists():
+        raise FileNotFoundError(f"no store at {str(path)!r}")
+    attrs = st.read_attrs(path)
+    if attrs is None or attrs.get("format") != st.FORMAT:
+        raise ValueError(f"{str(path)!r} is not a lumos store (written by lumos.explain_dataset)")
+    return StoredExplanation(path)
+
+
+class StoredExplanation:
+    """An Explanation-like view of a Zarr store; rows are read on demand."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self.root = st.open_root(self.path, mode="r")
+        self.attrs = st.read_attrs(self.path)
+        self.method: str = self.attrs["method"]
+        self.params: dict = self.attrs["params"]
+        self.n_rows: int = int(self.attrs["n_rows"])
+        self.chunk_rows: int = int(self.attrs["chunk_rows"])
+        fields = self.attrs.get("fields") or {}
+        self._arrays = {name: self.root[name] for name in fields}
+        self.scope = "local"
+
+    # -- lazy arrays ----------------------------------------------------------
+    def _get(self, name):
+        return self._arrays.get(name)
+
+    values = property(lambda self: self._get("values"), doc="Attributions (lazy Zarr array).")
+    target = property(lambda self: self._get("target"), doc="Explained output per row (lazy).")
+    prediction = property(lambda self: self._get("prediction"), doc="Model scores (lazy).")
+    base_value = property(lambda self: self._get("base_value"), doc="Reference score per row (lazy) or None.")
+    delta = property(lambda self: self._get("delta"), doc="Completeness error per row (lazy) or None.")
+
+    @property
+    def extras(self) -> dict:
+        return {k[len("extras/"):]: v for k, v in self._arrays.items() if k.startswith("extras/")}
+
+    @property
+    def done(self) -> np.ndarray:
+        """One flag per chunk of ``chunk_rows`` rows: written or not."""
+        return st.done_mask(self.root)
+
+    @property
+    def complete(self) -> bool:
+        return bool(self.done.all())
+
+    def __len__(self) -> int:
+        return self.n_rows
+
+    def __repr__(self) -> str:
+        done = self.done
+        shape = None if self.values is None else tuple(self.values.shape)
+        return (f"StoredExplanation(method={self.method!r}, values.shape={shape}, "
+                f"chunks done={int(done.sum())}/{done.size}, path={str(self.path)!r})")
+
+    # -- row access -----------------------------------------------------------
+    def _rows(self, index) -> np.ndarray | slice:
+        n = self.n_rows
+        if isinstance(index, (int, np.integer)) and not isinstance(index, bool):
+            if not -n <= index < n:
+                raise IndexError(f"row {index} out of range for {n} rows")
+            index = int(index) % n
+            return slice(index, index + 1)
+        if isinstance(index, slice):
+            return slice(*index.indices(n))
+        arr = np.asarray(index)
+        if arr.dtype == bool:
+            if arr.shape != (n,):
+                raise IndexError(f"a boolean mask must have shape ({n},), got {arr.shape}")
+            return np.flatnonzero(arr)
+        if not np.issubdtype(arr.dtype, np.integer) or arr.ndim != 1:
+            raise IndexError(f"index rows with an int, a slice, a 1-D int array or a boolean mask, got {index!r}")
+        if arr.size and (arr.min() < -n or arr.max() >= n):
+            raise IndexError(f"row indices out of range for {n} rows")
+        return arr % n
+
+    def _check_done(self, rows: np.ndarray) -> None:
+        chunks = np.unique(rows // self.chunk_rows)
+        missing = chunks[~self.done[chunks]]
+        if missing.size:
+            raise ValueError(
+                f"rows of {missing.size} chunk(s) (first: rows {missing[0] * self.chunk_rows}...) are not written yet; "
+                "call explain_dataset again with the same arguments to finish the store"
+            )
+
+    def _read(self, array, rows):
+        if isinstance(rows, slice):
+            if rows.step != 1:
+                return array.oindex[np.arange(rows.start, rows.stop, rows.step)]
+            return array[rows]
+        return array.oindex[rows] if rows.size else np.empty((0, *array.shape[1:]), dtype=array.dtype)
+
+    def __getitem__(self, index) -> Explanation:
+        """Read rows ``index`` into an in-memory Explanation (batch axis kept)."""
+        if self.values is None:
+            raise ValueError("the store holds no rows yet")
+        rows = self._rows(index)
+        self._check_done(np.arange(self.n_rows)[rows] if isinstance(rows, slice) else rows)
+        per_row = {name: (None if self._get(name) is None else self._read(self._get(name), rows))
+                   for name in st.PER_ROW_FIELDS}
+        extras = {k: self._read(v, rows) for k, v in self.extras.items()}
+        return Explanation(values=self._read(self.values, rows), method=self.method, params=self.params,
+                           extras=extras, meta={"store": str(self.path)}, **per_row)
+
+    def iter_chunks(self) -> Iterator[Explanation]:
+        """The stored rows, one chunk (``chunk_rows`` rows) at a time."""
+        for start in range(0, self.n_rows, self.chunk_rows):
+            yield self[start:start + self.chunk_rows]
+
+    def load(self) -> Explanation:
+        """Every row in memory (for stores that fit)."""
+        return self[:]
+
+    # -- out-of-core summaries ------------------------------------------------
+    def summary(self, statistic: str = "mean_abs", keep=None) -> Explanation:
+        """Global summary of the attributions, computed one chunk at a time.
+
+        ``mean_abs``: ``(1/N) Σ_n |φ_n|``; ``mean``: ``(1/N) Σ_n φ_n``, averaged also over
+        the sample axes not in ``keep``.
+
+        Parameters
+        ----------
+        statistic : {"mean_abs", "mean"}
+        keep : None, int, tuple of int, "channel" or "time"
+            Sample axes kept (0 is the first axis after the batch axis): None keeps all
+            (one value per feature/pixel), ``"channel"`` is axis 0 (per channel of
+            ``(C, T)`` series or ``(C, H, W)`` images), ``"time"`` the last axis.
+
+        Returns
+        -------
+        Explanation
+            ``scope="global"``; ``values`` has the kept axes; ``extras["per_class"]`` is
+            the same statistic over the rows explained for each class ``(K, ...)``
+            (NaN for classes never explained) and ``extras["class_count"]`` their counts.
+        """
+        if statistic not in STATISTICS:
+            raise ValueError(f"statistic must be one of {STATISTICS}, got {statistic!r}")
+        if not self.complete:
+            raise ValueError("the store is incomplete; finish it with explain_dataset before summarising")
+        sample_ndim = self.values.ndim - 1
+        kept = _kept_axes(keep, sample_ndim)
+        reduce = tuple(1 + a for a in range(sample_ndim) if a not in kept)
+        n_classes = self.prediction.shape[1] if self.prediction is not None else None
+        total = None
+        per_class: dict[int, np.ndarray] = {}
+        counts: dict[int, int] = {}
+        for start in range(0, self.n_rows, self.chunk_rows):
+            sl = slice(start, min(start + self.chunk_rows, self.n_rows))
+            v = np.asarray(self.values[sl], dtype=np.float64)
+            if statistic == "mean_abs":
+                v = np.abs(v)
+            v = v.mean(axis=reduce) if reduce else v
+            total = v.sum(0) if total is None else total + v.sum(0)
+            if self.target is not None:
+                t = np.asarray(self.target[sl])
+                for c in np.unique(t):
+                    part = v[t == c].sum(0)
+                    per_class[int(c)] = per_class.get(int(c), 0) + part
+                    counts[int(c)] = counts.get(int(c), 0) + int((t == c).sum())
+        extras = {}
+        if per_class:
+            k = max(n_classes or 0, max(per_class) + 1)
+            table = np.full((k, *total.shape), np.nan)
+            count = np.zeros(k, dtype=np.int64)
+            for c, s in per_class.items():
+                table[c] = s / counts[c]
+                count[c] = counts[c]
+            extras = {"per_class": table, "class_count": count}
+        return Explanation(values=total / self.n_rows, method=self.method, params=self.params, scope="global",
+                           extras=extras, meta={"statistic": statistic, "kept_axes": list(kept),
+                                                "n_rows": self.n_rows, "store": str(self.path)})
+
+
+def _kept_axes(keep, ndim: int) -> tuple[int, ...]:
+    if keep is None:
+        return tuple(range(ndim))
+    if isinstance(keep, str):
+        named = {"channel": (0,), "time": (ndim - 1,)}
+        if keep not in named:
+            raise ValueError(f"keep must be None, axis indices, 'channel' or 'time'; got {keep!r}")
+        return named[keep]
+    axes = (keep,) if isinstance(keep, (int, np.integer)) else tuple(keep)
+    for a in axes:
+        if not isinstance(a, (int, np.integer)) or not 0 <= a < ndim:
+            raise ValueError(f"kept axis {a!r} out of range for samples with {ndim} axes (0..{ndim - 1})")
+    return tuple(sorted(set(int(a) for a in axes)))
