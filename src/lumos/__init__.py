@@ -12,6 +12,7 @@ from lumos.methods.attention import AttentionWeights
 from lumos.methods.cam import CAM, Deconvnet, GradCAM, GradCAMPlusPlus, GuidedBackprop, GuidedGradCAM
 from lumos.methods.gradient import GradientXInput, IntegratedGradients, Saliency, SmoothGrad
 from lumos.methods.relevance import LRP, DeepTaylor, EpsilonAlpha2Beta1, EpsilonGammaBox, EpsilonPlus
+from lumos.scale import explain_dataset, open_store
 
 __version__ = "0.1.0"
 
@@ -21,5 +22,5 @@ __all__ = [
     "LRP", "DeepTaylor", "EpsilonPlus", "EpsilonGammaBox", "EpsilonAlpha2Beta1",
     "CAM", "GradCAM", "GradCAMPlusPlus", "GuidedBackprop", "Deconvnet", "GuidedGradCAM",
     "AttentionWeights", "PermutationImportance", "Occlusion", "Lime", "ExactShapley", "KernelShap",
-    "SamplingShapley", "__version__",
+    "SamplingShapley", "explain_dataset", "open_store", "__version__",
 ]
