@@ -188,6 +188,16 @@ def total_variation(x: torch.Tensor) -> torch.Tensor:
 
 
 def _objective_values(obj: Objective, output: torch.Tensor, acts: dict, indices: list) -> torch.Tensor:
+    try:
+        return _select(obj, output, acts, indices)
+    except IndexError as err:
+        where = "the model output" if obj.layer is None else f"layer {obj.layer!r}"
+        shape = tuple((output[0] if isinstance(output, (tuple, list)) else output).shape) if obj.layer is None \
+            else tuple(acts[obj.layer].shape)
+        raise ValueError(f"{obj.kind} index out of range for {where} of shape {shape}: {err}") from None
+
+
+def _select(obj: Objective, output: torch.Tensor, acts: dict, indices: list) -> torch.Tensor:
     output = output[0] if isinstance(output, (tuple, list)) else output
     n = len(indices)
     rows = torch.arange(n)
