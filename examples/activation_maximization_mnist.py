@@ -45,7 +45,8 @@ def main():
     ds = load_mnist()
     t0 = time.perf_counter()
     model = fit(CNN2d(1, 10), ds.X_train, ds.y_train, epochs=6, lr=3e-3, seed=0)
-    print(f"trained CNN2d in {time.perf_counter() - t0:.1f}s, test accuracy {accuracy(model, ds.X_test, ds.y_test):.3f}")
+    acc = accuracy(model, ds.X_test, ds.y_test)
+    print(f"trained CNN2d in {time.perf_counter() - t0:.1f}s, test accuracy {acc:.3f}")
     results = {}
     for title, (objective, kw) in SETTINGS.items():
         t0 = time.perf_counter()

@@ -79,7 +79,8 @@ def write_table(rows, n_seeds):
         "minimal DFA (same number of states and language-equivalent). *Saturated* is the fraction of hidden",
         "activations with |h| > 0.9.",
         "",
-        "| grammar | language | seed | train (s) | k-means clusters | states after minimisation | minimal DFA | recovered | agreement DFA-network | agreement DFA-grammar | agreement network-grammar | saturated |",
+        "| grammar | language | seed | train (s) | k-means clusters | states after minimisation | minimal DFA "
+        "| recovered | agreement DFA-network | agreement DFA-grammar | agreement network-grammar | saturated |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for (name, desc, seed, sec, k, n, nmin, ok, an, ag, ang, sat) in rows:

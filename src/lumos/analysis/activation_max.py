@@ -19,6 +19,7 @@ al., "Synthesizing the preferred inputs for neurons ...", arXiv 1605.09304.
 """
 from __future__ import annotations
 
+import contextlib
 import math
 from dataclasses import dataclass, field
 from typing import Sequence
@@ -52,10 +53,12 @@ class Objective:
     def per_sample(self, n: int | None) -> list:
         """The index for each of ``n`` inputs (``n=None``: as many as given)."""
         idx = self.index
-        many = isinstance(idx, (list, np.ndarray, torch.Tensor)) or (isinstance(idx, tuple) and self.kind in ("logit", "log_softmax"))
+        class_kind = self.kind in ("logit", "log_softmax")
+        many = isinstance(idx, (list, np.ndarray, torch.Tensor)) or (isinstance(idx, tuple) and class_kind)
         if not many:
             return [idx] * (n or 1)
-        idx = [int(i) if np.ndim(i) == 0 else tuple(int(j) for j in i) for i in (idx.tolist() if hasattr(idx, "tolist") else idx)]
+        items = idx.tolist() if hasattr(idx, "tolist") else idx
+        idx = [int(i) if np.ndim(i) == 0 else tuple(int(j) for j in i) for i in items]
         if n is not None and len(idx) != n:
             raise ValueError(f"the objective has {len(idx)} indices but {n} inputs are optimised")
         return idx
@@ -200,11 +203,11 @@ def _objective_values(obj: Objective, output: torch.Tensor, acts: dict, indices:
 def _select(obj: Objective, output: torch.Tensor, acts: dict, indices: list) -> torch.Tensor:
     output = output[0] if isinstance(output, (tuple, list)) else output
     n = len(indices)
-    rows = torch.arange(n)
+    rows = torch.arange(n, device=output.device)
     if obj.kind == "logit":
-        return output[rows, torch.as_tensor(indices)]
+        return output[rows, torch.as_tensor(indices, device=output.device)]
     if obj.kind == "log_softmax":
-        return torch.log_softmax(output, dim=1)[rows, torch.as_tensor(indices)]
+        return torch.log_softmax(output, dim=1)[rows, torch.as_tensor(indices, device=output.device)]
     act = acts[obj.layer]
     if obj.kind == "channel":
         return torch.stack([act[i, indices[i]].mean() for i in range(n)])
@@ -306,8 +309,7 @@ def activation_maximization(model: torch.nn.Module, objective, shape: Sequence[i
         return x.clamp(low, high) if clip is not None and generator is not None else x
 
     with model_guard(model), capture_activations(model, layers) as acts:
-        gen_guard = model_guard(generator) if generator is not None else _null()
-        with gen_guard:
+        with model_guard(generator) if generator is not None else contextlib.nullcontext():
             for step in range(steps):
                 x = make_input()
                 shifted = x
@@ -342,11 +344,3 @@ def activation_maximization(model: torch.nn.Module, objective, shape: Sequence[i
     output = output[0] if isinstance(output, (tuple, list)) else output
     return ActivationMaximization(x.detach().cpu().numpy(), np.stack(trajectory), output.detach().cpu().numpy(), obj,
                                   latent, params)
-
-
-class _null:
-    def __enter__(self):
-        return None
-
-    def __exit__(self, *exc):
-        return False

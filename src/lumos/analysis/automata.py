@@ -79,6 +79,7 @@ class ElmanRNN(nn.Module):
 
         ``noise`` adds ``N(0, noise²)`` to each state before it is read and fed back (training only).
         """
+        codes = codes.to(self.initial.device)
         n, T, _ = codes.shape
         drive = self.input(codes)  # (N, T, H)
         h = torch.tanh(self.initial).expand(n, -1)
@@ -87,7 +88,7 @@ class ElmanRNN(nn.Module):
             if t > 0:
                 h = torch.tanh(drive[:, t - 1] + self.recurrent(h))
             if noise > 0:
-                h = h + noise * torch.randn(h.shape, generator=generator)
+                h = h + noise * torch.randn(h.shape, generator=generator).to(h.device)
             states.append(h)
         states = torch.stack(states, 1)
         return self.readout(states)[..., 0], states
@@ -104,7 +105,7 @@ class ElmanRNN(nn.Module):
         with model_guard(self, warn_training=False):
             codes, lengths = self.encode(strings)
             logits, _ = self.run(codes)
-            return (logits[torch.arange(len(strings)), lengths] > 0).numpy()
+            return (logits[torch.arange(len(strings)), lengths.to(logits.device)] > 0).cpu().numpy()
 
     @torch.no_grad()
     def prefix_states(self, strings: Sequence[str]) -> dict[str, np.ndarray]:
@@ -113,7 +114,7 @@ class ElmanRNN(nn.Module):
             codes, lengths = self.encode(strings)
             _, states = self.run(codes)
         out: dict[str, np.ndarray] = {}
-        states = states.numpy()
+        states = states.cpu().numpy()
         for i, s in enumerate(strings):
             for t in range(len(s) + 1):
                 out.setdefault(s[:t], states[i, t])
@@ -277,7 +278,8 @@ def extract_automaton(rnn: ElmanRNN, strings: Sequence[str], n_clusters: int | N
     index = {p: i for i, p in enumerate(prefixes)}
     X = np.stack([states[p] for p in prefixes]).astype(np.float64)
     with torch.no_grad(), model_guard(rnn, warn_training=False):
-        accept = (rnn.readout(torch.as_tensor(X, dtype=torch.float32))[:, 0] > 0).numpy()
+        readout = rnn.readout(torch.as_tensor(X, dtype=torch.float32, device=rnn.initial.device))
+        accept = (readout[:, 0] > 0).cpu().numpy()
     if n_clusters is not None:
         candidates = [check_positive_int(n_clusters, "n_clusters")]
     else:

@@ -119,7 +119,8 @@ class DFA:
         if self.alphabet != other.alphabet:
             return False
         a, b = self.minimize(), other.minimize()
-        return a.n_states == b.n_states and np.array_equal(a.delta, b.delta) and np.array_equal(a.accepting, b.accepting)
+        same_shape = a.n_states == b.n_states
+        return same_shape and np.array_equal(a.delta, b.delta) and np.array_equal(a.accepting, b.accepting)
 
     def to_text(self) -> str:
         """The transition table as text: one row per state, ``*`` marks accepting, ``>`` the start."""
@@ -172,7 +173,8 @@ def _hopcroft(delta: np.ndarray, accepting: np.ndarray) -> list[frozenset]:
     return sorted(partition, key=min)
 
 
-def dfa_from_table(table: Sequence[Sequence[int]], accepting: Sequence[int], start: int = 0, alphabet: str = "01") -> DFA:
+def dfa_from_table(table: Sequence[Sequence[int]], accepting: Sequence[int], start: int = 0,
+                   alphabet: str = "01") -> DFA:
     """Build a DFA from a nested list ``table[q][a]`` and the list of accepting states."""
     table = np.asarray(table, dtype=np.int64)
     flags = np.zeros(table.shape[0], dtype=bool)

@@ -118,7 +118,8 @@ GRAMMARS: dict[str, Grammar] = {
     "tomita2": Grammar("tomita2", "(10)*", lambda s: s == "10" * (len(s) // 2),
                        dfa_from_table([[2, 1], [0, 2], [2, 2]], [0])),
     "tomita3": Grammar("tomita3", "no odd-length run of 1s immediately followed by an odd-length run of 0s", _tomita3,
-                       # 0: fine, 1: odd run of 1s, 2: even run of 1s, 3: odd 1s then odd 0s, 4: ... then even 0s, 5: dead
+                       # 0: fine, 1: odd run of 1s, 2: even run of 1s, 3: odd 1s then odd 0s,
+                       # 4: odd 1s then even 0s, 5: dead
                        dfa_from_table([[0, 1], [3, 2], [0, 1], [4, 5], [3, 1], [5, 5]], [0, 1, 2, 4])),
     "tomita4": Grammar("tomita4", "no three consecutive 0s", lambda s: "000" not in s,
                        dfa_from_table([[1, 0], [2, 0], [3, 0], [3, 3]], [0, 1, 2])),

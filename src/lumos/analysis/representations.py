@@ -44,6 +44,8 @@ def layer_activations(model: torch.nn.Module, layers: Sequence[str], inputs, bat
             xb = adapter.to_tensor(x[sl])
             model(xb)
             for name in layers:
+                if name != INPUT and name not in store:
+                    raise ValueError(f"layer {name!r} did not run in the model's forward pass; it has no activations")
                 act = xb if name == INPUT else store[name]
                 parts[name].append(act.reshape(act.shape[0], -1).cpu().numpy().astype(np.float64))
     return {name: np.concatenate(chunks) for name, chunks in parts.items()}
