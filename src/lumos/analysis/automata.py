@@ -47,7 +47,7 @@ class ElmanRNN(nn.Module):
     states of every prefix.
     """
 
-    def __init__(self, alphabet: str = "01", hidden: int = 10):
+    def __init__(self, alphabet: str = "01", hidden: int = 16):
         super().__init__()
         if not alphabet or len(set(alphabet)) != len(alphabet):
             raise ValueError(f"alphabet must be a string of distinct symbols, got {alphabet!r}")
@@ -130,7 +130,7 @@ def _prefix_targets(grammar: Grammar, strings: Sequence[str], T: int) -> tuple[t
     return targets, mask
 
 
-def train_rnn(grammar: str | Grammar, hidden: int = 10, n_strings: int = 1000, max_length: int = 12,
+def train_rnn(grammar: str | Grammar, hidden: int = 16, n_strings: int = 1000, max_length: int = 12,
               l1: float = 1e-4, state_noise: float = 0.2, epochs: int = 150, lr: float = 0.02,
               batch_size: int = 100, seed: int = 0, time_limit: float | None = None) -> ElmanRNN:
     """Train an :class:`ElmanRNN` on a grammar, supervising the label of every prefix.
