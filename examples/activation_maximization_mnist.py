@@ -9,6 +9,13 @@ Trains lumos' reference CNN (conv blocks -> global average pooling -> linear) on
 3. regularised logit (Yosinski et al. 2015): L2 decay, total variation, blur every 4 steps,
    jitter, clipping to [0, 1].
 
+Reading the figure: the log-probability images are classified with p > 0.99 yet look like
+noise (the "fooling" result); the logit images saturate to black/white textures and do not
+always win the softmax (another class's logit grows too). Regularised, each class shows a
+smooth texture of oriented strokes (horizontal bars for 2, slanted bars for 1 and 8, a
+corner for 7) rather than a whole digit: the network ends in global average pooling, so it
+cannot encode where a stroke is, only which strokes are present.
+
 Writes examples/figures/activation_maximization_mnist.png.
 
     PYTHONPATH=src python examples/activation_maximization_mnist.py
