@@ -157,14 +157,14 @@ def region_perturbation(model, inputs, attributions, target=None, *, order: str 
     (``sigma``), or an array shaped like the inputs.
 
     ``AOPC = 1/(L+1) sum_{k=0}^{L} (f(x^0) - f(x^k))`` per input, with ``L = n_steps``
-    (default: all regions). Higher is better for MoRF, lower for LeRF. ``f`` is the
+    (default: ``min(100, number of regions)``, Samek et al.'s L = 100). Higher is better for MoRF, lower for LeRF. ``f`` is the
     model's ``output`` score of ``target`` (None: the predicted class).
     """
     order = check_choice(order, "order", ORDERS)
     x, a, adapter, t = _prepare(model, inputs, attributions, target, output, batch_size)
     regions = region_map(x.shape[1:], region)
     n_regions = int(regions.max()) + 1
-    steps = n_regions if n_steps is None else check_positive_int(n_steps, "n_steps")
+    steps = min(100, n_regions) if n_steps is None else check_positive_int(n_steps, "n_steps")
     if steps > n_regions:
         raise ValueError(f"n_steps={steps} exceeds the {n_regions} regions of size {region!r}")
     rank = region_order(a, regions, order, absolute, seed)
