@@ -157,9 +157,10 @@ def _accepts_model(fn: Callable) -> bool:
 def explain_fn(explainer: Any) -> Callable[[Any, np.ndarray, np.ndarray], np.ndarray]:
     """``(model, inputs, target) -> attributions`` for any explainer.
 
-    Accepted: a lumos :class:`Explainer` instance (rebound to the model it is given, so a
-    randomised copy is explained with the same configuration), an explainer class (built
-    as ``cls(model)``), any object with ``.explain(inputs, target=...)`` (used as is), or
+    Accepted: an object with ``.explain(inputs, target=...)`` that holds a torch model as
+    ``.adapter.model`` or ``.model`` (every lumos explainer; asked about another model, it
+    is deep-copied with that model in place of its own, so a randomised copy is explained
+    with the same configuration), an explainer class (built as ``cls(model)``), or
     a callable ``fn(inputs, target)`` / ``fn(inputs, target, model=...)`` returning an
     :class:`Explanation` or an array.
     """
@@ -170,10 +171,11 @@ def explain_fn(explainer: Any) -> Callable[[Any, np.ndarray, np.ndarray], np.nda
     if hasattr(explainer, "explain"):
         def run(model, x, target):
             obj = explainer
-            adapter = getattr(explainer, "adapter", None)
-            if isinstance(adapter, ModelAdapter) and model is not None and model is not adapter.model:
-                obj = copy.copy(explainer)
-                obj.adapter = ModelAdapter(model, output=adapter.output, batch_size=adapter.batch_size)
+            bound = _bound_model(explainer)
+            if bound is not None and model is not None and model is not bound:
+                # every reference to the bound model (also in nested explainers, e.g. SmoothGrad's
+                # base method) now points to ``model``; the configuration is copied
+                obj = copy.deepcopy(explainer, memo={id(bound): model})
             return _values(obj.explain(x, target=target))
         return run
     if callable(explainer):
@@ -194,8 +196,15 @@ def rebinds(explainer: Any) -> bool:
     if isinstance(explainer, type):
         return True
     if hasattr(explainer, "explain"):
-        return isinstance(getattr(explainer, "adapter", None), ModelAdapter)
+        return _bound_model(explainer) is not None
     return callable(explainer) and _accepts_model(explainer)
+
+
+def _bound_model(explainer: Any):
+    """The torch model an explainer object holds (``.adapter.model`` or ``.model``), if any."""
+    adapter = getattr(explainer, "adapter", None)
+    model = adapter.model if isinstance(adapter, ModelAdapter) else getattr(explainer, "model", None)
+    return model if isinstance(model, torch.nn.Module) else None
 
 
 def _values(out: Any) -> np.ndarray:
