@@ -117,7 +117,7 @@ def similarity(a: np.ndarray, b: np.ndarray, kind: str, topk: float = 0.1) -> np
 # -- randomisation ------------------------------------------------------------------
 def parametrised_layers(model: torch.nn.Module) -> list[str]:
     """Names of the modules that own parameters, input side first."""
-    return [name for name, m in model.named_modules() if name and any(True for _ in m.parameters(recurse=False))]
+    return [name for name, m in model.named_modules() if any(True for _ in m.parameters(recurse=False))]
 
 
 def randomise_layer(module: torch.nn.Module, seed: int) -> None:
