@@ -105,3 +105,24 @@ def test_bad_inputs(linear):
         region_perturbation(lin, x, contrib, 0, n_steps=50)
     with pytest.raises(ValueError, match="replacement"):
         region_perturbation(lin, x, contrib, 0, replacement="zeros")
+
+
+def test_unchanged_copies_reuse_scores_exactly():
+    """Regions already equal to the replacement (black background replaced by black) are
+    not scored again; the curve equals scoring every copy."""
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(36, 8), torch.nn.Tanh(), torch.nn.Linear(8, 3))
+    x = np.random.default_rng(1).random((4, 1, 6, 6)).astype(np.float32)
+    x[:, :, :, 3:] = 0.0  # half of every image is black
+    a = np.random.default_rng(2).normal(size=x.shape)
+    res = region_perturbation(model, x, a, region=1, n_steps=36, replacement="constant", order="random", seed=3)
+    from lumos.metrics.faithfulness import region_order
+
+    order_rank = region_order(a, region_map((1, 6, 6), 1), "random", seed=3)
+    expected = np.empty((4, 37))
+    with torch.no_grad():
+        for k in range(37):
+            xk = np.where(order_rank.reshape(x.shape) < k, 0.0, x).astype(np.float32)
+            p = torch.softmax(model(torch.from_numpy(xk)), 1).numpy()
+            expected[:, k] = p[np.arange(4), res.target]
+    np.testing.assert_allclose(res.curve, expected, rtol=1e-6, atol=1e-7)

@@ -12,9 +12,9 @@
   blurred canvas, most relevant first; the trapezoid area under the curve over the
   fraction of features in [0, 1].
 
-The perturbed copies of every step of a chunk of inputs are built at once from a rank
-map (the order of each feature's region) and scored in one batched call, chunked to
-``max_rows`` rows.
+The perturbed copies of all steps of many inputs are built at once from a rank map (the
+order of each feature's region) and scored in batched calls of ``max_rows`` rows; a copy
+that equals the previous step's copy is not scored twice.
 """
 from __future__ import annotations
 
@@ -84,23 +84,40 @@ def perturbation_scores(adapter, start: np.ndarray, fill: np.ndarray, feature_ra
     """Target scores of the copies ``where(feature_rank < counts[s], fill, start)``.
 
     ``start``, ``fill``: (N, ...) ; ``feature_rank``: (N, D) rank of each feature's region;
-    ``counts``: (S,) number of regions taken from ``fill`` in copy s. Returns (N, S).
-    All copies of a chunk of inputs go through the model in one batched call.
+    ``counts``: (S,) increasing numbers of regions taken from ``fill``. Returns (N, S).
+
+    Copies are scored in batched calls of up to ``max_rows`` rows. A copy identical to the
+    previous one of the same input (its new regions already held the fill value, e.g. black
+    background replaced by black) is not scored again: it gets the previous score, which is
+    exact because the model sees the same input.
     """
     n, shape = start.shape[0], start.shape[1:]
-    s = len(counts)
+    counts = np.asarray(counts, dtype=np.int64)
+    if (np.diff(counts) < 0).any():
+        raise ValueError("counts must be increasing")
     start2 = start.reshape(n, -1)
     fill2 = fill.reshape(n, -1)
-    out = np.empty((n, s), dtype=np.float64)
-    per = max(1, max_rows // s)
+    n_ranks = int(feature_rank.max()) + 1
+    differs = (fill2 != start2).reshape(-1)
+    idx = (feature_rank + n_ranks * np.arange(n)[:, None]).reshape(-1)
+    rank_changes = np.bincount(idx, weights=differs, minlength=n * n_ranks).reshape(n, n_ranks) > 0
+    cum = np.concatenate([np.zeros((n, 1), dtype=np.int64), np.cumsum(rank_changes, axis=1)], axis=1)
+    at = cum[:, np.minimum(counts, n_ranks)]
+    needed = np.ones((n, len(counts)), dtype=bool)
+    needed[:, 1:] = np.diff(at, axis=1) > 0
+    rows, steps = np.nonzero(needed)
+    values = np.zeros(rows.size, dtype=np.float64)
     with model_guard(adapter.model, warn_training=False):
-        for sl in chunk_slices(n, per):
-            taken = feature_rank[sl, None, :] < counts[None, :, None]
-            copies = np.where(taken, fill2[sl, None, :], start2[sl, None, :])
+        for sl in chunk_slices(rows.size, max_rows):
+            r, st = rows[sl], steps[sl]
+            taken = feature_rank[r] < counts[st][:, None]
+            copies = np.where(taken, fill2[r], start2[r])
             scores = adapter.scores(copies.reshape(-1, *shape))
-            rows = np.repeat(target[sl], s)
-            out[sl] = scores[np.arange(rows.size), rows].reshape(-1, s)
-    return out
+            values[sl] = scores[np.arange(r.size), target[r]]
+    out = np.zeros(needed.shape, dtype=np.float64)
+    out[rows, steps] = values
+    last = np.maximum.accumulate(np.where(needed, np.arange(len(counts))[None, :], 0), axis=1)
+    return np.take_along_axis(out, last, axis=1)
 
 
 def _replacement(x: np.ndarray, replacement, value: float, sigma: float, noise_range, seed) -> np.ndarray:
