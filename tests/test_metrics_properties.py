@@ -136,3 +136,15 @@ def test_evaluate_table_and_curves(linear, tmp_path):
     assert len(ax.lines) == 3
     with pytest.raises(ValueError, match="unknown metric"):
         evaluate(lin, x, 0, [Saliency(lin)], ["aopc"], progress=False)
+
+
+def test_evaluate_without_pandas_gives_records(linear, monkeypatch):
+    import sys
+
+    lin, x = linear
+    monkeypatch.setitem(sys.modules, "pandas", None)  # import pandas now raises ImportError
+    table = evaluate(lin, x, 0, [Saliency(lin)], ["entropy", ("region_perturbation", {"n_steps": 4})],
+                     progress=False)
+    assert isinstance(table, list) and [r["metric"] for r in table] == ["entropy", "region_perturbation"]
+    assert table[0]["method"] == "saliency" and table[0]["higher_is_better"] is False
+    assert table.attrs["curves"]["region_perturbation"]["saliency"][1].shape == (5,)
