@@ -6,7 +6,7 @@ import torch
 
 from conftest import assert_same_state, model_state
 from lumos import GradientXInput, IntegratedGradients, Saliency
-from lumos.metrics import (METRICS, completeness_error, entropy, evaluate, explainability_performance, infidelity,
+from lumos.metrics import (METRICS, completeness_error, conservation_error, entropy, evaluate, explainability_performance, infidelity,
                            max_sensitivity, plot_curves, pointing_game, relevance_mass_accuracy,
                            relevance_rank_accuracy, sensitivity_n, sparseness)
 
@@ -148,3 +148,12 @@ def test_evaluate_without_pandas_gives_records(linear, monkeypatch):
     assert isinstance(table, list) and [r["metric"] for r in table] == ["entropy", "region_perturbation"]
     assert table[0]["method"] == "saliency" and table[0]["higher_is_better"] is False
     assert table.attrs["curves"]["region_perturbation"]["saliency"][1].shape == (5,)
+
+
+def test_conservation_error_exact_without_bias():
+    torch.manual_seed(0)
+    lin = torch.nn.Linear(6, 2, bias=False).double()
+    x = np.random.default_rng(3).normal(size=(5, 6))
+    gxi = GradientXInput(lin).explain(x, target=1)  # = LRP-0 on a bias-free linear layer
+    assert conservation_error(lin, x, gxi, 1).max() < 1e-12
+    assert conservation_error(lin, x, 2 * gxi.values, 1, relative=True).min() > 0.99 - 1e-9
