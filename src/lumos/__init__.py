@@ -13,6 +13,7 @@ from lumos.methods.cam import CAM, Deconvnet, GradCAM, GradCAMPlusPlus, GuidedBa
 from lumos.methods.gradient import GradientXInput, IntegratedGradients, Saliency, SmoothGrad
 from lumos.methods.relevance import LRP, DeepTaylor, EpsilonAlpha2Beta1, EpsilonGammaBox, EpsilonPlus
 from lumos.scale import explain_dataset, open_store
+from lumos.metrics import evaluate
 from lumos import analysis  # noqa: E402  (global model analysis: lumos.analysis.*)
 
 __version__ = "0.1.0"
@@ -23,5 +24,5 @@ __all__ = [
     "LRP", "DeepTaylor", "EpsilonPlus", "EpsilonGammaBox", "EpsilonAlpha2Beta1",
     "CAM", "GradCAM", "GradCAMPlusPlus", "GuidedBackprop", "Deconvnet", "GuidedGradCAM",
     "AttentionWeights", "PermutationImportance", "Occlusion", "Lime", "ExactShapley", "KernelShap",
-    "SamplingShapley", "explain_dataset", "open_store", "analysis", "__version__",
+    "SamplingShapley", "explain_dataset", "open_store", "evaluate", "analysis", "__version__",
 ]
