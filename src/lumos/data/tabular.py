@@ -37,9 +37,10 @@ def from_dataframe(df, target: str, test_fraction: float = 0.25, seed: int = 0, 
     """Build a tabular :class:`Dataset` from a pandas DataFrame and its label column."""
     if target not in df.columns:
         raise ValueError(f"target column {target!r} not in the table (columns: {list(df.columns)[:10]})")
+    from pandas.api.types import is_bool_dtype, is_numeric_dtype
+
     features = df.drop(columns=[target])
-    text = [c for c in features.columns if not np.issubdtype(features[c].dtype, np.number)
-            and features[c].dtype != bool]
+    text = [c for c in features.columns if not (is_numeric_dtype(features[c]) or is_bool_dtype(features[c]))]
     if text:
         if categorical != "onehot":
             raise ValueError(f"non-numeric columns {text[:5]}; encode them or pass categorical='onehot'")

@@ -63,8 +63,8 @@ def cached_fit(model: nn.Module, X: np.ndarray, y: np.ndarray, *, epochs: int = 
             model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
             model.lumos_cache = {"path": str(path), "hit": True, "seconds": time.perf_counter() - start}
             return model.eval()
-        except (RuntimeError, OSError, EOFError, ValueError):
-            pass  # a corrupt or stale entry: retrain and overwrite
+        except Exception:  # noqa: BLE001 - a corrupt or stale entry (any unpickling error): retrain
+            pass
     torch.manual_seed(seed)
     for module in model.modules():  # same initial weights for a given seed, whatever came before
         if hasattr(module, "reset_parameters"):

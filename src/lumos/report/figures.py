@@ -131,6 +131,11 @@ def render_row(x: np.ndarray, panels: list[tuple[str, np.ndarray]], layout: str,
     names = feature_names or ([f"ch{c}" for c in range(x.shape[0])] if not tabular else
                               [f"x{i}" for i in range(x.shape[-1])])
     items = panels if tabular else [(input_title, None)] + panels
+    if not items:
+        fig, ax = plt.subplots(figsize=(6, 0.8))
+        ax.axis("off")
+        ax.text(0, 0.5, "no method produced an explanation for this input (see Methods)", fontsize=10)
+        return to_png(fig)
     cols = max_cols or (3 if tabular else (4 if layout == "timeseries" else 6))
     cols = max(1, min(cols, len(items)))
     rows = int(np.ceil(len(items) / cols))
