@@ -98,7 +98,12 @@ def _series(ax, x, v, names, times, sfreq, show_labels):
             ax.text(t[0], off + np.nanmean(x[c]), names[c] + " ", fontsize=7, ha="right", va="center")
     ax.set_xlim(t[0], t[-1])
     ax.set_xlabel(label, fontsize=8)
-    ax.set_yticks([])
+    if x.shape[0] == 1:
+        ax.tick_params(axis="y", labelsize=7)
+        if show_labels:
+            ax.set_ylabel("amplitude", fontsize=8)
+    else:
+        ax.set_yticks([])
     return lc
 
 
@@ -130,6 +135,8 @@ def render_row(x: np.ndarray, panels: list[tuple[str, np.ndarray]], layout: str,
     tabular = layout == "tabular"
     names = feature_names or ([f"ch{c}" for c in range(x.shape[0])] if not tabular else
                               [f"x{i}" for i in range(x.shape[-1])])
+    if layout == "timeseries" and x.shape[0] > 3:
+        input_title += "\n(orange +, purple − amplitude)"
     items = panels if tabular else [(input_title, None)] + panels
     if not items:
         fig, ax = plt.subplots(figsize=(6, 0.8))
