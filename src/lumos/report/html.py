@@ -62,6 +62,7 @@ SCRIPT = """<script>
     summary.innerHTML = 'Input ' + (state.sample + 1) + ' of ' + samples.length +
       (s.true !== null ? ' &middot; true class: <b>' + s.true + '</b>' : '') +
       ' &middot; prediction: <b>' + s.pred + '</b> (confidence ' + pct(s.prob) + ')' +
+      (s.true !== null && s.true !== s.pred ? ' <span class="err">&#10007; misclassified</span>' : '') +
       ' &middot; explaining class <b>' + cls[0] + '</b> (p = ' + pct(cls[1]) + ')';
   }
   select.addEventListener('change', function(){state.sample = +select.value; state.rank = 0; show();});
