@@ -19,14 +19,14 @@ from _workshop import available, explain_all, save, setup
 METHODS = ("gradient_x_input", "integrated_gradients", "lrp", "grad_cam", "occlusion")
 
 
-def data(seed=0):
+def data(seed=0, n_samples=1200):
     from lumos.data import make_clever_hans_images
 
-    return make_clever_hans_images(n_samples=1200, size=16, shortcut_class=1, watermark_rate=1.0, signal=0.25,
+    return make_clever_hans_images(n_samples=n_samples, size=16, shortcut_class=1, watermark_rate=1.0, signal=0.25,
                                    noise=0.25, seed=seed)
 
 
-def train(ds, seed=0, quiet=False):
+def train(ds, seed=0, quiet=False, epochs=15):
     import torch
 
     from lumos.models.cache import cached_fit
@@ -34,7 +34,7 @@ def train(ds, seed=0, quiet=False):
 
     torch.manual_seed(seed)
     model = CNN2d(1, 2, channels=(8, 16, 16))
-    return cached_fit(model, ds.X_train, ds.y_train, epochs=15, lr=3e-3, seed=seed, name="clever-hans-CNN2d",
+    return cached_fit(model, ds.X_train, ds.y_train, epochs=epochs, lr=3e-3, seed=seed, name="clever-hans-CNN2d",
                       progress=not quiet)
 
 
@@ -58,12 +58,12 @@ def relevance_mass(values: np.ndarray, mask: np.ndarray) -> np.ndarray:
         return mass_in_mask(values, mask)
 
 
-def main(quiet=False, seed=0) -> dict:
+def main(quiet=False, seed=0, n_samples=1200, epochs=15) -> dict:
     setup(seed=seed)
     from lumos.data import add_watermark
 
-    ds = data(seed)
-    model = train(ds, seed, quiet)
+    ds = data(seed, n_samples)
+    model = train(ds, seed, quiet, epochs)
     sc = ds.extra["shortcut_class"]
     clean = ds.X_test.copy()
     tagged_idx = np.where(ds.extra["watermark_test"])[0]
