@@ -56,7 +56,8 @@ def model_guard(model, warn_training: bool = True) -> Iterator[None]:
     modes = [m.training for m in modules]
     grads = [p.requires_grad for p in params]
     hooks = [_hook_keys(m) for m in modules]
-    inplace = [(m, m.inplace) for m in modules if isinstance(getattr(m, "inplace", None), bool)]
+    inplace = [(m, m.inplace) for m in modules if isinstance(getattr(m, "inplace", None), bool)
+               and not isinstance(m, torch.jit.ScriptModule)]  # TorchScript freezes `inplace` as a constant
     try:
         model.eval()
         for p in params:

@@ -18,6 +18,9 @@ class Dataset:
     """A train/test split with the names needed to read explanations.
 
     ``layout`` is ``"tabular"`` (N, d), ``"timeseries"`` (N, C, T) or ``"image"`` (N, C, H, W).
+    ``feature_names`` names the columns of a table or the channels of a series.
+    Synthetic sets with a known ground truth also carry ``mask_train`` / ``mask_test``:
+    boolean arrays shaped like ``X`` that are True where the class evidence was planted.
     """
 
     name: str
@@ -31,10 +34,26 @@ class Dataset:
     sfreq: float | None = None
     times: np.ndarray | None = None
     extra: dict = field(default_factory=dict)
+    mask_train: np.ndarray | None = None
+    mask_test: np.ndarray | None = None
 
     @property
     def n_classes(self) -> int:
         return len(self.class_names)
+
+    @property
+    def n_features(self) -> int:
+        """Size of one input (features, or C*T, or C*H*W)."""
+        return int(np.prod(self.X_train.shape[1:]))
+
+    def __repr__(self) -> str:
+        parts = [f"{self.name!r}", self.layout, f"train={tuple(self.X_train.shape)}", f"test={tuple(self.X_test.shape)}",
+                 f"classes={self.class_names}"]
+        if self.sfreq:
+            parts.append(f"sfreq={self.sfreq:g} Hz")
+        if self.mask_test is not None:
+            parts.append("ground-truth masks")
+        return f"Dataset({', '.join(parts)})"
 
 
 def find_data_dir(required: str | None = None) -> Path:

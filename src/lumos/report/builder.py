@@ -1,0 +1,238 @@
+"""Assemble the report: pick inputs, explain them with every applicable method for their
+top classes, evaluate the explanations, render figures, write one HTML file."""
+from __future__ import annotations
+
+import datetime as _dt
+import platform
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from lumos.core.model import ModelAdapter
+from lumos.report import evaluation as ev
+from lumos.report import figures
+from lumos.report.html import render_page
+from lumos.report.methods import MethodRun, run_methods
+
+
+def _version() -> str:
+    try:
+        from importlib.metadata import version
+
+        return version("lumos-xai")
+    except Exception:  # noqa: BLE001
+        import lumos
+
+        return getattr(lumos, "__version__", "unknown")
+
+
+@dataclass
+class Report:
+    """A built report: the HTML text plus what went into it."""
+
+    html: str
+    runs: list[MethodRun]
+    evaluation: list[dict]
+    notes: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def save(self, path: str | Path) -> Path:
+        path = Path(path)
+        if path.suffix.lower() not in (".html", ".htm"):
+            path = path.with_suffix(".html")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(self.html, encoding="utf-8")
+        return path
+
+
+def infer_layout(x: np.ndarray) -> str:
+    return {2: "tabular", 3: "timeseries", 4: "image"}.get(x.ndim) or _bad_layout(x)
+
+
+def _bad_layout(x):
+    raise ValueError(f"inputs must be (N, d), (N, C, T) or (N, C, H, W); got shape {x.shape}")
+
+
+def pick_samples(y: np.ndarray, n: int, seed: int = 0) -> np.ndarray:
+    """``n`` indices covering the classes in turn (one per class first), reproducibly."""
+    rng = np.random.default_rng(seed)
+    pools = {c: list(rng.permutation(np.where(y == c)[0])) for c in np.unique(y)}
+    out: list[int] = []
+    while len(out) < min(n, len(y)):
+        for c in list(pools):
+            if pools[c] and len(out) < n:
+                out.append(int(pools[c].pop()))
+    return np.array(sorted(out))
+
+
+def _external_metrics(model, x, exp) -> dict:
+    """Scalar results of ``lumos.metrics.evaluate`` when that module exists (else {})."""
+    try:
+        from lumos import metrics  # noqa: F401
+    except ImportError:
+        return {}
+    fn = getattr(metrics, "evaluate", None)
+    if fn is None:
+        return {}
+    out = fn(model, x, exp)
+    if hasattr(out, "to_dict"):
+        out = out.to_dict()
+    if not isinstance(out, dict):
+        return {}
+    flat = {}
+    for k, v in out.items():
+        v = getattr(v, "value", v)
+        try:
+            flat[str(k)] = float(np.mean(np.asarray(v, dtype=float)))
+        except (TypeError, ValueError):
+            continue
+    return flat
+
+
+def _evaluate(model, x, runs, baseline, seed, masks, notes) -> tuple[list[dict], dict]:
+    rows, curves = [], {}
+    target = None
+    external_failed = False
+    for run in runs:
+        if not run.ok or not run.explanations:
+            continue
+        exp = run.explanations[0]
+        target = exp.target
+        row = {"method": run.name, "family": run.family, "seconds": run.seconds}
+        try:
+            c = ev.deletion_curves(model, x, exp.values, exp.target, baseline=baseline)
+            curves[run.name] = c
+            row["aopc"] = float(ev.aopc(c).mean())
+            row["aopc_sd"] = float(ev.aopc(c).std())
+        except ValueError as err:
+            notes.append(f"{run.name}: deletion curve not computed ({err})")
+        row["gini"] = float(ev.gini(ev.relevance_map(exp.values, x.shape)).mean())
+        if exp.delta is not None:
+            row["abs_delta"] = float(np.abs(exp.delta).mean())
+        if masks is not None and masks.any():
+            has = masks.reshape(len(x), -1).any(1)
+            if has.any():
+                row["mass"] = float(ev.mass_in_mask(exp.values[has] if exp.values.shape[0] == len(x) else exp.values,
+                                                    masks[has]).mean())
+        try:
+            row.update({f"metrics.{k}": v for k, v in _external_metrics(model, x, exp).items()})
+        except Exception as err:  # noqa: BLE001
+            if not external_failed:
+                notes.append(f"lumos.metrics.evaluate failed ({type(err).__name__}: {err}); "
+                             "the table uses the report's own deletion curve")
+                external_failed = True
+        rows.append(row)
+    if target is not None:
+        c = np.mean([ev.deletion_curves(model, x, None, target, baseline=baseline, seed=seed + r) for r in range(5)],
+                    axis=0)
+        curves["random"] = c
+        rows.append({"method": "random order (reference)", "family": "", "seconds": 0.0,
+                     "aopc": float(ev.aopc(c).mean()), "aopc_sd": float(ev.aopc(c).std())})
+    return rows, curves
+
+
+def build_report(model, x, *, y=None, layout: str | None = None, class_names=None, feature_names=None,
+                 times=None, sfreq=None, methods=None, n_classes: int = 3, x_eval=None, y_eval=None,
+                 background=None, baseline=0.0, masks=None, title: str = "lumos report",
+                 model_info: dict | None = None, data_info: dict | None = None, raw_values=None, seed: int = 0,
+                 progress: bool = False, options: dict | None = None) -> Report:
+    """Explain ``x`` (a handful of inputs) with every applicable registered method and
+    build the self-contained HTML report.
+
+    Parameters
+    ----------
+    model : torch.nn.Module or callable
+    x : array (N, ...)
+        The inputs shown in the report (keep N small: 4–10).
+    y : array (N,), optional
+        Their true labels.
+    n_classes : int
+        How many classes per input can be selected (the top predicted ones).
+    x_eval, y_eval : arrays, optional
+        Labelled data for global methods (permutation importance).
+    background : array, optional
+        Reference rows for Shapley-type methods (passed where a method accepts it).
+    masks : bool array like x, optional
+        Ground-truth evidence; adds the relevance-mass column.
+    raw_values : array like x, optional
+        Tables: the unstandardised feature values, shown beside the bars.
+    """
+    start = time.perf_counter()
+    x = np.ascontiguousarray(np.asarray(x, dtype=np.float32))
+    layout = layout or infer_layout(x)
+    adapter = ModelAdapter(model, output="softmax")
+    probs = adapter.scores(x)
+    k = probs.shape[1]
+    class_names = list(class_names) if class_names is not None else [str(i) for i in range(k)]
+    if len(class_names) != k:
+        raise ValueError(f"{len(class_names)} class names for a model with {k} outputs")
+    n_ranks = max(1, min(n_classes, k))
+    targets = np.argsort(-probs, axis=1, kind="stable")[:, :n_ranks]
+    runs = run_methods(model, x, targets, layout, names=methods, x_eval=x_eval, y_eval=y_eval,
+                       background=background, seed=seed, progress=progress, options=options)
+    notes: list[str] = []
+    try:
+        import lumos.metrics  # noqa: F401
+        notes.append("Evaluation: AOPC from the report's deletion curve; extra columns from lumos.metrics.evaluate.")
+    except ImportError:
+        notes.append("Evaluation computed by the report itself (lumos.metrics is not installed): "
+                     "deletion curve (most relevant first, baseline value "
+                     f"{baseline if np.isscalar(baseline) else 'per feature'}) and its AOPC.")
+    evaluation, curves = _evaluate(model, x, runs, baseline, seed, masks, notes)
+    ok = [r for r in runs if r.ok and r.explanations]
+    rows = []
+    for i in range(len(x)):
+        for r in range(n_ranks):
+            c = int(targets[i, r])
+            panels = [(run.name, run.explanations[r].values[i]) for run in ok]
+            true = f", true: {class_names[int(y[i])]}" if y is not None else ""
+            png = figures.render_row(x[i], panels, layout, input_title=f"input{true}",
+                                     feature_names=feature_names, times=times, sfreq=sfreq,
+                                     raw_values=None if raw_values is None else raw_values[i])
+            rows.append({"sample": i, "rank": r, "class": class_names[c], "prob": float(probs[i, c]), "png": png})
+    samples = [{"index": i, "true": None if y is None else class_names[int(y[i])],
+                "pred": class_names[int(targets[i, 0])], "prob": float(probs[i, targets[i, 0]]),
+                "classes": [(class_names[int(t)], float(probs[i, t])) for t in targets[i]]} for i in range(len(x))]
+    globals_ = [(run.name, figures.render_global(run.global_explanation, run.name))
+                for run in runs if run.ok and run.global_explanation is not None]
+    curve_png = figures.render_curves(curves, "deletion curves (mean over the inputs, predicted class)") if curves else None
+    import lumos
+
+    info = {
+        "lumos version": _version() if hasattr(lumos, "__version__") else "unknown",
+        "model": type(getattr(model, "__wrapped__", model)).__name__,
+        **({"parameters": f"{sum(p.numel() for p in model.parameters()):,}"} if hasattr(model, "parameters") else {}),
+        **(model_info or {}),
+        "inputs": f"{len(x)} × {' × '.join(map(str, x.shape[1:]))} ({layout})",
+        **(data_info or {}),
+        "seed": seed,
+        "created": _dt.datetime.now().strftime("%Y-%m-%d %H:%M"),
+        "python": platform.python_version(),
+    }
+    html = render_page(title=title, info=info, samples=samples, rows=rows, runs=runs, evaluation=evaluation,
+                       globals_=globals_, curve_png=curve_png, notes=notes, n_ranks=n_ranks)
+    return Report(html=html, runs=runs, evaluation=evaluation, notes=notes, seconds=time.perf_counter() - start)
+
+
+def report_for_dataset(model, dataset, n_samples: int = 6, *, seed: int = 0, model_info: dict | None = None,
+                       **kwargs) -> Report:
+    """:func:`build_report` on ``n_samples`` test inputs of a :class:`lumos.data.Dataset`
+    (covering the classes), with its names, time axis and ground-truth masks."""
+    idx = pick_samples(dataset.y_test, n_samples, seed)
+    n_eval = min(len(dataset.X_test), 300)
+    rng = np.random.default_rng(seed)
+    bg = dataset.X_train[rng.choice(len(dataset.X_train), min(50, len(dataset.X_train)), replace=False)]
+    masks = dataset.mask_test[idx] if dataset.mask_test is not None else None
+    data_info = {"dataset": f"{dataset.name}: {len(dataset.X_train)} train / {len(dataset.X_test)} test, "
+                            f"classes {', '.join(dataset.class_names)}"}
+    if dataset.sfreq:
+        data_info["sampling rate"] = f"{dataset.sfreq:g} Hz"
+    kwargs.setdefault("title", f"lumos report: {dataset.name}")
+    if dataset.layout == "tabular" and "mean" in dataset.extra and "std" in dataset.extra:
+        kwargs.setdefault("raw_values", dataset.X_test[idx] * dataset.extra["std"] + dataset.extra["mean"])
+    return build_report(model, dataset.X_test[idx], y=dataset.y_test[idx], layout=dataset.layout,
+                        class_names=dataset.class_names, feature_names=dataset.feature_names, times=dataset.times,
+                        sfreq=dataset.sfreq, x_eval=dataset.X_test[:n_eval], y_eval=dataset.y_test[:n_eval],
+                        background=bg, masks=masks, seed=seed, model_info=model_info, data_info=data_info, **kwargs)

@@ -1,0 +1,197 @@
+"""The HTML page: one self-contained file (inline CSS, inline JS, base64 PNG figures),
+no network access. A little vanilla JavaScript switches sample and class.
+
+Opening the page with ``#selftest`` (used by the browser test) makes the script check
+that every image decoded and that switching sample works, and write the result as JSON
+into ``<pre id="lumos-selftest">``; errors raised on the page are collected from the first
+line of the document on, so the test sees them.
+"""
+from __future__ import annotations
+
+import json
+from html import escape
+
+CSS = """
+body{font:14px/1.45 system-ui,-apple-system,'Segoe UI',Roboto,sans-serif;margin:0;color:#1d2329;background:#f6f7f9}
+header{background:#1f3a5f;color:#fff;padding:14px 24px}header h1{margin:0;font-size:22px}
+header p{margin:4px 0 0;opacity:.85}
+main{padding:16px 24px;max-width:1500px}
+section{background:#fff;border:1px solid #dde1e6;border-radius:6px;padding:12px 16px;margin:0 0 16px}
+h2{font-size:17px;margin:0 0 8px}
+table{border-collapse:collapse;font-size:13px}td,th{border-bottom:1px solid #e3e6ea;padding:4px 10px;text-align:left;vertical-align:top}
+th{background:#f0f2f5}td.num{text-align:right;font-variant-numeric:tabular-nums}
+.controls{display:flex;gap:10px;align-items:center;flex-wrap:wrap;margin-bottom:8px}
+button{font:inherit;padding:4px 10px;border:1px solid #9aa5b1;border-radius:4px;background:#fff;cursor:pointer}
+button.active{background:#1f3a5f;color:#fff;border-color:#1f3a5f}
+select{font:inherit;padding:3px}
+.summary{font-size:15px;margin:6px 0}.summary b{color:#1f3a5f}
+.row img{max-width:100%;height:auto;display:block}
+.note{color:#7a4b00}.err{color:#a61b1b}.skip{color:#6b7280}
+.legend{font-size:13px;color:#374151}
+code{background:#f0f2f5;padding:0 3px;border-radius:3px;font-size:12px}
+"""
+
+ERROR_TRAP = """<script>window.__lumosErrors=[];
+window.addEventListener('error',function(e){window.__lumosErrors.push(String(e.message||(e.target&&e.target.src?'failed to load '+e.target.tagName:'error')))},true);
+(function(){var ce=console.error;console.error=function(){window.__lumosErrors.push(Array.prototype.join.call(arguments,' '));ce.apply(console,arguments)}})();</script>"""
+
+SCRIPT = """<script>
+(function(){
+  var samples = JSON.parse(document.getElementById('lumos-samples').textContent);
+  var state = {sample: 0, rank: 0};
+  var select = document.getElementById('sample-select');
+  var classBox = document.getElementById('class-buttons');
+  var summary = document.getElementById('sample-summary');
+  function pct(p){return (100*p).toFixed(1)+'%';}
+  function show(){
+    var s = samples[state.sample];
+    document.querySelectorAll('.row').forEach(function(el){
+      el.hidden = !(+el.dataset.sample === state.sample && +el.dataset.rank === state.rank);
+    });
+    select.value = String(state.sample);
+    classBox.innerHTML = '';
+    s.classes.forEach(function(c, r){
+      var b = document.createElement('button');
+      b.textContent = c[0] + ' (' + pct(c[1]) + ')';
+      b.className = r === state.rank ? 'active' : '';
+      b.setAttribute('data-rank', r);
+      b.addEventListener('click', function(){state.rank = r; show();});
+      classBox.appendChild(b);
+    });
+    var cls = s.classes[state.rank];
+    summary.innerHTML = 'Input ' + (state.sample + 1) + ' of ' + samples.length +
+      (s.true !== null ? ' &middot; true class: <b>' + s.true + '</b>' : '') +
+      ' &middot; prediction: <b>' + s.pred + '</b> (confidence ' + pct(s.prob) + ')' +
+      (s.true !== null && s.true !== s.pred ? ' <span class="err">&#10007; misclassified</span>' : '') +
+      ' &middot; explaining class <b>' + cls[0] + '</b> (p = ' + pct(cls[1]) + ')';
+  }
+  select.addEventListener('change', function(){state.sample = +select.value; state.rank = 0; show();});
+  document.getElementById('prev').addEventListener('click', function(){state.sample = (state.sample + samples.length - 1) % samples.length; state.rank = 0; show();});
+  document.getElementById('next').addEventListener('click', function(){state.sample = (state.sample + 1) % samples.length; state.rank = 0; show();});
+  document.addEventListener('keydown', function(e){
+    if (e.key === 'ArrowRight') document.getElementById('next').click();
+    if (e.key === 'ArrowLeft') document.getElementById('prev').click();
+  });
+  show();
+  window.lumosShow = function(i, r){state.sample = i; state.rank = r || 0; show();};
+  if (location.hash === '#selftest') {
+    window.addEventListener('load', function(){
+      var imgs = Array.prototype.slice.call(document.images);
+      var broken = imgs.filter(function(im){return !(im.complete && im.naturalWidth > 0);}).length;
+      var visible = function(){return Array.prototype.filter.call(document.querySelectorAll('.row'), function(el){return !el.hidden;}).map(function(el){return el.dataset.sample + ':' + el.dataset.rank;});};
+      var before = visible();
+      var target = samples.length > 1 ? 1 : 0;
+      select.value = String(target); select.dispatchEvent(new Event('change'));
+      var afterSample = visible();
+      var btn = classBox.querySelectorAll('button');
+      if (btn.length > 1) btn[1].click();
+      var afterClass = visible();
+      var out = {images: imgs.length, broken: broken, errors: window.__lumosErrors, before: before,
+                 after_sample: afterSample, after_class: afterClass, summary: summary.textContent,
+                 n_samples: samples.length, n_classes: btn.length};
+      var pre = document.createElement('pre'); pre.id = 'lumos-selftest';
+      pre.textContent = JSON.stringify(out); document.body.appendChild(pre);
+      window.lumosShow(0, 0);
+    });
+  }
+})();
+</script>"""
+
+COLUMNS = [
+    ("aopc", "AOPC ↑", "area over the deletion curve: mean drop of the class probability as the most relevant "
+                       "features are deleted first (higher = the ranking finds what the model uses)"),
+    ("gini", "sparseness", "Gini index of |attribution| (0 = spread evenly, 1 = one feature)"),
+    ("abs_delta", "|δ| completeness", "mean |Σ attributions − (f(x) − f(baseline))|, where the method defines it"),
+    ("mass", "mass on ground truth ↑", "share of positive relevance inside the planted evidence (Arras et al. 2022)"),
+    ("seconds", "time (s)", "wall time for all explained inputs and classes"),
+]
+
+
+def _fmt(v) -> str:
+    if v is None:
+        return "–"
+    if isinstance(v, float):
+        return f"{v:.3g}" if abs(v) < 1000 else f"{v:,.0f}"
+    return escape(str(v))
+
+
+def _eval_table(rows: list[dict]) -> str:
+    if not rows:
+        return "<p class='note'>No method produced local explanations to evaluate.</p>"
+    extra = sorted({k for r in rows for k in r if k.startswith("metrics.")})
+    cols = [c for c in COLUMNS if any(c[0] in r for r in rows)] + [(k, k[8:], "from lumos.metrics") for k in extra]
+    head = "".join(f"<th title='{escape(desc)}'>{escape(label)}</th>" for _, label, desc in cols)
+    body = []
+    for r in rows:
+        cells = []
+        for key, _, _ in cols:
+            v = r.get(key)
+            if key == "aopc" and v is not None and "aopc_sd" in r:
+                cells.append(f"<td class='num'>{v:.3f} ± {r['aopc_sd']:.3f}</td>")
+            else:
+                cells.append(f"<td class='num'>{_fmt(v)}</td>")
+        body.append(f"<tr><td>{escape(r['method'])}</td><td>{escape(r.get('family', ''))}</td>{''.join(cells)}</tr>")
+    legend = "".join(f"<li><b>{escape(label)}</b>: {escape(desc)}</li>" for _, label, desc in cols)
+    return (f"<table><tr><th>method</th><th>family</th>{head}</tr>{''.join(body)}</table>"
+            f"<ul class='legend'>{legend}</ul>")
+
+
+def _methods_table(runs) -> str:
+    body = []
+    for run in runs:
+        if run.ok:
+            exp = run.explanations[0] if run.explanations else run.global_explanation
+            params = json.dumps(exp.params, default=str) if exp is not None else "{}"
+            status = "<span>ok</span>"
+        elif run.skipped:
+            params, status = "", f"<span class='skip'>not applicable: {escape(run.skipped)}</span>"
+        else:
+            params, status = "", f"<span class='err'>failed: {escape(run.error or '')}</span>"
+        body.append(f"<tr><td>{escape(run.name)}</td><td>{escape(run.family)}</td><td>{status}</td>"
+                    f"<td class='num'>{run.seconds:.3g}</td><td><code>{escape(params)}</code></td></tr>")
+    return ("<table><tr><th>method</th><th>family</th><th>status</th><th>time (s)</th><th>parameters</th></tr>"
+            + "".join(body) + "</table>")
+
+
+def render_page(*, title, info, samples, rows, runs, evaluation, globals_, curve_png, notes, n_ranks) -> str:
+    options = "".join(
+        f"<option value='{s['index']}'>input {s['index'] + 1}"
+        f"{' (true ' + escape(s['true']) + ')' if s['true'] is not None else ''}: predicted {escape(s['pred'])}</option>"
+        for s in samples)
+    row_html = "".join(
+        f"<div class='row' data-sample='{r['sample']}' data-rank='{r['rank']}'{' hidden' if (r['sample'], r['rank']) != (0, 0) else ''}>"
+        f"<img alt='explanations of input {r['sample'] + 1} for class {escape(r['class'])}' "
+        f"src='data:image/png;base64,{r['png']}'></div>" for r in rows)
+    info_html = "".join(f"<tr><th>{escape(str(k))}</th><td>{escape(str(v))}</td></tr>" for k, v in info.items())
+    glob = "".join(f"<figure><img alt='{escape(n)}' src='data:image/png;base64,{png}'></figure>" for n, png in globals_)
+    curve = (f"<img alt='deletion curves' src='data:image/png;base64,{curve_png}'>" if curve_png else "")
+    note_html = "".join(f"<li class='note'>{escape(n)}</li>" for n in notes)
+    failed = [r for r in runs if r.error]
+    if failed:
+        note_html += "".join(f"<li class='err'>{escape(r.name)} failed: {escape(r.error)}</li>" for r in failed)
+    samples_json = json.dumps(samples).replace("</", "<\\/")
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8">{ERROR_TRAP}
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{escape(title)}</title><style>{CSS}</style></head>
+<body><header><h1>{escape(title)}</h1><p>What the model looked at, method by method. Generated by lumos {escape(str(info.get('lumos version', '')))}.</p></header>
+<main>
+<section id="explanations"><h2>Explanations per input</h2>
+<div class="controls"><button id="prev" title="previous input (←)">◀</button>
+<select id="sample-select" aria-label="input">{options}</select>
+<button id="next" title="next input (→)">▶</button>
+<span>class to explain (top {n_ranks} by probability):</span><span id="class-buttons"></span></div>
+<p class="summary" id="sample-summary"></p>
+<p class="legend">Each panel shows one method's attribution for the selected class. <span style="color:#c0392b">Red</span> marks
+evidence <i>for</i> the class, <span style="color:#2e6da4">blue</span> evidence <i>against</i>; each map is scaled to its own
+largest |value| (the colour bar is relative, not in model units). Absolute methods (saliency) are never blue.</p>
+{row_html}</section>
+<section id="evaluation"><h2>Evaluation (predicted class of each input)</h2>{_eval_table(evaluation)}{curve}</section>
+{f'<section id="global"><h2>Global importance</h2>{glob}</section>' if glob else ''}
+<section id="methods"><h2>Methods and parameters</h2>{_methods_table(runs)}</section>
+<section id="about"><h2>Model and data</h2><table>{info_html}</table>{f'<ul>{note_html}</ul>' if note_html else ''}</section>
+</main>
+<script type="application/json" id="lumos-samples">{samples_json}</script>
+{SCRIPT}
+</body></html>
+"""

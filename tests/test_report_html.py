@@ -1,0 +1,156 @@
+"""The HTML report: content, applicability, failures as notes, evaluation maths, and a
+real headless-browser check (chromium) with a kept screenshot."""
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from lumos.core import registry
+from lumos.data import load_breast_cancer, make_bump_series
+from lumos.methods.base import Explainer
+from lumos.models.reference import CNN1d, MLP
+from lumos.report import aopc, build_report, deletion_curves, gini, mass_in_mask
+from lumos.report.methods import applicability
+from tests.conftest import assert_same_state, model_state
+
+
+@pytest.fixture(scope="module")
+def tabular():
+    ds = load_breast_cancer()
+    torch.manual_seed(0)
+    model = MLP(30, 2, hidden=(16,))
+    from lumos.models.train import fit
+
+    fit(model, ds.X_train, ds.y_train, epochs=15, seed=0)
+    return ds, model
+
+
+def test_report_contains_every_part(tabular, tmp_path):
+    ds, model = tabular
+    before = model_state(model)
+    rep = build_report(model, ds.X_test[:3], y=ds.y_test[:3], class_names=ds.class_names,
+                       feature_names=ds.feature_names, methods=["saliency", "ig"], title="T")
+    assert_same_state(before, model_state(model))
+    html = rep.html
+    assert html.count("data:image/png;base64,") == 3 * 2 + 1  # 3 inputs x 2 classes + deletion curves
+    assert "http://" not in html and "https://" not in html and "<link" not in html  # self-contained
+    for part in ("Evaluation", "Methods and parameters", "lumos version", "n_steps", "integrated_gradients",
+                 "confidence", "random order (reference)"):
+        assert part in html, part
+    samples = json.loads(re.search(r'id="lumos-samples">(.*?)</script>', html, re.S).group(1))
+    assert len(samples) == 3 and all(abs(sum(p for _, p in s["classes"]) - 1) < 1e-5 for s in samples)
+    path = rep.save(tmp_path / "r")
+    assert path.suffix == ".html" and path.read_text() == html
+
+
+class _Broken(Explainer):
+    needs_gradients = True
+
+    def _explain(self, x, target, scores, **options):
+        raise RuntimeError("boom inside the method")
+
+
+def test_failing_and_inapplicable_methods_become_notes(tabular):
+    ds, model = tabular
+    registry.register("zz_broken_for_test")(_Broken)
+    try:
+        rep = build_report(model, ds.X_test[:2], methods=["saliency", "zz_broken_for_test"])
+        by = {r.name: r for r in rep.runs}
+        assert by["saliency"].ok and "boom inside the method" in by["zz_broken_for_test"].error
+        assert "failed: RuntimeError: boom inside the method" in rep.html
+        rep = build_report(lambda x: np.stack([x[:, 0], -x[:, 0]], 1), ds.X_test[:2], methods=["saliency"])
+        assert rep.runs[0].skipped == "needs a torch model (gradients)"
+        assert "not applicable" in rep.html
+    finally:
+        registry._REGISTRY.pop("zz_broken_for_test", None)
+
+
+def test_applicability_rules():
+    cam = type("CAMLike", (Explainer,), {"name": "grad_cam", "needs_gradients": True})
+    att = type("Att", (Explainer,), {"name": "attention_weights"})
+    assert applicability(cam, MLP(3, 2), "tabular") is not None
+    assert applicability(cam, CNN1d(1, 2), "timeseries") is None
+    assert "attention" in applicability(att, CNN1d(1, 2), "timeseries")
+
+
+def test_deletion_curve_and_aopc_exact_on_linear_model():
+    w = torch.tensor([[3.0, 1.0, 0.0, -1.0]])
+    model = torch.nn.Linear(4, 1, bias=False)
+    model.weight.data = w
+    two = torch.nn.Sequential(model, _Cat())
+    x = np.ones((1, 4), dtype=np.float32)
+    curves = deletion_curves(two, x, np.array([[3.0, 1.0, 0.0, -1.0]]), np.array([0]), n_steps=4)
+    logits = np.array([3.0, 0.0, -1.0, -1.0, 0.0])  # deleting features 0, 1, 2, 3 in turn
+    np.testing.assert_allclose(curves[0], 1 / (1 + np.exp(-logits)), rtol=1e-6)
+    np.testing.assert_allclose(aopc(curves), [np.mean(curves[0, 0] - curves[0])])
+    np.testing.assert_allclose(gini(np.array([[0, 0, 0, 5.0]])), [0.75])  # (d-1)/d for one non-zero of d=4
+    np.testing.assert_allclose(gini(np.ones((1, 4))), [0.0], atol=1e-12)
+    v = np.array([[1.0, -2.0, 3.0, 0.0]])
+    np.testing.assert_allclose(mass_in_mask(v, np.array([[True, True, False, False]])), [0.25])
+
+
+class _Cat(torch.nn.Module):
+    def forward(self, z):  # logit z for class 0 against 0 for class 1: softmax = sigmoid(z)
+        return torch.cat([z, torch.zeros_like(z)], 1)
+
+
+def test_ground_truth_mass_column_for_synthetic_series():
+    ds = make_bump_series(n_samples=120, length=48, width=2.0, amplitude=3.0, noise=0.3, seed=0)
+    torch.manual_seed(0)
+    model = CNN1d(1, 2, channels=(8, 8))
+    from lumos.models.train import fit
+
+    fit(model, ds.X_train, ds.y_train, epochs=15, lr=3e-3, seed=0)
+    idx = np.where(ds.y_test == 1)[0][:4]
+    rep = build_report(model, ds.X_test[idx], y=ds.y_test[idx], masks=ds.mask_test[idx], methods=["gxi"],
+                       class_names=ds.class_names)
+    row = rep.evaluation[0]
+    assert 0 <= row["mass"] <= 1 and "mass on ground truth" in rep.html
+
+
+# -- a real browser ------------------------------------------------------------------------
+CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                  "--hide-scrollbars"]
+
+
+def _chromium():
+    for name in ("chromium", "chromium-browser", "google-chrome"):
+        if shutil.which(name):
+            return shutil.which(name)
+    pytest.skip("chromium is not installed (Debian: apt-get install -y chromium); browser test skipped")
+
+
+def _run(browser, args, tmp_path):
+    cmd = [browser, *CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'profile'}", *args]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+
+
+def test_report_in_headless_chromium(tmp_path):
+    browser = _chromium()
+    from lumos.data import load_digits
+    from lumos.models.cache import train_reference
+
+    ds = load_digits()
+    model, _ = train_reference(ds, epochs=10, progress=False, cache=False)
+    path = build_report(model, ds.X_test[:4], y=ds.y_test[:4], class_names=ds.class_names).save(
+        tmp_path / "report.html")
+    out = _run(browser, ["--virtual-time-budget=5000", "--dump-dom", f"file://{path}#selftest"], tmp_path)
+    m = re.search(r'<pre id="lumos-selftest">(.*?)</pre>', out.stdout, re.S)
+    assert m, f"the page's self-test did not run; chromium said: {out.stderr[-500:]}"
+    result = json.loads(m.group(1).replace("&quot;", '"').replace("&amp;", "&"))
+    assert result["errors"] == [], result["errors"]
+    assert result["images"] == 4 * 3 + 1 and result["broken"] == 0
+    assert result["before"] == ["0:0"] and result["after_sample"] == ["1:0"] and result["after_class"] == ["1:1"]
+    assert "Input 2 of 4" in result["summary"]
+    shot = Path(__file__).parent / "artifacts" / "report_screenshot.png"
+    shot.parent.mkdir(exist_ok=True)
+    _run(browser, [f"--screenshot={shot}", "--window-size=1400,2000", f"file://{path}"], tmp_path)
+    assert shot.exists() and shot.stat().st_size > 20_000  # a page with figures, not a blank one

@@ -1,0 +1,81 @@
+"""The workshops' expected findings, checked where cheap (small models, fixed seeds).
+
+P300 and Clever Hans are asserted here; MNIST, ECG and the tabular workshop are run end to
+end by `python examples/workshop_*.py` (minutes, not part of the unit tests)."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+
+
+@pytest.fixture(autouse=True)
+def _examples_on_path(monkeypatch, tmp_path_factory):
+    monkeypatch.syspath_prepend(str(EXAMPLES))
+    monkeypatch.setenv("LUMOS_FIGURES", str(tmp_path_factory.mktemp("figures")))
+    monkeypatch.setenv("LUMOS_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
+
+
+def test_p300_pipeline_recovers_a_planted_erp_latency():
+    """On synthetic epochs with a P300-like deflection at 350 ms over Cz/Pz, the workshop's
+    network + relevance pipeline must peak inside 250-600 ms and on those channels."""
+    import torch
+
+    import workshop_p300 as w
+    from lumos.data import make_erp
+    from lumos.models.train import fit
+
+    ds = make_erp(n_trials=600, latency=0.35, erp_channels=("Cz", "Pz"), amplitude=3.0, noise=3.0, sfreq=64.0,
+                  seed=0)
+    torch.manual_seed(0)
+    model = fit(w.eeg_net(8, ds.X_train.shape[2]), ds.X_train / 3, ds.y_train, epochs=20, lr=1e-3, seed=0)
+    ds.X_test = ds.X_test / 3
+    maps, trials = w.relevance_map(model, ds, ["integrated_gradients"], quiet=True)
+    rmap = maps["integrated_gradients"]
+    assert len(trials) > 20
+    assert 0.25 <= w.peak_latency(rmap, ds.times) <= 0.6
+    top2 = {ds.feature_names[i] for i in np.argsort(-rmap.sum(1))[:2]}
+    assert top2 == {"Cz", "Pz"}
+
+
+@pytest.fixture(scope="module")
+def p300_findings():
+    from tests.conftest import shared_data
+
+    shared_data("p300_bnci2015003.npz")
+    import workshop_p300 as w
+
+    mp = pytest.MonkeyPatch()
+    try:
+        return w.main(quiet=True)
+    finally:
+        mp.undo()
+
+
+def test_p300_real_data_is_decoded_and_relevance_is_post_stimulus(p300_findings):
+    assert p300_findings["test_auc"] > 0.65
+    for name, peak in p300_findings["peaks_s"].items():
+        assert 0.0 < peak < 0.8, name
+
+
+@pytest.mark.xfail(strict=False, reason="on BNCI 003-2015 the network's relevance peaks at ~100-200 ms over "
+                   "PO7/Oz/PO8 (early visual response; SOA 78 ms, overlapping epochs), not in 250-600 ms")
+def test_p300_relevance_peak_in_p300_window(p300_findings):
+    for peak in p300_findings["peaks_s"].values():
+        assert 0.25 <= peak <= 0.6
+
+
+def test_clever_hans_shortcut_is_revealed_and_quantified():
+    import workshop_clever_hans as w
+
+    r = w.main(quiet=True)
+    assert r["accuracy_as_tested"] > 0.95  # looks excellent ...
+    assert r["accuracy_tag_removed"] < 0.75  # ... but rests on the tag
+    assert r["other_class_with_tag_called_shortcut"] > 0.9
+    assert r["mass_on_watermark"]["integrated_gradients"] > 0.5
+    for name, mass in r["mass_on_watermark"].items():  # every method: far above the tag's 6% area share
+        assert mass > 5 * r["watermark_area_share"], name
