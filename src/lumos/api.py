@@ -1,18 +1,8 @@
 """``lumos.explain``: one call for any registered method."""
 from __future__ import annotations
 
-import inspect
-
 from lumos.core import registry
 from lumos.core.explanation import Explanation
-
-
-def _init_params(cls) -> set[str]:
-    names: set[str] = set()
-    for klass in cls.__mro__:
-        if "__init__" in vars(klass):
-            names |= {p for p in inspect.signature(klass.__init__).parameters if p not in ("self", "model", "kwargs")}
-    return names
 
 
 def explain(model, inputs, method: str = "integrated_gradients", target=None, **options) -> Explanation:
@@ -24,9 +14,7 @@ def explain(model, inputs, method: str = "integrated_gradients", target=None, **
     import lumos.methods  # noqa: F401  (registers the families)
 
     cls = registry.get(method)
-    accepted = _init_params(cls)
-    config = {k: v for k, v in options.items() if k in accepted}
-    call = {k: v for k, v in options.items() if k not in accepted}
+    config, call = registry.split_options(cls, options)
     return cls(model, **config).explain(inputs, target=target, **call)
 
 

@@ -2,6 +2,7 @@
 :func:`register`; :func:`get` looks a method up by name or alias."""
 from __future__ import annotations
 
+import inspect
 from typing import Callable
 
 _REGISTRY: dict[str, type] = {}
@@ -39,3 +40,14 @@ def get(name: str) -> type:
 def available() -> dict[str, type]:
     """All registered methods, sorted by name."""
     return dict(sorted(_REGISTRY.items()))
+
+
+def split_options(cls: type, options: dict) -> tuple[dict, dict]:
+    """Split ``options`` into those ``cls``'s constructors accept (configuration) and the
+    rest (passed to ``explain()``)."""
+    accepted: set[str] = set()
+    for klass in cls.__mro__:
+        if "__init__" in vars(klass):
+            accepted |= {p for p in inspect.signature(klass.__init__).parameters if p not in ("self", "model", "kwargs")}
+    config = {k: v for k, v in options.items() if k in accepted}
+    return config, {k: v for k, v in options.items() if k not in accepted}

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import contextlib
-import inspect
 from pathlib import Path
 from typing import Iterator
 
@@ -27,14 +26,6 @@ def _lumos_version() -> str:
     return getattr(lumos, "__version__", "unknown")
 
 
-def _init_params(cls) -> set[str]:
-    names: set[str] = set()
-    for klass in cls.__mro__:
-        if "__init__" in vars(klass):
-            names |= {p for p in inspect.signature(klass.__init__).parameters if p not in ("self", "model", "kwargs")}
-    return names
-
-
 def make_explainer(model, method, options: dict) -> tuple[Explainer, dict]:
     """An explainer from a registered name (constructor options split from call options,
     as in :func:`lumos.explain`) or an explainer instance (all options go to the call)."""
@@ -49,9 +40,7 @@ def make_explainer(model, method, options: dict) -> tuple[Explainer, dict]:
     import lumos.methods  # noqa: F401  (registers the families)
 
     cls = registry.get(method)
-    accepted = _init_params(cls)
-    config = {k: v for k, v in options.items() if k in accepted}
-    call = {k: v for k, v in options.items() if k not in accepted}
+    config, call = registry.split_options(cls, options)
     return cls(model, **config), call
 
 
