@@ -2,7 +2,7 @@
 
 pytorch-grad-cam imports torchvision at module level (for box IoU and image transforms it
 does not use here); torchvision is not installed, so a stub module is put in
-``sys.modules`` inside this benchmark only, before importing it.
+``sys.modules`` by :mod:`benchmarks.stubs` before importing it (benchmarks only).
 
 Setting: a CNN2d (GAP head) trained briefly on the MNIST subset, Grad-CAM and Grad-CAM++
 on its last conv block for 256 test images, predicted class. pytorch-grad-cam returns
@@ -11,41 +11,11 @@ way before comparison (``agreement``).
 """
 from __future__ import annotations
 
-import sys
-import types
 
 import numpy as np
 import torch
 
-
-def _stub_torchvision():
-    """Empty ``torchvision``, ``.ops``, ``.transforms``, ``.transforms.functional`` modules
-    whose missing names are placeholders that fail if ever called."""
-    if "torchvision" in sys.modules:
-        return
-
-    def missing(name):
-        def fail(*args, **kwargs):
-            raise RuntimeError(f"torchvision stub: {name} is not available in this benchmark")
-        return fail
-
-    mods = {}
-    for full in ("torchvision", "torchvision.ops", "torchvision.transforms", "torchvision.transforms.functional"):
-        mod = types.ModuleType(full)
-        mod.__path__ = []
-        mod.__getattr__ = lambda attr, _full=full: _placeholder(_full, attr, missing)
-        mods[full] = mod
-    for full, mod in mods.items():
-        if "." in full:
-            parent, child = full.rsplit(".", 1)
-            setattr(mods[parent], child, mod)
-    sys.modules.update(mods)
-
-
-def _placeholder(module, attr, missing):
-    if attr.startswith("__"):
-        raise AttributeError(attr)
-    return missing(f"{module}.{attr}")
+from benchmarks.stubs import stub_torchvision
 
 
 def _minmax(v: np.ndarray) -> np.ndarray:
@@ -62,7 +32,7 @@ def _agreement(ours, peer):
 
 
 def run(h):
-    _stub_torchvision()
+    stub_torchvision()
     import pytorch_grad_cam as pgc
     from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 

@@ -13,15 +13,13 @@ installed, so a stub module is provided here, inside the benchmark only.
 """
 from __future__ import annotations
 
-import sys
-import types
 
-import numpy as np
 import torch
 from torch import nn
 
 from benchmarks.harness import Harness
 from lumos.data import load_mnist
+from benchmarks.stubs import stub_torchvision
 from lumos.methods.relevance import LRP, EpsilonComposite, EpsilonGammaBox, EpsilonPlus
 from lumos.models.reference import MLP, CNN2d
 from lumos.models.train import fit
@@ -30,15 +28,7 @@ N_IMAGES = 256
 
 
 def _import_zennit():
-    if "torchvision" not in sys.modules:
-        try:
-            import torchvision  # noqa: F401
-        except ImportError:
-            stub, models, resnet = (types.ModuleType(n) for n in
-                                    ("torchvision", "torchvision.models", "torchvision.models.resnet"))
-            resnet.Bottleneck = resnet.BasicBlock = type("_Stub", (nn.Module,), {})
-            stub.models, models.resnet = models, resnet
-            sys.modules.update({"torchvision": stub, "torchvision.models": models, "torchvision.models.resnet": resnet})
+    stub_torchvision()
     from zennit import composites, rules, types as ztypes
     from zennit.attribution import Gradient
     return composites, rules, ztypes, Gradient

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from benchmarks.harness import PeakRSS
+
 from lumos.core.batching import chunk_slices
 from lumos.data import find_data_dir
 from lumos.methods.gradient import IntegratedGradients

@@ -40,7 +40,6 @@ def draw_dfa(dfa, ax=None, title: str | None = None):
                 d = d / (np.hypot(*d) or 1.0) if n > 1 else np.array([0.0, 1.0])
                 if q == dfa.start and d[0] < -0.5:  # keep clear of the start arrow
                     d = np.array([0.0, 1.0])
-                perp = np.array([-d[1], d[0]])
                 loop_r = 0.2
                 c = pos[q] + d * (radius + loop_r * 0.55)
                 base = np.degrees(np.arctan2(d[1], d[0]))

@@ -113,10 +113,7 @@ def region_map(sample_shape: tuple[int, ...], region: int | tuple[int, ...] = 1)
     When a size does not divide an axis, the grid is centred and the border regions are
     smaller (the same grid as Quantus, which pads symmetrically).
     """
-    if len(sample_shape) == 1:
-        axes, channels = sample_shape, 1
-    else:
-        channels, axes = sample_shape[0], sample_shape[1:]
+    axes = sample_shape if len(sample_shape) == 1 else sample_shape[1:]  # regions span all channels
     sizes = (region,) * len(axes) if np.isscalar(region) else tuple(region)
     if len(sizes) != len(axes):
         raise ValueError(f"region {region!r} needs one size per axis of {tuple(axes)}")

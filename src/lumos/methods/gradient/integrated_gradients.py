@@ -132,8 +132,10 @@ class IntegratedGradients(GradientExplainer):
             j = torch.arange(copies.start, copies.stop, device=x.device)
             m, k = j // n_steps, j % n_steps
             xb = x[rows][None]  # (1, b, ...)
-            ref = refs[m][:, index[rows]] if per_input else refs[m]  # (s, b or 1, ...)
-            diff = xb - ref
+            ref = refs[:, index[rows]] if per_input else refs  # (M, b or 1, ...): rows first, then copies
+            if n_base > 1:
+                ref = ref[m]  # (s, b or 1, ...)
+            diff = xb - ref  # (1 or s, b, ...)
             points = ref + alphas[k].view(shape) * diff  # (s, b, ...)
             s, b = points.shape[:2]
             grads = input_gradients(self.adapter, points.reshape(s * b, *x.shape[1:]), target[rows].repeat(s))

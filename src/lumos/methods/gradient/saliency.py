@@ -6,7 +6,6 @@ channel axis with length 1 so the map broadcasts to the input.
 """
 from __future__ import annotations
 
-import torch
 
 from lumos.core.registry import register
 from lumos.core.validate import check_choice
