@@ -101,7 +101,10 @@ class ModelAdapter:
         if isinstance(x, torch.Tensor):
             t = x.to(self.device)
         else:
-            t = torch.from_numpy(np.ascontiguousarray(x)).to(self.device)
+            arr = np.ascontiguousarray(x)
+            if not arr.flags.writeable:  # read-only memmaps: torch would warn about undefined writes
+                arr = arr.copy()
+            t = torch.from_numpy(arr).to(self.device)
         if t.is_floating_point() or self.is_torch:
             t = t.to(self.dtype)
         return t
