@@ -54,10 +54,10 @@ def load(seed=0):
     block = lambda a: a[..., :n].reshape(*a.shape[:-1], n // DECIMATE, DECIMATE).mean(-1)  # noqa: E731
     Xtr, Xte = block(ds.X_train), block(ds.X_test)
     scale = float(Xtr.std())
-    raw = np.load(_npz_path())
+    raw = ds.extra
     return dict(Xtr=(Xtr / scale).astype(np.float32), ytr=ds.y_train, Xte=(Xte / scale).astype(np.float32),
                 yte=ds.y_test, str=raw["subject_train"], ste=raw["subject_test"], times=block(ds.times),
-                ch=list(ds.feature_names or raw["ch_names"]))
+                ch=list(ds.feature_names))
 
 
 def _npz_path():
@@ -160,16 +160,33 @@ def net_relevance(model, X, mu0, nontarget_pool, seed):
     out = {}
     out["IG zero"] = lumos.explain(model, X, method="integrated_gradients", target=1, n_steps=32).values
     out["IG contrast"] = lumos.explain(model, X, method="integrated_gradients", target=1, n_steps=32,
-                                       baseline=mu0[None]).values
+                                       baseline=mu0.astype(np.float32)).values
     out["EG non-target"] = lumos.explain(model, X, method="integrated_gradients", target=1, n_steps=8,
                                          baseline_distribution=nontarget_pool, n_baseline_samples=32,
                                          seed=seed).values
     out["GxI"] = lumos.explain(model, X, method="gradient_x_input", target=1).values
     try:
-        out["LRP eps+"] = lumos.LRP(model, composite="epsilon_plus").explain(X, target=1).values
+        out["LRP eps+"] = lumos.LRP(lrp_ready(model), composite="epsilon_plus").explain(X, target=1).values
     except Exception as err:  # noqa: BLE001 - report, keep going
         print(f"    LRP failed: {type(err).__name__}: {str(err).splitlines()[0][:120]}")
     return out
+
+
+def lrp_ready(model):
+    """A copy of the model in which EEGNet's DropElectrodeAxis (a squeeze, which lumos's LRP has no
+    rule for) is replaced by the identical reshape nn.Flatten(1, 2), which LRP passes through."""
+    import copy
+
+    from torch import nn
+
+    from lumos.models.eeg import DropElectrodeAxis
+
+    model = copy.deepcopy(model)
+    for parent in model.modules():
+        for key, child in parent.named_children():
+            if isinstance(child, DropElectrodeAxis):
+                setattr(parent, key, nn.Flatten(1, 2))
+    return model.eval()
 
 
 def lda_relevance(lda, X, mu0):
@@ -224,11 +241,12 @@ def run_pipeline(d, name, kind, per_subject, balance, seed=0, n_max=400):
         hits = hits[np.random.default_rng(seed).permutation(len(hits))[: n_max // len(groups)]]
         if kind == "lda":
             rel = lda_relevance(model, Xte[hits], mu0)
+            maps.setdefault("LDA weights w", []).append(model.w / np.abs(model.w).max())
         else:
             pool = Xtr[ytr == 0]
             rel = net_relevance(model, Xte[hits], mu0, pool, seed)
             rel["|IG zero|"] = np.abs(rel["IG zero"])
-        for m, v in rel.items():
+        for m, v in rel.items():  # noqa: B007
             maps.setdefault(m, []).append(v.mean(0))
         n_used += len(hits)
     maps = {m: np.mean(v, 0) for m, v in maps.items()}
@@ -262,8 +280,17 @@ def table(d, results, r):
              late=float(r2[:, window_mask(t, LATE)].sum() / r2.sum()))
     lines.append(f"{'data: r^2(label)':<24} {'(test set)':<14} {'':>5} {'':>4} {s['peak'] * 1e3:7.0f} "
                  f"{s['early']:6.2f} {s['late']:7.2f}  " + " ".join(f"{v * 1e3:4.0f}" for v in s["ch_peak"]))
+    for subject in sorted(set(d["ste"])):
+        m = d["ste"] == subject
+        rs2 = signed_r(d["Xte"][m], d["yte"][m]) ** 2
+        lines.append(f"{'data: r^2, s' + str(subject):<24} {'(test set)':<14} {'':>5} {'':>4} "
+                     f"{t[np.argmax(rs2.sum(0))] * 1e3:7.0f} {rs2[:, window_mask(t, EARLY)].sum() / rs2.sum():6.2f} "
+                     f"{rs2[:, window_mask(t, LATE)].sum() / rs2.sum():7.2f}  "
+                     + " ".join(f"{v * 1e3:4.0f}" for v in t[np.argmax(rs2, 1)]))
     for res in results:
         for m, rmap in res["maps"].items():
+            if m == "LDA weights w":
+                continue
             s = summarise(rmap, t)
             lines.append(f"{res['name']:<24} {m:<14} {res['auc']:5.3f} {res['n']:4d} {s['peak'] * 1e3:7.0f} "
                          f"{s['early']:6.2f} {s['late']:7.2f}  " + " ".join(f"{v * 1e3:4.0f}" for v in s["ch_peak"]))
@@ -279,7 +306,7 @@ def figure(d, results, r, erp):
 
     t_ms = d["times"] * 1e3
     ext = (t_ms[0], t_ms[-1], len(d["ch"]) - 0.5, -0.5)
-    cols = ("IG zero", "IG contrast", "LRP eps+")
+    cols = ("IG zero", "IG contrast", ("LRP eps+", "LDA weights w"))
     nrow = len(results) + 1
     fig, axes = plt.subplots(nrow, 4, figsize=(17, 2.25 * nrow), gridspec_kw=dict(wspace=0.28, hspace=0.6))
 
@@ -304,18 +331,19 @@ def figure(d, results, r, erp):
     for i, res in enumerate(results, start=1):
         for j, m in enumerate(cols):
             ax = axes[i, j]
-            if m not in res["maps"]:
+            m = next((k for k in (m if isinstance(m, tuple) else (m,)) if k in res["maps"]), None)
+            if m is None:
                 ax.axis("off")
                 continue
             v = res["maps"][m]
             lim = np.abs(v).max() + 1e-12
             ax.imshow(v, aspect="auto", cmap="RdBu_r", vmin=-lim, vmax=lim, extent=ext)
-            s = res["summary"][m]
-            decorate(ax, f"{res['name']} (AUC {res['auc']:.2f}): {m}\npeak {s['peak'] * 1e3:.0f} ms, "
-                         f"+mass 250-600 {s['late']:.2f}")
+            s = res["summary"].get(m)
+            decorate(ax, f"{res['name']} (AUC {res['auc']:.2f}): {m}\n" + (
+                f"peak {s['peak'] * 1e3:.0f} ms, +mass 250-600 {s['late']:.2f}" if s else "(the filter, not a relevance)"))
         ax = axes[i, 3]
         for m, v in res["maps"].items():
-            if m.startswith("|"):
+            if m.startswith("|") or m == "LDA weights w":
                 continue
             course = v.sum(0)
             ax.plot(t_ms, course / (np.abs(course).max() + 1e-12), lw=0.9, label=m)
@@ -328,14 +356,14 @@ def figure(d, results, r, erp):
     for ax in axes[-1]:
         ax.set_xlabel("time after flash (ms)", fontsize=8)
     fig.suptitle("P300 (BNCI 003-2015, s6-s10): signed target relevance, mean over correctly detected held-out "
-                 "target epochs (red = evidence for target; shaded 250-600 ms)", fontsize=11, y=0.995)
+                 "target epochs (red = evidence for target; shaded 250-600 ms)", fontsize=11, y=0.91)
     FIGURE.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(FIGURE, dpi=90, bbox_inches="tight")
     plt.close(fig)
     print(f"wrote {FIGURE}")
 
 
-def main(seed=0, pipelines=PIPELINES):
+def main(seed=0, pipelines=PIPELINES, seeds=(1, 2, 3)):
     import torch
 
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "2")))
@@ -349,6 +377,14 @@ def main(seed=0, pipelines=PIPELINES):
         results.append(run_pipeline(d, name, kind, per_subject, bal, seed))
         print(f"  {name:<24} AUC {results[-1]['auc']:.3f}  ({time.perf_counter() - t0:5.1f} s)", flush=True)
     print(table(d, results, r))
+    mu0, mu1 = (d["Xtr"][d["ytr"] == k].mean(0) for k in (0, 1))
+    print(f"size of the mean epochs (RMS, SD units): non-target {np.sqrt((mu0 ** 2).mean()):.3f}, target "
+          f"{np.sqrt((mu1 ** 2).mean()):.3f}, difference {np.sqrt(((mu1 - mu0) ** 2).mean()):.3f}")
+    print("seed robustness, dense pooled balanced, IG contrast (peak ms, +mass 0-250, 250-600):")
+    for s in seeds:
+        res = run_pipeline(d, "dense", "dense", False, True, s)
+        sm = summarise(res["maps"]["IG contrast"], d["times"])
+        print(f"  seed {s}: AUC {res['auc']:.3f}  peak {sm['peak'] * 1e3:.0f}  {sm['early']:.2f}  {sm['late']:.2f}")
     print("peak ms = argmax over time of the channel-summed mean signed relevance; 0-250 / 250-600 = share of "
           "positive relevance mass; per-channel columns = argmax over time of that channel's mean relevance.")
     figure(d, results, r, erp)
