@@ -166,27 +166,10 @@ def net_relevance(model, X, mu0, nontarget_pool, seed):
                                          seed=seed).values
     out["GxI"] = lumos.explain(model, X, method="gradient_x_input", target=1).values
     try:
-        out["LRP eps+"] = lumos.LRP(lrp_ready(model), composite="epsilon_plus").explain(X, target=1).values
+        out["LRP eps+"] = lumos.LRP(model, composite="epsilon_plus").explain(X, target=1).values
     except Exception as err:  # noqa: BLE001 - report, keep going
         print(f"    LRP failed: {type(err).__name__}: {str(err).splitlines()[0][:120]}")
     return out
-
-
-def lrp_ready(model):
-    """A copy of the model in which EEGNet's DropElectrodeAxis (a squeeze, which lumos's LRP has no
-    rule for) is replaced by the identical reshape nn.Flatten(1, 2), which LRP passes through."""
-    import copy
-
-    from torch import nn
-
-    from lumos.models.eeg import DropElectrodeAxis
-
-    model = copy.deepcopy(model)
-    for parent in model.modules():
-        for key, child in parent.named_children():
-            if isinstance(child, DropElectrodeAxis):
-                setattr(parent, key, nn.Flatten(1, 2))
-    return model.eval()
 
 
 def lda_relevance(lda, X, mu0):

@@ -18,11 +18,12 @@ import torch
 from torch import nn
 
 
-class DropElectrodeAxis(nn.Module):
-    """(N, F, 1, T) -> (N, F, T)."""
+class DropElectrodeAxis(nn.Flatten):
+    """(N, F, 1, T) -> (N, F, T): a Flatten of axes 1-2, so that shape-only rules (LRP's
+    pass-through) recognise it."""
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x.squeeze(2)
+    def __init__(self):
+        super().__init__(1, 2)
 
 
 class EEGNet(nn.Module):
