@@ -25,13 +25,14 @@ import numpy as np
 from _workshop import explain_all, save, setup
 
 #: label -> (lumos method, options). LRP: the epsilon-plus composite (z+ in conv layers,
-#: epsilon in dense ones); occlusion with 2 x 2 patches (the tag is 4 x 4 pixels);
+#: epsilon in dense ones); occlusion of single pixels (2 x 2 patches on a fixed grid
+#: straddle the tag and score 0.31);
 #: Grad-CAM at its standard layer, the last conv block (4 x 4 positions here).
 METHODS = {
     "gradient_x_input": ("gradient_x_input", {}),
     "integrated_gradients": ("integrated_gradients", {"n_steps": 32}),
     "lrp": ("lrp", {"composite": "epsilon_plus"}),
-    "occlusion": ("occlusion", {"window": (1, 2, 2), "stride": (1, 2, 2)}),
+    "occlusion": ("occlusion", {"window": (1, 1, 1)}),
     "grad_cam": ("grad_cam", {"layer": "features"}),
 }
 PIXEL_LEVEL = ("gradient_x_input", "integrated_gradients", "lrp", "occlusion")

@@ -6,9 +6,9 @@ LUMOS_DATA to its folder). Not shipped with lumos.
 
 Steps: decimate to 64 Hz, train a small EEG network (spatial filters, then a dense layer over time) on a class-balanced subset (targets vs
 twice as many non-targets), explain the target class on held-out target epochs with every
-installed gradient/relevance method, average |relevance| over trials into a channel x time
+gradient/relevance method (IG, Gradient x Input, LRP-epsilon, SmoothGrad), average |relevance| over trials into a channel x time
 map, find its peak latency (expected 250-600 ms after the flash), and measure permutation
-importance per channel (lumos's PFI when installed, else an inline channel shuffle).
+importance per channel (lumos.PermutationImportance, one group per channel, ROC AUC).
 
 Run:  python examples/workshop_p300.py      (about 1-2 minutes on 2 cores; cached afterwards)
 """

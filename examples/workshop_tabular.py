@@ -4,7 +4,7 @@ bundled copy; 30 features of cell nuclei measured on a fine-needle aspirate imag
 An MLP is trained on standardised features. Global view: permutation feature importance
 (Breiman 2001; Fisher et al. 2019). Local view for three patients: KernelSHAP (Lundberg &
 Lee 2017), LIME (Ribeiro et al. 2016) and Integrated Gradients side by side, with the
-patient's raw feature values. Each method is used when installed.
+patient's raw feature values.
 
 Caveat (printed): Shapley values and PFI with independent permutations assume features
 are independent; radius, perimeter and area are strongly correlated here, so credit may
