@@ -158,7 +158,7 @@ def figures(ds, class_maps, one_beat, i, findings, quiet):
     ax.set_xlabel("window start (sample)", fontsize=8)
     ax.tick_params(labelbottom=True)
     axes[1, -1].axis("off")
-    axes[1, -1].text(0, 0.9, "Bottom: Integrated Gradients (zero baseline)\naveraged over the test beats of each class,\n"
+    axes[1, -1].text(0, 0.72, "Bottom: Integrated Gradients (zero baseline)\naveraged over the test beats of each class,\n"
                      "each explaining its own true class.\nRight: accuracy lost when one 8-sample window\n"
                      "is shuffled across test beats (10 repeats).", fontsize=8, va="top", transform=axes[1, -1].transAxes)
     save(fig, "ecg_class_relevance.png", quiet)
