@@ -1,5 +1,5 @@
-"""Helpers shared by the workshop scripts: which methods are installed, explaining by
-registry name with a clear note when a method is missing or fails, and saving figures."""
+"""Helpers shared by the workshop scripts: explaining with several lumos methods (timed),
+saving figures and seeding."""
 from __future__ import annotations
 
 import os
@@ -13,36 +13,17 @@ import lumos
 FIGURES = Path(__file__).resolve().parent / "figures"
 
 
-def available(*names: str) -> list[str]:
-    """The subset of ``names`` that the installed lumos registers (families merge over time)."""
-    registered = lumos.list_methods()
-    from lumos.core import registry
-
-    out = []
-    for n in names:
-        try:
-            key = registry.get(n).name
-        except ValueError:
-            continue
-        if key in registered and n not in out:
-            out.append(n)
-    return out
-
-
-def explain_all(model, x, names, target=None, options=None, quiet=False):
-    """``{name: Explanation}`` for each available method; missing or failing ones are reported."""
-    options = options or {}
+def explain_all(model, x, methods, target=None, quiet=False) -> dict:
+    """``{label: Explanation}`` for ``methods``, a dict ``{label: (registry name, options)}``
+    (or an iterable of registry names with default options). Each run is timed and printed;
+    an error is raised, never hidden."""
+    if not isinstance(methods, dict):
+        methods = {name: (name, {}) for name in methods}
     out = {}
-    for name in names:
-        if not available(name):
-            _say(f"  {name:<24} not installed in this lumos (skipped)", quiet)
-            continue
+    for label, (name, options) in methods.items():
         start = time.perf_counter()
-        try:
-            out[name] = lumos.explain(model, x, method=name, target=target, **options.get(name, {}))
-            _say(f"  {name:<24} {time.perf_counter() - start:6.2f} s", quiet)
-        except Exception as err:  # noqa: BLE001 - a workshop keeps going and says why
-            _say(f"  {name:<24} failed: {type(err).__name__}: {str(err).splitlines()[0][:150]}", quiet)
+        out[label] = lumos.explain(model, x, method=name, target=target, **options)
+        _say(f"  {label:<28} {time.perf_counter() - start:6.2f} s", quiet)
     return out
 
 

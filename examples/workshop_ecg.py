@@ -2,10 +2,11 @@
 
 Data: UCR ECG200 (Olszewski 2001), 96 samples per beat, from ../shared/data/ecg200.npz
 (set LUMOS_DATA). Two models: a 1-D CNN with global average pooling (so CAM applies) and
-a recurrent classifier (lumos's AttentionRNN when installed, whose attention weights are
-shown; else a GRU). Methods, each used when installed: Integrated Gradients, saliency,
-CAM / Grad-CAM, occlusion, LIME and KernelSHAP on time segments, attention weights, and
-permutation importance over 8-sample time windows (lumos's PFI, else an inline shuffle).
+lumos's AttentionRNN (a GRU with additive attention over time steps, whose weights are
+shown). Methods: Integrated Gradients, saliency, CAM / Grad-CAM (CNN only), occlusion,
+LIME and KernelSHAP with the twelve 8-sample segments of the beat as features, attention
+weights (RNN only), and permutation importance (lumos.PermutationImportance) of the same
+8-sample windows as groups.
 
 What they say: the class-averaged relevance shows which part of the beat separates MI
 from normal beats; the printout names the window with the largest relevance for each class.
@@ -16,10 +17,34 @@ from __future__ import annotations
 
 import numpy as np
 
-from _workshop import available, explain_all, normalise, save, setup
+from _workshop import explain_all, normalise, save, setup
 
 WINDOW = 8
-METHODS = ("integrated_gradients", "saliency", "cam", "grad_cam", "occlusion", "lime", "kernel_shap", "attention")
+N_PER_CLASS = 10  # beats per class explained by every method (IG explains the whole test set)
+
+
+def segments(length: int) -> np.ndarray:
+    """Group map (1, T): consecutive 8-sample windows of the beat, the features of LIME,
+    KernelSHAP and permutation importance."""
+    return (np.arange(length) // WINDOW)[None]
+
+
+def methods_for(label: str, ds) -> dict:
+    """label -> (lumos method, options) for one model."""
+    groups = segments(ds.X_train.shape[2])
+    background = ds.X_train.mean(0, keepdims=True)  # the mean training beat: segments are "removed" to it
+    out = {
+        "integrated_gradients": ("integrated_gradients", {"n_steps": 32}),
+        "saliency": ("saliency", {}),
+        "occlusion": ("occlusion", {"window": (1, WINDOW), "baseline": background[0]}),
+        "lime (segments)": ("lime", {"groups": groups, "baseline": background[0], "n_samples": 1000, "seed": 0}),
+        "kernel_shap (segments)": ("kernel_shap", {"groups": groups, "background": background, "seed": 0}),
+    }
+    if label == "CNN1d":
+        out.update({"cam": ("cam", {}), "grad_cam": ("grad_cam", {})})
+    else:
+        out["attention"] = ("attention", {"diagnostics": False})
+    return out
 
 
 def models(ds, seed=0, quiet=False):
@@ -31,8 +56,7 @@ def models(ds, seed=0, quiet=False):
     torch.manual_seed(seed)
     cnn = cached_fit(lm.CNN1d(1, 2, channels=(16, 32, 32)), ds.X_train, ds.y_train, epochs=60, lr=3e-3,
                      batch_size=16, seed=seed, name="ecg200-CNN1d", progress=not quiet)
-    rnn_cls = getattr(lm, "AttentionRNN", None)
-    rnn = rnn_cls(1, 2) if rnn_cls is not None else lm.RecurrentClassifier(1, 2, hidden=32)
+    rnn = lm.AttentionRNN(1, 2)
     rnn = cached_fit(rnn, ds.X_train, ds.y_train, epochs=80, lr=5e-3, batch_size=16, seed=seed,
                      name=f"ecg200-{type(rnn).__name__}", progress=not quiet)
     return {"CNN1d": cnn, type(rnn).__name__: rnn}
@@ -47,27 +71,13 @@ def accuracy(model, X, y):
         return float((out.argmax(1).numpy() == y).mean())
 
 
-def window_importance(model, X, y, seed=0, n_repeats=10):
-    """Drop in accuracy when one time window is permuted across beats."""
-    groups = [np.s_[:, :, s:s + WINDOW] for s in range(0, X.shape[2], WINDOW)]
-    if available("permutation_importance"):
-        try:
-            import lumos
+def window_importance(model, X, y, seed=0, n_repeats=10) -> np.ndarray:
+    """Mean drop in accuracy when one 8-sample window is permuted across beats."""
+    import lumos
 
-            exp = lumos.explain(model, X, method="permutation_importance", y=y, n_repeats=n_repeats, seed=seed,
-                                groups=[np.s_[..., s:s + WINDOW] for s in range(0, X.shape[2], WINDOW)])
-            return np.asarray(exp.values).reshape(-1), "lumos permutation_importance"
-        except Exception as err:  # noqa: BLE001
-            print(f"  permutation_importance over windows failed ({err}); using the inline shuffle")
-    rng = np.random.default_rng(seed)
-    base = accuracy(model, X, y)
-    out = np.zeros(len(groups))
-    for g, sl in enumerate(groups):
-        for _ in range(n_repeats):
-            Xp = X.copy()
-            Xp[sl] = X[rng.permutation(len(X))][sl]
-            out[g] += (base - accuracy(model, Xp, y)) / n_repeats
-    return out, "inline window shuffle (accuracy drop)"
+    pfi = lumos.PermutationImportance(model, scoring="accuracy", n_repeats=n_repeats, seed=seed)
+    exp = pfi.explain(X, y, groups=segments(X.shape[2]))
+    return exp.extras["importances"].mean(axis=1)
 
 
 def main(quiet=False, seed=0) -> dict:
@@ -79,30 +89,43 @@ def main(quiet=False, seed=0) -> dict:
     findings = {}
     class_maps = {}
     one_beat = {}
+    import lumos
+
     mi_idx = np.where(ds.y_test == 1)[0]
+    subset = np.concatenate([mi_idx[:N_PER_CLASS], np.where(ds.y_test == 0)[0][:N_PER_CLASS]])
     for label, model in nets.items():
         acc = accuracy(model, ds.X_test, ds.y_test)
         if not quiet:
             print(f"{label}: test accuracy {acc:.3f}")
-        exps = explain_all(model, ds.X_test, available(*METHODS), target=ds.y_test, quiet=quiet)
-        if "integrated_gradients" in exps:
-            v = exps["integrated_gradients"].values[:, 0]
-            class_maps[label] = {c: v[ds.y_test == c].mean(0) for c in (0, 1)}
-        one_beat[label] = {n: e.values[mi_idx[0]] for n, e in exps.items()}
-        imp, how = window_importance(model, ds.X_test, ds.y_test, seed)
-        findings[label] = {"accuracy": acc, "window_importance": imp, "pfi": how}
+        ig = lumos.IntegratedGradients(model, n_steps=32).explain(ds.X_test, target=ds.y_test).values[:, 0]
+        class_maps[label] = {c: ig[ds.y_test == c].mean(0) for c in (0, 1)}
+        exps = explain_all(model, ds.X_test[subset], methods_for(label, ds), target=ds.y_test[subset], quiet=quiet)
+        one_beat[label] = {n: e.values[0] for n, e in exps.items()}  # subset[0] is the first MI beat
+        imp = window_importance(model, ds.X_test, ds.y_test, seed)
+        findings[label] = {"accuracy": acc, "window_importance": imp,
+                           "segment_mass": {n: _segment_share(e.values[:, 0]) for n, e in exps.items()}}
         for c, name in enumerate(ds.class_names):
-            if label in class_maps:
-                m = class_maps[label][c]
-                w = int(np.argmax([m[s:s + WINDOW].sum() for s in range(0, len(m), WINDOW)]))
-                findings[label][f"top_window_{name}"] = (w * WINDOW, w * WINDOW + WINDOW)
+            m = class_maps[label][c]
+            w = int(np.argmax([m[s:s + WINDOW].sum() for s in range(0, len(m), WINDOW)]))
+            findings[label][f"top_window_{name}"] = (w * WINDOW, w * WINDOW + WINDOW)
     figures(ds, class_maps, one_beat, mi_idx[0], findings, quiet)
     if not quiet:
         for label, f in findings.items():
             tops = {k: v for k, v in f.items() if k.startswith("top_window")}
             print(f"{label}: most relevant window per class (samples): {tops}; "
-                  f"PFI top window starts at sample {int(np.argmax(f['window_importance'])) * WINDOW} ({f['pfi']})")
+                  f"PFI top window: samples {int(np.argmax(f['window_importance'])) * WINDOW}-"
+                  f"{int(np.argmax(f['window_importance'])) * WINDOW + WINDOW - 1}")
+            for n, share in f["segment_mass"].items():
+                top = int(np.argmax(share))
+                print(f"    {n:<24} largest share of |attribution|: samples {top * WINDOW}-{top * WINDOW + WINDOW - 1} "
+                      f"({share[top]:.0%})")
     return findings
+
+
+def _segment_share(v: np.ndarray) -> np.ndarray:
+    """Share of the total |attribution| per 8-sample segment, averaged over beats."""
+    a = np.abs(v).reshape(len(v), -1, WINDOW).sum(-1)
+    return (a / np.maximum(a.sum(1, keepdims=True), 1e-12)).mean(0)
 
 
 def figures(ds, class_maps, one_beat, i, findings, quiet):
@@ -116,8 +139,8 @@ def figures(ds, class_maps, one_beat, i, findings, quiet):
     for k, (label, maps) in enumerate(class_maps.items()):
         top, bottom = axes[0, k], axes[1, k]
         for c in (0, 1):
-            top.plot(t, ds.X_test[ds.y_test == c, 0].mean(0), color=colours[c], label=f"mean {ds.class_names[c]} beat")
-            bottom.plot(t, maps[c], color=colours[c], label=f"explaining the true class ({ds.class_names[c]})")
+            top.plot(t, ds.X_test[ds.y_test == c, 0].mean(0), color=colours[c], label=f"mean {ds.class_names[c].replace('_', ' ')} beat")
+            bottom.plot(t, maps[c], color=colours[c], label=f"{ds.class_names[c].replace('_', ' ')} beats")
         bottom.axhline(0, color="k", lw=0.5)
         top.set_title(f"{label} (test accuracy {findings[label]['accuracy']:.2f})", fontsize=9)
         top.set_ylabel("amplitude (z-normalised)", fontsize=8)
@@ -132,23 +155,40 @@ def figures(ds, class_maps, one_beat, i, findings, quiet):
     ax.set_title("permutation importance of 8-sample windows", fontsize=9)
     ax.set_ylabel("accuracy drop", fontsize=8)
     ax.legend(fontsize=7)
+    ax.set_xlabel("window start (sample)", fontsize=8)
+    ax.tick_params(labelbottom=True)
     axes[1, -1].axis("off")
+    axes[1, -1].text(0, 0.72, "Bottom: Integrated Gradients (zero baseline)\naveraged over the test beats of each class,\n"
+                     "each explaining its own true class.\nRight: accuracy lost when one 8-sample window\n"
+                     "is shuffled across test beats (10 repeats).", fontsize=8, va="top", transform=axes[1, -1].transAxes)
     save(fig, "ecg_class_relevance.png", quiet)
 
-    label = next(iter(one_beat))
-    panels = one_beat[label]
-    if panels:
-        fig, axes = plt.subplots(1, len(panels), figsize=(3.2 * len(panels), 2.6), squeeze=False)
-        x = ds.X_test[i, 0]
-        for ax, (n, v) in zip(axes[0], panels.items()):
+    cols = max(len(p) for p in one_beat.values())
+    fig, axes = plt.subplots(len(one_beat), cols, figsize=(2.9 * cols, 2.5 * len(one_beat) + 0.4), squeeze=False,
+                             sharex=True, sharey=True)
+    x = ds.X_test[i, 0]
+    for r, (label, panels) in enumerate(one_beat.items()):
+        for c in range(cols):
+            ax = axes[r, c]
+            if c >= len(panels):
+                ax.axis("off")
+                continue
+            n, v = list(panels.items())[c]
             v = normalise(np.broadcast_to(v, (1, len(x)))[0])
             ax.plot(t, x, color="0.7", lw=0.8)
             sc = ax.scatter(t, x, c=v, cmap="bwr", vmin=-1, vmax=1, s=10)
-            ax.set_title(n, fontsize=9)
-            ax.set_xlabel("sample")
-        fig.colorbar(sc, ax=axes[0].tolist(), label="relative attribution (MI)")
-        fig.suptitle(f"{label}: one MI beat explained by each method", fontsize=9, y=1.06)
-        save(fig, "ecg_methods_one_beat.png", quiet)
+            ax.set_title(f"{label}\n{n.replace('_', ' ')}", fontsize=8)
+            if r == len(one_beat) - 1:
+                ax.set_xlabel("sample", fontsize=8)
+            if c == 0:
+                ax.set_ylabel("amplitude (z-norm.)", fontsize=8)
+    cbar = fig.colorbar(sc, ax=axes.ravel().tolist(), shrink=0.8)
+    cbar.set_ticks([-1, 0, 1])
+    cbar.set_ticklabels(["against MI", "0", "for MI"])
+    fig.suptitle(f"One myocardial-infarction test beat (#{i}): evidence for the class 'MI' by each method "
+                 "(each panel scaled to its largest |value|; CAM, Grad-CAM and attention are non-negative)",
+                 fontsize=9)
+    save(fig, "ecg_methods_one_beat.png", quiet)
 
 
 if __name__ == "__main__":

@@ -6,9 +6,9 @@ LUMOS_DATA to its folder). Not shipped with lumos.
 
 Steps: decimate to 64 Hz, train a small EEG network (spatial filters, then a dense layer over time) on a class-balanced subset (targets vs
 twice as many non-targets), explain the target class on held-out target epochs with every
-installed gradient/relevance method, average |relevance| over trials into a channel x time
+gradient/relevance method (IG, Gradient x Input, LRP-epsilon, SmoothGrad), average |relevance| over trials into a channel x time
 map, find its peak latency (expected 250-600 ms after the flash), and measure permutation
-importance per channel (lumos's PFI when installed, else an inline channel shuffle).
+importance per channel (lumos.PermutationImportance, one group per channel, ROC AUC).
 
 Run:  python examples/workshop_p300.py      (about 1-2 minutes on 2 cores; cached afterwards)
 """
@@ -16,7 +16,15 @@ from __future__ import annotations
 
 import numpy as np
 
-from _workshop import available, explain_all, normalise, save, setup
+from _workshop import explain_all, normalise, save, setup
+
+#: label -> (lumos method, options); each explains the "target" class score.
+METHODS = {
+    "integrated_gradients": ("integrated_gradients", {"n_steps": 32}),
+    "gradient_x_input": ("gradient_x_input", {}),
+    "lrp (epsilon)": ("lrp", {"composite": "epsilon"}),
+    "smoothgrad": ("smoothgrad", {"n_samples": 32, "seed": 0}),
+}
 
 DECIMATE = 4
 
@@ -82,45 +90,23 @@ def peak_latency(rmap: np.ndarray, times: np.ndarray) -> float:
 
 
 def channel_importance(model, ds, seed=0, n_repeats=5):
-    """Permutation importance of each channel (drop in ROC AUC when one channel's epochs
-    are shuffled across trials): lumos's PFI when installed, else inline."""
-    import torch
-    from sklearn.metrics import roc_auc_score
+    """``(mean, std)`` drop in ROC AUC when one channel's epochs are shuffled across the
+    held-out trials (lumos.PermutationImportance, one group per channel)."""
+    import lumos
 
-    X, y = ds.X_test, ds.y_test
-    if available("permutation_importance"):
-        try:
-            import lumos
-
-            groups = [np.s_[c] for c in range(X.shape[1])]
-            exp = lumos.explain(model, X, method="permutation_importance", y=y, n_repeats=n_repeats, seed=seed,
-                                groups=groups)
-            return np.asarray(exp.values).reshape(-1)[: X.shape[1]], "lumos permutation_importance"
-        except Exception as err:  # noqa: BLE001
-            print(f"  permutation_importance failed ({err}); using the inline channel shuffle")
-
-    def auc(data):
-        with torch.no_grad():
-            return roc_auc_score(y, torch.softmax(model(torch.as_tensor(data)), 1)[:, 1].numpy())
-
-    rng = np.random.default_rng(seed)
-    base = auc(X)
-    drops = np.zeros(X.shape[1])
-    for c in range(X.shape[1]):
-        for _ in range(n_repeats):
-            Xp = X.copy()
-            Xp[:, c] = X[rng.permutation(len(X)), c]
-            drops[c] += (base - auc(Xp)) / n_repeats
-    return drops, "inline channel shuffle (ROC AUC drop)"
+    pfi = lumos.PermutationImportance(model, output="softmax", scoring="roc_auc", n_repeats=n_repeats, seed=seed)
+    exp = pfi.explain(ds.X_test, ds.y_test, groups=np.arange(ds.X_test.shape[1])[:, None],
+                      feature_names=list(ds.feature_names))
+    return exp.extras["importances"].mean(axis=1), exp.extras["importances"].std(axis=1)
 
 
-def figures(ds, maps, trials, importance, how, quiet=False):
+def figures(ds, maps, trials, importance, spread, quiet=False):
     import matplotlib.pyplot as plt
 
     t_ms = ds.times * 1000
     erp = ds.X_test[ds.y_test == 1].mean(0) - ds.X_test[ds.y_test == 0].mean(0)
     n = len(maps) + 1
-    fig, axes = plt.subplots(1, n, figsize=(4.0 * n, 3.6), squeeze=False, gridspec_kw=dict(wspace=0.35))
+    fig, axes = plt.subplots(1, n, figsize=(4.2 * n, 3.6), squeeze=False, gridspec_kw=dict(wspace=0.55))
     ax = axes[0, 0]
     lim = np.abs(erp).max()
     im = ax.imshow(erp, aspect="auto", cmap="PuOr_r", vmin=-lim, vmax=lim, extent=(t_ms[0], t_ms[-1], 7.5, -0.5))
@@ -128,7 +114,7 @@ def figures(ds, maps, trials, importance, how, quiet=False):
     fig.colorbar(im, ax=ax, fraction=0.05, label="amplitude (SD units)")
     for ax, (name, m) in zip(axes[0, 1:], maps.items()):
         im = ax.imshow(normalise(m), aspect="auto", cmap="Reds", vmin=0, vmax=1, extent=(t_ms[0], t_ms[-1], 7.5, -0.5))
-        ax.set_title(f"{name}: mean |relevance|\n{len(trials)} target trials, peak {peak_latency(m, ds.times) * 1000:.0f} ms",
+        ax.set_title(f"{name.replace('_', ' ')}: mean |relevance| (target class)\n{len(trials)} target trials, peak {peak_latency(m, ds.times) * 1000:.0f} ms",
                      fontsize=9)
         fig.colorbar(im, ax=ax, fraction=0.05, label="relative |relevance|")
     for ax in axes[0]:
@@ -148,9 +134,10 @@ def figures(ds, maps, trials, importance, how, quiet=False):
     a1.set_ylabel("mean |relevance| (relative)")
     a1.legend(fontsize=7)
     a1.set_title("relevance over time (all channels)", fontsize=9)
-    a2.bar(ds.feature_names, importance, color="#7d3c98")
-    a2.set_ylabel("drop in ROC AUC when shuffled")
-    a2.set_title(f"permutation importance per channel\n({how})", fontsize=9)
+    a2.bar(ds.feature_names, importance, yerr=spread, color="#7d3c98", ecolor="0.3")
+    a2.set_ylabel("drop in held-out ROC AUC")
+    a2.set_title("permutation importance per channel\n(epochs of one channel shuffled across trials; ± s.d., 5 repeats)",
+                 fontsize=9)
     save(fig, "p300_time_course_and_channels.png", quiet)
 
 
@@ -158,13 +145,12 @@ def main(quiet: bool = False, seed: int = 0) -> dict:
     setup(seed=seed)
     ds, X, y = prepare(seed)
     model, auc = train(ds, X, y, seed, quiet)
-    names = available("integrated_gradients", "gradient_x_input", "lrp", "smoothgrad")
-    maps, trials = relevance_map(model, ds, names, quiet=quiet)
-    importance, how = channel_importance(model, ds, seed)
-    figures(ds, maps, trials, importance, how, quiet)
+    maps, trials = relevance_map(model, ds, METHODS, quiet=quiet)
+    importance, spread = channel_importance(model, ds, seed)
+    figures(ds, maps, trials, importance, spread, quiet)
     peaks = {name: peak_latency(m, ds.times) for name, m in maps.items()}
     findings = {"test_auc": auc, "peaks_s": peaks, "channel_importance": dict(zip(ds.feature_names, importance)),
-                "importance_method": how}
+                "importance_method": "lumos.PermutationImportance (ROC AUC drop)"}
     if not quiet:
         print(f"held-out ROC AUC {auc:.3f}")
         for name, p in peaks.items():

@@ -73,9 +73,21 @@ def test_clever_hans_shortcut_is_revealed_and_quantified():
     import workshop_clever_hans as w
 
     r = w.main(quiet=True)
+    share = r["watermark_area_share"]  # 16 of 256 pixels
     assert r["accuracy_as_tested"] > 0.95  # looks excellent ...
     assert r["accuracy_tag_removed"] < 0.75  # ... but rests on the tag
     assert r["other_class_with_tag_called_shortcut"] > 0.9
     assert r["mass_on_watermark"]["integrated_gradients"] > 0.5
-    for name, mass in r["mass_on_watermark"].items():  # every method: far above the tag's 6% area share
-        assert mass > 5 * r["watermark_area_share"], name
+    for name in w.PIXEL_LEVEL:  # pixel-level methods: far above the tag's 6% area share
+        assert r["mass_on_watermark"][name] > 5 * share, name
+    # Grad-CAM (at its standard layer, the last conv block) measures ~0.07 here, about the
+    # area share. Not a bug: its map has 4 x 4 cells of 4 x 4 pixels, the tag (pixels
+    # 11-14) straddles a cell boundary, the map peaks on the cell diagonally inside the
+    # tag (pixels 8-11, one pixel of overlap) and bilinear upsampling spreads it. It still
+    # locates the shortcut at its resolution: it points within 2 pixels of the tag on every
+    # image and puts well above the quadrant's 25% area on the tag's quadrant.
+    assert r["mass_on_watermark"]["grad_cam"] < 5 * share  # documents the finding (fails if fixed upstream)
+    assert r["pointing_game_2px"]["grad_cam"] > 0.9
+    assert r["mass_on_tag_quadrant"]["grad_cam"] > 1.5 * 0.25
+    for name in w.PIXEL_LEVEL:
+        assert r["pointing_game_2px"][name] > 0.9, name

@@ -67,34 +67,20 @@ def pick_samples(y: np.ndarray, n: int, seed: int = 0) -> np.ndarray:
     return np.array(sorted(out))
 
 
-def _external_metrics(model, x, exp) -> dict:
-    """Scalar results of ``lumos.metrics.evaluate`` when that module exists (else {})."""
-    try:
-        from lumos import metrics  # noqa: F401
-    except ImportError:
-        return {}
-    fn = getattr(metrics, "evaluate", None)
-    if fn is None:
-        return {}
-    out = fn(model, x, exp)
-    if hasattr(out, "to_dict"):
-        out = out.to_dict()
-    if not isinstance(out, dict):
-        return {}
-    flat = {}
-    for k, v in out.items():
-        v = getattr(v, "value", v)
-        try:
-            flat[str(k)] = float(np.mean(np.asarray(v, dtype=float)))
-        except (TypeError, ValueError):
-            continue
-    return flat
+def _external_metrics(model, x, exp, baseline) -> dict:
+    """Petsiuk et al.'s deletion and insertion AUC from :mod:`lumos.metrics` (20 steps)."""
+    from lumos.metrics import deletion, insertion
+
+    base = baseline if baseline is not None and np.ndim(baseline) > 0 else None
+    return {
+        "deletion AUC ↓": deletion(model, x, exp.values, exp.target, n_steps=20, baseline=base).value,
+        "insertion AUC ↑": insertion(model, x, exp.values, exp.target, n_steps=20).value,
+    }
 
 
 def _evaluate(model, x, runs, baseline, seed, masks, notes) -> tuple[list[dict], dict]:
     rows, curves = [], {}
     target = None
-    external_failed = False
     for run in runs:
         if not run.ok or not run.explanations:
             continue
@@ -114,15 +100,10 @@ def _evaluate(model, x, runs, baseline, seed, masks, notes) -> tuple[list[dict],
         if masks is not None and masks.any():
             has = masks.reshape(len(x), -1).any(1)
             if has.any():
-                row["mass"] = float(ev.mass_in_mask(exp.values[has] if exp.values.shape[0] == len(x) else exp.values,
-                                                    masks[has]).mean())
-        try:
-            row.update({f"metrics.{k}": v for k, v in _external_metrics(model, x, exp).items()})
-        except Exception as err:  # noqa: BLE001
-            if not external_failed:
-                notes.append(f"lumos.metrics.evaluate failed ({type(err).__name__}: {err}); "
-                             "the table uses the report's own deletion curve")
-                external_failed = True
+                from lumos.metrics import relevance_mass_accuracy
+
+                row["mass"] = float(relevance_mass_accuracy(exp.values[has], masks[has]).mean())
+        row.update({f"metrics.{k}": v for k, v in _external_metrics(model, x, exp, baseline).items()})
         rows.append(row)
     if target is not None:
         c = np.mean([ev.deletion_curves(model, x, None, target, baseline=baseline, seed=seed + r) for r in range(5)],
@@ -170,16 +151,25 @@ def build_report(model, x, *, y=None, layout: str | None = None, class_names=Non
         raise ValueError(f"{len(class_names)} class names for a model with {k} outputs")
     n_ranks = max(1, min(n_classes, k))
     targets = np.argsort(-probs, axis=1, kind="stable")[:, :n_ranks]
+    if layout == "image" and x.ndim == 4:  # name the pixels that permutation importance ranks
+        c, h, w = x.shape[1:]
+        pixel_names = [f"{f'ch {k} ' if c > 1 else ''}row {r}, col {q}" for k in range(c) for r in range(h)
+                       for q in range(w)]
+        options = {**(options or {})}
+        options["permutation_importance"] = {"feature_names": pixel_names, **options.get("permutation_importance", {})}
     runs = run_methods(model, x, targets, layout, names=methods, x_eval=x_eval, y_eval=y_eval,
                        background=background, seed=seed, progress=progress, options=options)
-    notes: list[str] = []
-    try:
-        import lumos.metrics  # noqa: F401
-        notes.append("Evaluation: AOPC from the report's deletion curve; extra columns from lumos.metrics.evaluate.")
-    except ImportError:
-        notes.append("Evaluation computed by the report itself (lumos.metrics is not installed): "
-                     "deletion curve (most relevant first, baseline value "
-                     f"{baseline if np.isscalar(baseline) else 'per feature'}) and its AOPC.")
+    notes: list[str] = [
+        "Evaluation: AOPC of the report's deletion curve (most relevant first, baseline value "
+        f"{baseline if np.isscalar(baseline) else 'per feature'}); deletion / insertion AUC (Petsiuk et al. 2018) "
+        "and relevance mass (Arras et al. 2022) from lumos.metrics."]
+    coarse = {}
+    for run in runs:
+        if run.ok and run.explanations and "layer_map" in run.explanations[0].extras:
+            coarse.setdefault(tuple(run.explanations[0].extras["layer_map"].shape[1:]), []).append(run.name)
+    for shape, names in coarse.items():
+        notes.append(f"{', '.join(names)}: maps computed at the layer's resolution ({' × '.join(map(str, shape))} "
+                     f"positions) and upsampled to the input's {' × '.join(map(str, x.shape[2:]))}; coarse by design.")
     evaluation, curves = _evaluate(model, x, runs, baseline, seed, masks, notes)
     ok = [r for r in runs if r.ok and r.explanations]
     rows = []

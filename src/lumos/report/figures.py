@@ -199,15 +199,19 @@ def render_global(exp, title: str) -> str:
 def render_curves(curves: dict[str, np.ndarray], title: str) -> str:
     """Mean deletion curves per method (and the random ordering)."""
     plt = _plt()
-    fig, ax = plt.subplots(figsize=(6.5, 3.6))
-    for name, c in curves.items():
+    fig, ax = plt.subplots(figsize=(9.0, 3.8))
+    palette = plt.get_cmap("tab20").colors  # 20 distinct colours, dashes after that
+    for k, (name, c) in enumerate(curves.items()):
         frac = np.linspace(0, 100, c.shape[1])
-        style = dict(color="0.4", ls="--") if name == "random" else {}
-        ax.plot(frac, c.mean(0), label=name, lw=1.6, **style)
+        if name == "random":
+            style = dict(color="k", ls="--", lw=2.0)
+        else:
+            style = dict(color=palette[k % 20], ls="-" if k < 20 else ":", lw=1.5)
+        ax.plot(frac, c.mean(0), label=name, **style)
     ax.set_xlabel("features deleted, most relevant first (%)", fontsize=9)
     ax.set_ylabel("probability of the explained class", fontsize=9)
     ax.set_ylim(-0.02, 1.02)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, ncol=2, frameon=False)
+    ax.legend(fontsize=7, ncol=1, frameon=False, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     ax.set_title(title, fontsize=10)
     return to_png(fig)

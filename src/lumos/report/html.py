@@ -107,6 +107,15 @@ COLUMNS = [
 ]
 
 
+#: Descriptions of the columns that come from lumos.metrics (key after "metrics.").
+METRIC_NOTES = {
+    "deletion AUC ↓": "lumos.metrics.deletion: area under the class probability as features are set to the "
+                      "baseline, most relevant first, 20 steps (Petsiuk et al. 2018); lower is better",
+    "insertion AUC ↑": "lumos.metrics.insertion: area under the class probability as features are inserted into a "
+                       "blurred input, most relevant first, 20 steps (Petsiuk et al. 2018); higher is better",
+}
+
+
 def _fmt(v) -> str:
     if v is None:
         return "–"
@@ -119,7 +128,8 @@ def _eval_table(rows: list[dict]) -> str:
     if not rows:
         return "<p class='note'>No method produced local explanations to evaluate.</p>"
     extra = sorted({k for r in rows for k in r if k.startswith("metrics.")})
-    cols = [c for c in COLUMNS if any(c[0] in r for r in rows)] + [(k, k[8:], "from lumos.metrics") for k in extra]
+    cols = [c for c in COLUMNS if any(c[0] in r for r in rows)] + [(k, k[8:], METRIC_NOTES.get(k[8:], "from lumos.metrics"))
+                                                                  for k in extra]
     head = "".join(f"<th title='{escape(desc)}'>{escape(label)}</th>" for _, label, desc in cols)
     body = []
     for r in rows:
