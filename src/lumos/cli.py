@@ -365,6 +365,11 @@ def report(ctx, model_path, factory, data_path, limit, method_list, out, n_sampl
     click.echo(str(rep.save(out).resolve()))
 
 
+from lumos.scale.cli import explain_dataset_command  # noqa: E402  (zarr/dask imported only when run)
+
+cli.add_command(explain_dataset_command)
+
+
 def main(argv=None) -> int:
     """Entry point: click's own errors keep their messages; user mistakes become one line."""
     try:
