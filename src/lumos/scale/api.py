@@ -149,5 +149,7 @@ def explain_dataset(model, data, method="integrated_gradients", out=None, *, bat
             if device is not None:
                 torch.device(device)  # a malformed name fails here, not on every worker
             first_alone = (st.read_attrs(path) or {}).get("fields") is None
+            if first_alone and pending:  # arrays from a small probe here: no chunk has to run alone
+                first_alone = not job.create_arrays_from_probe()
             run_dask(job, pending, bar, client=client, n_workers=n_workers, retries=retries, first_alone=first_alone)
     return open_store(Path(path))
