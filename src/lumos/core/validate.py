@@ -55,6 +55,16 @@ def require_float(arr: np.ndarray | torch.Tensor, method: str) -> None:
         )
 
 
+def integer_array(value: Any) -> np.ndarray | None:
+    """``value`` as an int64 array when it holds integers (whole floats accepted), else None."""
+    a = np.asarray(value)
+    if a.dtype != bool and np.issubdtype(a.dtype, np.integer):
+        return a.astype(np.int64, copy=False)
+    if np.issubdtype(a.dtype, np.floating) and np.all(np.mod(a, 1) == 0):
+        return a.astype(np.int64)
+    return None
+
+
 def resolve_target(target: Any, scores: np.ndarray) -> np.ndarray:
     """Turn ``target`` into one int per sample.
 
@@ -66,12 +76,9 @@ def resolve_target(target: Any, scores: np.ndarray) -> np.ndarray:
         return np.argmax(scores, axis=1).astype(np.int64) if k > 1 else np.zeros(n, dtype=np.int64)
     if isinstance(target, torch.Tensor):
         target = target.detach().cpu().numpy()
-    t = np.asarray(target)
-    if t.dtype == bool or not np.issubdtype(t.dtype, np.integer):
-        if np.issubdtype(t.dtype, np.floating) and np.all(np.mod(t, 1) == 0):
-            t = t.astype(np.int64)
-        else:
-            raise TypeError(f"target must be None, an int or a sequence of ints, got {target!r}")
+    t = integer_array(target)
+    if t is None:
+        raise TypeError(f"target must be None, an int or a sequence of ints, got {target!r}")
     if t.ndim == 0:
         t = np.full(n, int(t), dtype=np.int64)
     elif t.ndim == 1:

@@ -19,7 +19,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from lumos.core.validate import as_array
+from lumos.core.validate import as_array, integer_array
 
 
 def _tuple(value: Any, ndim: int, name: str) -> tuple[int, ...]:
@@ -52,12 +52,9 @@ def resolve_groups(groups: Any, sample_shape: Sequence[int], name: str = "groups
     if groups is None:
         size = int(np.prod(sample_shape))
         return np.arange(size, dtype=np.int64).reshape(sample_shape), size
-    g = np.asarray(groups)
-    if g.dtype == bool or not np.issubdtype(g.dtype, np.integer):
-        if np.issubdtype(g.dtype, np.floating) and np.all(np.mod(g, 1) == 0):
-            g = g.astype(np.int64)
-        else:
-            raise TypeError(f"{name} must be an integer array of group ids, got dtype {g.dtype}")
+    g = integer_array(groups)
+    if g is None:
+        raise TypeError(f"{name} must be an integer array of group ids, got dtype {np.asarray(groups).dtype}")
     try:
         g = np.broadcast_to(g, sample_shape)
     except ValueError:
