@@ -134,3 +134,36 @@ def test_compose_background():
     x, bg = np.array([1.0, 2.0, 3.0]), np.zeros((2, 3))
     out = compose(x, bg, np.array([[True, False]]), np.array([0, 0, 1]))
     np.testing.assert_array_equal(out, [[[1, 2, 0], [1, 2, 0]]])
+
+
+def test_shared_design_ridge_equals_the_stacked_problem():
+    from lumos.methods.agnostic.lime import shared_design_ridge, weighted_ridge
+
+    rng = np.random.default_rng(0)
+    n, m, g, width = 5, 400, 6, 1.7
+    z, y = rng.normal(size=(m, g)), rng.normal(size=(n, m))
+    z_self, y_self = rng.normal(size=(n, g)), rng.normal(size=n)
+    rep = np.concatenate([z_self[:, None], np.broadcast_to(z, (n, m, g))], 1)
+    w = np.exp(-((rep - rep[:, :1]) ** 2).sum(2) / width ** 2)
+    stacked = weighted_ridge(rep, np.concatenate([y_self[:, None], y], 1), w, 0.5)
+    for a, b in zip(shared_design_ridge(z, y, z_self, y_self, width, 0.5), stacked):
+        np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-10)
+
+
+@pytest.mark.parametrize("options", [{}, {"discretize": True}, {"categorical_features": [3]}])
+def test_lime_tabular_shares_one_sample_set_per_call(options):
+    rng = np.random.default_rng(1)
+    train = rng.normal(size=(200, 4))
+    train[:, 3] = rng.integers(0, 2, size=200)
+    calls = []
+
+    def f(z):
+        calls.append(len(z))
+        return np.tanh(z @ np.array([1.0, -2.0, 0.5, 1.0]))[:, None]
+
+    x = train[:6]
+    batch = Lime(f, n_samples=500, seed=4, **options).explain(x, training_data=train)
+    assert calls == [6, 499]  # f(x), then one shared set: not 6 x 500 rows
+    one = Lime(f, n_samples=500, seed=4, **options).explain(x[2:3], training_data=train)
+    np.testing.assert_allclose(one.values[0], batch.values[2], rtol=1e-9, atol=1e-12)  # independent of the batch
+    np.testing.assert_allclose(one.extras["r2"][0], batch.extras["r2"][2], rtol=1e-9)

@@ -18,13 +18,19 @@ is fitted in closed form (vectorised over inputs) on an interpretable representa
   bins drawn with their training frequencies and values from a normal truncated to the
   bin; categorical columns drawn from their training frequencies. z' holds the
   standardised value (continuous) or "same bin/category as x" (discretised, categorical);
-  D is the Euclidean distance in z'.
+  D is the Euclidean distance in z'. These samples do not depend on the input (lime,
+  too, draws them from the training distribution, not around x), so one set of
+  ``n_samples − 1`` is drawn per call and shared by every row of the batch, each row
+  adding itself as the first sample and weighting the set with its own kernel: the
+  model sees ``n_samples − 1`` rows instead of ``N · n_samples``, and a row's
+  explanation does not depend on the other rows in the batch. (Errors of different rows
+  are correlated; average LIME over many rows with several seeds, not one.)
 
 ``values`` are the coefficients β (spread over each group's elements, divided by the
 group size); ``extras`` holds the coefficients per group, the intercept, the weighted
 R² of the surrogate (``r2``; a poor fit means the explanation should not be trusted) and
 its prediction at x (``local_prediction``). Random numbers come from a generator seeded
-with ``(seed, i)`` for input i.
+with ``(seed, i)`` for input i (mask sampling) or ``(seed, 0)`` for the shared tabular set.
 """
 from __future__ import annotations
 
@@ -65,19 +71,60 @@ def weighted_ridge(z: np.ndarray, y: np.ndarray, w: np.ndarray, alpha: float):
     return coef, intercept, np.where(ss_tot > 0, r2, 1.0)
 
 
+def shared_design_ridge(z: np.ndarray, y: np.ndarray, z_self: np.ndarray, y_self: np.ndarray,
+                        width: float, alpha: float):
+    """``weighted_ridge`` for N problems that share M samples ``z`` (M, G) and differ in
+    their targets ``y`` (N, M), their first sample (the input itself, ``z_self`` (N, G) with
+    target ``y_self`` (N,) and weight 1) and their kernel weights
+    π_n(z) = exp(−‖z − z_self,n‖² / width²).
+
+    Same solution as ``weighted_ridge`` on the stacked (N, M+1, G) problem, from weighted
+    sums over the shared samples: Σπ, Σπz, Σπzzᵀ (one (G×M)(M×G) product per row),
+    Σπy, Σπzy; nothing of size N×M×G is built.
+    """
+    n, g = z_self.shape
+    dist2 = (z ** 2).sum(1)[None] - 2.0 * z_self @ z.T + (z_self ** 2).sum(1)[:, None]
+    w = np.exp(-np.maximum(dist2, 0.0) / width ** 2)  # (N, M)
+    wy = w * y
+    s0 = w.sum(1) + 1.0
+    zm = (w @ z + z_self) / s0[:, None]
+    ym = (wy.sum(1) + y_self) / s0
+    zt = np.ascontiguousarray(z.T)
+    s2 = np.stack([(zt * wi) @ z for wi in w]) + z_self[:, :, None] * z_self[:, None, :]
+    a = s2 - s0[:, None, None] * zm[:, :, None] * zm[:, None, :] + alpha * np.eye(g)
+    b = wy @ z + z_self * y_self[:, None] - s0[:, None] * zm * ym[:, None]
+    try:
+        coef = np.linalg.solve(a, b[..., None])[..., 0]
+    except np.linalg.LinAlgError:
+        coef = np.stack([np.linalg.lstsq(ai, bi, rcond=None)[0] for ai, bi in zip(a, b)])
+    intercept = ym - (zm * coef).sum(1)
+    resid = y - coef @ zt - intercept[:, None]
+    resid_self = y_self - (z_self * coef).sum(1) - intercept
+    ss_res = (w * resid ** 2).sum(1) + resid_self ** 2
+    ss_tot = (w * (y - ym[:, None]) ** 2).sum(1) + (y_self - ym) ** 2
+    r2 = 1 - ss_res / np.where(ss_tot > 0, ss_tot, 1.0)
+    return coef, intercept, np.where(ss_tot > 0, r2, 1.0)
+
+
 class TabularStatistics:
     """Training statistics for tabular sampling: mean/std per column (std of 0 -> 1),
-    quartile bins with per-bin min/max/mean/std, category frequencies."""
+    quartile bins with per-bin min/max/mean/std (only when ``quartiles``), category
+    frequencies."""
 
-    def __init__(self, data: np.ndarray, categorical: tuple[int, ...] = ()):
+    def __init__(self, data: np.ndarray, categorical: tuple[int, ...] = (), quartiles: bool = True):
         self.mean = data.mean(0)
         self.std = data.std(0)
         self.std[self.std == 0] = 1.0
         self.categorical = tuple(categorical)
+        self.continuous = np.array([j not in self.categorical for j in range(data.shape[1])])
         self.values, self.freqs = {}, {}
         for j in self.categorical:
             v, c = np.unique(data[:, j], return_counts=True)
             self.values[j], self.freqs[j] = v, c / c.sum()
+        if quartiles:
+            self._quartiles(data)
+
+    def _quartiles(self, data: np.ndarray) -> None:
         self.edges = np.percentile(data, [25, 50, 75], axis=0).T  # (d, 3)
         d = data.shape[1]
         self.bins = np.stack([np.searchsorted(self.edges[j], data[:, j], side="left") for j in range(d)], 1)
@@ -162,13 +209,16 @@ class Lime(AgnosticExplainer):
         if mode == "tabular":
             if x.ndim != 2:
                 raise ValueError(f"tabular sampling needs (N, d) inputs, got {x.shape}; use sampling='mask'")
-            rep, y, w, group_maps, n_groups = self._tabular(x, target, as_background(training_data, x, "training_data"))
+            coef, intercept, r2, rep_self = self._tabular(x, target, scores,
+                                                          as_background(training_data, x, "training_data"))
+            group_maps, n_groups = [np.arange(x.shape[1])] * x.shape[0], x.shape[1]
         else:
             rep, y, w, group_maps, n_groups = self._mask(x, target, baseline, groups)
-        coef, intercept, r2 = weighted_ridge(rep, y, w, self.alpha)
+            coef, intercept, r2 = weighted_ridge(rep, y, w, self.alpha)
+            rep_self = rep[:, 0]
         values = np.stack([spread(c, g, n_groups) for c, g in zip(coef, group_maps)])
         extras = {"coefficients": coef, "intercept": intercept, "r2": r2,
-                  "local_prediction": intercept + (rep[:, 0] * coef).sum(1),
+                  "local_prediction": intercept + (rep_self * coef).sum(1),
                   "groups": np.stack(group_maps).astype(np.int32)}
         return self._result(values, x, target, scores, feature_names=feature_names, extras=extras)
 
@@ -227,37 +277,48 @@ class Lime(AgnosticExplainer):
             [m for p in parts for m in p[3]], g
 
     # -- tabular sampling from training statistics -------------------------------
-    def _tabular(self, x, target, data):
-        stats = TabularStatistics(np.asarray(data, dtype=np.float64), self.categorical_features)
+    def _tabular(self, x, target, scores_x, data):
+        stats = TabularStatistics(np.asarray(data, dtype=np.float64), self.categorical_features, self.discretize)
         n, d = x.shape
         m = self.n_samples
-        reps, samples = [], []
-        cont = np.array([j not in stats.categorical for j in range(d)])
-        for i in range(n):
-            rng = self._rng(i)
-            xi = x[i].astype(np.float64)
+        values, bins = self._draw(stats, self._rng(0), m - 1, d)
+        y_shared = self.adapter.scores(values.astype(x.dtype, copy=False))[:, target].T
+        y_self = np.asarray(scores_x, dtype=np.float64)[np.arange(n), target]  # f(x), already known
+        xf = x.astype(np.float64)
+        rep_self = np.where(stats.continuous & (not self.discretize), (xf - stats.mean) / stats.std, 1.0)
+        if not self.discretize and not stats.categorical:  # one design shared by every row
+            z = (values - stats.mean) / stats.std
+            coef, intercept, r2 = shared_design_ridge(z, y_shared, rep_self, y_self, self._width(d), self.alpha)
+            return coef, intercept, r2, rep_self
+        out = []
+        chunk = max(1, 2**22 // (m * d))
+        for lo in range(0, n, chunk):
+            rows = slice(lo, lo + chunk)
+            rep = np.empty((len(xf[rows]), m, d))
+            rep[:, 1:] = (values - stats.mean) / stats.std
             if self.discretize:
-                bins = np.stack([rng.choice(4, size=m, p=stats.bin_freq[j]) for j in range(d)], 1)
-                lo, hi, mu, sd = (s[np.arange(d), bins] for s in stats.bin_stats)
-                a, b = ndtr((lo - mu) / sd), ndtr((hi - mu) / sd)
-                u = rng.random((m, d))
-                values = mu + sd * ndtri(np.clip(a + u * (b - a), 1e-16, 1 - 1e-16))
-                values = np.where(hi > lo, values, lo)
-                rep = (bins == stats.bin_of(xi)).astype(np.float64)
-            else:
-                values = rng.standard_normal((m, d)) * stats.std + stats.mean
-                rep = (values - stats.mean) / stats.std
+                rep[:, 1:] = bins[None] == stats.bin_of(xf[rows])[:, None]
             for j in stats.categorical:
-                col = rng.choice(stats.values[j], size=m, p=stats.freqs[j])
-                values[:, j] = col
-                rep[:, j] = col == xi[j]
-            values[0] = xi
-            rep[0] = 1.0 if self.discretize else np.where(cont, (xi - stats.mean) / stats.std, 1.0)
-            reps.append(rep)
-            samples.append(values)
-        rep = np.stack(reps)
-        y = self._target_scores(np.concatenate(samples).astype(x.dtype), np.repeat(target, m)).reshape(n, m)
-        dist2 = ((rep - rep[:, :1]) ** 2).sum(2)
-        w = np.exp(-dist2 / self._width(d) ** 2)
-        groups = np.arange(d)
-        return rep, y, w, [groups] * n, d
+                rep[:, 1:, j] = values[None, :, j] == xf[rows, j, None]
+            rep[:, 0] = rep_self[rows]
+            y = np.concatenate([y_self[rows, None], y_shared[rows]], 1)
+            w = np.exp(-((rep - rep[:, :1]) ** 2).sum(2) / self._width(d) ** 2)
+            out.append(weighted_ridge(rep, y, w, self.alpha))
+        coef, intercept, r2 = (np.concatenate(parts) for parts in zip(*out))
+        return coef, intercept, r2, rep_self
+
+    def _draw(self, stats, rng, m, d):
+        """m samples from the training statistics (and their quartile bins when discretising)."""
+        bins = None
+        if self.discretize:
+            bins = np.stack([rng.choice(4, size=m, p=stats.bin_freq[j]) for j in range(d)], 1)
+            lo, hi, mu, sd = (s[np.arange(d), bins] for s in stats.bin_stats)
+            a, b = ndtr((lo - mu) / sd), ndtr((hi - mu) / sd)
+            u = rng.random((m, d))
+            values = mu + sd * ndtri(np.clip(a + u * (b - a), 1e-16, 1 - 1e-16))
+            values = np.where(hi > lo, values, lo)
+        else:
+            values = rng.standard_normal((m, d)) * stats.std + stats.mean
+        for j in stats.categorical:
+            values[:, j] = rng.choice(stats.values[j], size=m, p=stats.freqs[j])
+        return values, bins
