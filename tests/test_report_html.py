@@ -50,6 +50,14 @@ def test_report_contains_every_part(tabular, tmp_path):
     assert path.suffix == ".html" and path.read_text() == html
 
 
+def test_global_importance_is_labelled_with_the_feature_names(tabular):
+    ds, model = tabular
+    rep = build_report(model, ds.X_test[:2], feature_names=ds.feature_names, methods=["permutation_importance"],
+                       x_eval=ds.X_test[:40], y_eval=ds.y_test[:40])
+    (run,) = [r for r in rep.runs if r.name == "permutation_importance"]
+    assert list(run.global_explanation.feature_names) == list(ds.feature_names)
+
+
 class _Broken(Explainer):
     needs_gradients = True
 
