@@ -240,16 +240,42 @@ def test_incomplete_store_refuses_missing_rows_and_summaries(mlp, X, tmp_path):
         store.summary()
 
 
-@pytest.mark.parametrize("name", sorted(lumos.list_methods()))
+def _setup_for(name, mlp, X):
+    """A model, inputs and options that the method applies to (every method has one)."""
+    from lumos.models import CNN1d
+    from lumos.models.attention_rnn import AttentionRNN
+
+    torch.manual_seed(0)
+    series = np.random.default_rng(1).normal(size=(12, 2, 16)).astype(np.float32)
+    if "cam" in name:
+        return CNN1d(2, 3, channels=(4, 4)), series, {}
+    if name == "attention":
+        return AttentionRNN(2, 3, hidden=4), series, {}
+    if name in ("kernel_shap", "sampling_shapley", "exact_shapley"):
+        options = {"background": X[40:48]}
+        if name == "exact_shapley":
+            options["groups"] = np.arange(12) // 2  # 6 players
+        return mlp, X[:12], options
+    return mlp, X[:12], {}
+
+
+@pytest.mark.parametrize("name", sorted(set(lumos.list_methods()) - {"permutation_importance"}))
 def test_every_registered_method_streams_to_a_store(name, mlp, X, tmp_path):
-    try:
-        ref = lumos.explain(mlp, X[:6], name)
-    except (TypeError, ValueError) as err:  # needs configuration a plain MLP cannot give (a conv layer...)
-        pytest.skip(f"{name} needs configuration on an MLP: {err}")
-    store = explain_dataset(mlp, X[:12], name, out=tmp_path / "s", batch_size=6, progress=False)
+    model, x, options = _setup_for(name, mlp, X)
+    ref = lumos.explain(model, x[:6], name, **options)
+    store = explain_dataset(model, x, name, out=tmp_path / "s", batch_size=6, progress=False, **options)
     got = store[:6]
     np.testing.assert_allclose(got.values, ref.values, rtol=1e-6, atol=1e-7)
     np.testing.assert_array_equal(got.target, ref.target)
+
+
+def test_global_methods_are_refused_with_the_alternative(mlp, X, tmp_path):
+    from lumos.methods.agnostic import PermutationImportance
+
+    for method in ("permutation_importance", PermutationImportance(mlp)):
+        with pytest.raises(ValueError, match=r"global method .*PermutationImportance\(model\)\.explain\(X, y\)"):
+            explain_dataset(mlp, X, method, out=tmp_path / "s", progress=False)
+    assert not (tmp_path / "s").exists()
 
 
 def test_progress_bar_reports_throughput(mlp, X, tmp_path, capsys):

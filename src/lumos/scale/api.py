@@ -26,10 +26,19 @@ def _lumos_version() -> str:
     return getattr(lumos, "__version__", "unknown")
 
 
+def _refuse_global(cls: type) -> None:
+    if getattr(cls, "scope", "local") == "global":
+        raise ValueError(f"{getattr(cls, 'name', cls.__name__)} is a global method (one explanation of a whole "
+                         "labelled set, not one per input); explain_dataset streams per-input explanations: "
+                         f"call {cls.__name__}(model).explain(X, y) on the set instead")
+
+
 def make_explainer(model, method, options: dict) -> tuple[Explainer, dict]:
     """An explainer from a registered name (constructor options split from call options,
-    as in :func:`lumos.explain`) or an explainer instance (all options go to the call)."""
+    as in :func:`lumos.explain`) or an explainer instance (all options go to the call).
+    Global methods (permutation importance) are refused: they do not stream per input."""
     if isinstance(method, Explainer):
+        _refuse_global(type(method))
         if model is not None and model is not method.model:
             raise ValueError("method is an explainer built for another model; pass model=None or the same model")
         return method, dict(options)
@@ -40,6 +49,7 @@ def make_explainer(model, method, options: dict) -> tuple[Explainer, dict]:
     import lumos.methods  # noqa: F401  (registers the families)
 
     cls = registry.get(method)
+    _refuse_global(cls)
     config, call = registry.split_options(cls, options)
     return cls(model, **config), call
 

@@ -78,6 +78,9 @@ class PermutationImportance(AgnosticExplainer):
     are row orders ``(n_repeats, N)`` shared by all features or ``(n_features, n_repeats, N)``.
     """
 
+    scope = "global"
+    """One explanation of a whole labelled set (not one per input)."""
+
     def __init__(self, model, *, scoring: str | Callable = "accuracy", n_repeats: int = 5,
                  per_class: bool = False, threshold: float | None = None, seed: int = 0, **kwargs):
         super().__init__(model, **kwargs)
