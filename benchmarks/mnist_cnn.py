@@ -39,12 +39,30 @@ def lenet() -> torch.nn.Sequential:
     )
 
 
-def trained_cnn(verbose: bool = True) -> torch.nn.Module:
+def vgg() -> torch.nn.Sequential:
+    """A deeper VGG-style CNN (six 3x3 convolutions in three blocks, max pooling, two dense
+    layers): the depth at which gradients of ReLU networks start to shatter (Balduzzi et
+    al. 2017), as in the ImageNet networks of Samek et al."""
+    nn = torch.nn
+
+    def block(c_in, c_out):
+        return [nn.Conv2d(c_in, c_out, 3, padding=1), nn.ReLU(), nn.Conv2d(c_out, c_out, 3, padding=1), nn.ReLU(),
+                nn.MaxPool2d(2)]
+
+    return nn.Sequential(*block(1, 16), *block(16, 32), *block(32, 64), nn.Flatten(),
+                         nn.Linear(64 * 3 * 3, 128), nn.ReLU(), nn.Linear(128, 10))
+
+
+NETWORKS = {"lenet": (lenet, "lenet-16-32-64"), "vgg": (vgg, "vgg-16-32-64-128")}
+
+
+def trained_cnn(verbose: bool = True, network: str = "lenet") -> torch.nn.Module:
     X_train, y_train, X_test, y_test = load_mnist()
-    key = hashlib.sha1(f"lenet-16-32-64-{EPOCHS}-{SEED}-{torch.__version__}".encode()).hexdigest()[:10]
+    build, tag = NETWORKS[network]
+    key = hashlib.sha1(f"{tag}-{EPOCHS}-{SEED}-{torch.__version__}".encode()).hexdigest()[:10]
     cache = Path(os.environ.get("LUMOS_CACHE", tempfile.gettempdir())) / f"lumos-mnist-cnn-{key}.pt"
     torch.manual_seed(SEED)
-    model = lenet()
+    model = build()
     if cache.exists():
         model.load_state_dict(torch.load(cache))
         model.eval()

@@ -1,9 +1,9 @@
 """Samek et al. (2017) region perturbation on MNIST: does the MoRF AOPC order the methods
 as published, LRP (EpsilonPlus) > Gradient x Input > Saliency > random?
 
-    PYTHONPATH=src:. python -m benchmarks.samek_ordering [--n 1000]
+    PYTHONPATH=src:. python -m benchmarks.samek_ordering [--n 1000] [--network lenet|vgg]
 
-Setting: the LeNet-style CNN of ``benchmarks/mnist_cnn.py``; 1,000 MNIST test images,
+Setting: the LeNet-style CNN of ``benchmarks/mnist_cnn.py`` (or its deeper VGG-style CNN); 1,000 MNIST test images,
 explained for their true class; 3x3 regions ranked by summed relevance, L = 50 steps;
 softmax score of the true class. Two replacements: uniform noise in [0, 1] (Samek et
 al.'s choice) and black (0: removing ink, the reference that Gradient x Input and LRP
@@ -53,10 +53,13 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=1000)
     parser.add_argument("--out", type=Path, default=FIGURES, help="folder for the table and figures")
+    parser.add_argument("--network", choices=("lenet", "vgg"), default="lenet",
+                        help="the LeNet-style CNN (default) or a deeper VGG-style CNN (files get a _vgg suffix)")
     args = parser.parse_args(argv)
     out = args.out
     torch.set_num_threads(2)
-    model = trained_cnn()
+    model = trained_cnn(network=args.network)
+    suffix = "" if args.network == "lenet" else f"_{args.network}"
     _, _, x, y = load_mnist(args.n)
     methods = explainers(model)
     out.mkdir(parents=True, exist_ok=True)
@@ -80,12 +83,12 @@ def main(argv=None) -> int:
             ax.set_title(f"{metric.split()[1]} ({label} replacement)")
             ax.set_ylabel("mean softmax of the true class")
         fig.tight_layout()
-        fig.savefig(out / f"samek_curves_{label}.png", dpi=120)
+        fig.savefig(out / f"samek_curves_{label}{suffix}.png", dpi=120)
         plt.close(fig)
     texts.append(sweep(model, x, y, methods))
     print(texts[-1])
-    (out / "samek_ordering.md").write_text("\n".join(texts))
-    print(f"wrote {out / 'samek_ordering.md'} and samek_curves_*.png")
+    (out / f"samek_ordering{suffix}.md").write_text(f"# {args.network} network\n\n" + "\n".join(texts))
+    print(f"wrote {out / f'samek_ordering{suffix}.md'} and samek_curves_*{suffix}.png")
     return 0
 
 
