@@ -46,3 +46,26 @@ def assert_same_state(before: dict, after: dict) -> None:
     assert before["hooks"] == after["hooks"], "hooks left on the model"
     for k, v in before["params"].items():
         assert torch.equal(v, after["params"][k]), f"parameter {k} changed"
+
+
+def setup_for_method(name: str, mlp: torch.nn.Module, X: np.ndarray):
+    """A model, 12 inputs and options that the registered method ``name`` applies to: the
+    given MLP on tabular rows, a 1-D CNN with a GAP head for the CAM family, an
+    AttentionRNN for attention, a background (and player groups) for Shapley values."""
+    from lumos.models import CNN1d
+    from lumos.models.attention_rnn import AttentionRNN
+
+    torch.manual_seed(0)
+    series = np.random.default_rng(1).normal(size=(12, 2, 16)).astype(np.float32)
+    if "cam" in name:
+        return CNN1d(2, 3, channels=(4, 4)), series, {}
+    if name == "attention":
+        return AttentionRNN(2, 3, hidden=4), series, {}
+    if name in ("kernel_shap", "sampling_shapley", "exact_shapley"):
+        options = {"background": X[-8:]}
+        if name == "exact_shapley":
+            options["groups"] = np.arange(X.shape[1]) // 2  # 6 players
+        return mlp, X[:12], options
+    if name == "permutation_importance":
+        return mlp, X[:12], {"y": np.arange(12) % 3}
+    return mlp, X[:12], {}

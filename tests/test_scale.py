@@ -15,7 +15,7 @@ import lumos  # noqa: E402
 from lumos.models.reference import MLP, CNN1d  # noqa: E402
 from lumos.scale import explain_dataset, open_store  # noqa: E402
 from lumos.scale.sources import ArraySource, as_source  # noqa: E402
-from conftest import assert_same_state, model_state  # noqa: E402
+from conftest import assert_same_state, model_state, setup_for_method  # noqa: E402
 
 ARRAYS = ("values", "target", "prediction", "base_value", "delta")
 
@@ -240,28 +240,9 @@ def test_incomplete_store_refuses_missing_rows_and_summaries(mlp, X, tmp_path):
         store.summary()
 
 
-def _setup_for(name, mlp, X):
-    """A model, inputs and options that the method applies to (every method has one)."""
-    from lumos.models import CNN1d
-    from lumos.models.attention_rnn import AttentionRNN
-
-    torch.manual_seed(0)
-    series = np.random.default_rng(1).normal(size=(12, 2, 16)).astype(np.float32)
-    if "cam" in name:
-        return CNN1d(2, 3, channels=(4, 4)), series, {}
-    if name == "attention":
-        return AttentionRNN(2, 3, hidden=4), series, {}
-    if name in ("kernel_shap", "sampling_shapley", "exact_shapley"):
-        options = {"background": X[40:48]}
-        if name == "exact_shapley":
-            options["groups"] = np.arange(12) // 2  # 6 players
-        return mlp, X[:12], options
-    return mlp, X[:12], {}
-
-
 @pytest.mark.parametrize("name", sorted(set(lumos.list_methods()) - {"permutation_importance"}))
 def test_every_registered_method_streams_to_a_store(name, mlp, X, tmp_path):
-    model, x, options = _setup_for(name, mlp, X)
+    model, x, options = setup_for_method(name, mlp, X)
     ref = lumos.explain(model, x[:6], name, **options)
     store = explain_dataset(model, x, name, out=tmp_path / "s", batch_size=6, progress=False, **options)
     got = store[:6]
