@@ -192,13 +192,22 @@ def methods() -> None:
     for name, cls in lumos.list_methods().items():
         from lumos.report.methods import family_of, is_global
 
-        doc = (cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else ""
+        doc = _summary(cls.__doc__)
         kind = "global" if is_global(cls) else "local"
         needs = "torch" if getattr(cls, "needs_gradients", False) else "any model"
         rows.append((name, family_of(cls), kind, needs, doc))
     width = max(len(r[0]) for r in rows)
     for name, family, kind, needs, doc in rows:
         click.echo(f"{name:<{width}}  {family:<10} {kind:<6} {needs:<9}  {doc}")
+
+
+def _summary(doc: str | None, limit: int = 90) -> str:
+    """The docstring's first sentence (its first paragraph, joined), shortened to ``limit``."""
+    import re
+
+    para = " ".join((doc or "").strip().split("\n\n")[0].split())
+    first = re.split(r"(?<=\.)\s(?=[A-Z])", para, maxsplit=1)[0]  # not at "et al. 2016"
+    return first if len(first) <= limit else first[:limit - 1].rsplit(" ", 1)[0] + " …"
 
 
 @cli.command()
