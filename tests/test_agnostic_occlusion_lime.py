@@ -167,3 +167,18 @@ def test_lime_tabular_shares_one_sample_set_per_call(options):
     one = Lime(f, n_samples=500, seed=4, **options).explain(x[2:3], training_data=train)
     np.testing.assert_allclose(one.values[0], batch.values[2], rtol=1e-9, atol=1e-12)  # independent of the batch
     np.testing.assert_allclose(one.extras["r2"][0], batch.extras["r2"][2], rtol=1e-9)
+
+
+@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64, np.longdouble])
+def test_compose_equals_numpy_where_for_every_dtype_and_layout(dtype):
+    rng = np.random.default_rng(0)
+    x, ref = rng.normal(size=(2, 6)).astype(dtype), rng.normal(size=(3, 2, 6)).astype(dtype)
+    groups, masks = np.arange(12).reshape(2, 6) // 4, rng.random((5, 3)) < 0.5
+    expected = np.where(masks[:, groups][:, None], x, ref[None])
+    got = compose(x, ref, masks, groups)
+    assert got.dtype == dtype and np.array_equal(got, expected)
+    out = np.empty((5, 3, 2, 6), dtype)[::-1]  # a buffer with negative strides
+    compose(x, ref, masks, groups, out=out)
+    assert np.array_equal(out, expected)
+    one = compose(x[:, ::-1], ref[0], masks, groups)  # a single reference, a strided sample
+    assert np.array_equal(one, np.where(masks[:, groups], x[:, ::-1], ref[0]))

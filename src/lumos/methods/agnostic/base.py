@@ -50,10 +50,16 @@ class AgnosticExplainer(Explainer):
         if m == 0:
             return out
         per_copy = max(1, self.adapter.batch_size // b)
-        for rows, cols in expansion_chunks(n, m, per_copy):
+        chunks = list(expansion_chunks(n, m, per_copy))
+        # one buffer for every chunk: a fresh multi-MB array per chunk costs a page fault per
+        # 4 kB page each time (glibc returns large blocks to the system when freed)
+        per_row = int(np.prod(x.shape[1:], dtype=np.int64))
+        most = max((rows.stop - rows.start) * (cols.stop - cols.start) for rows, cols in chunks)
+        store = np.empty(most * b * per_row, dtype=np.result_type(x, reference))
+        for rows, cols in chunks:
             xs, ms = x[rows], masks[cols]
             r, c = xs.shape[0], ms.shape[0]
-            batch = np.empty((r, c, b, *x.shape[1:]), dtype=np.result_type(x, reference))
+            batch = store[:r * c * b * per_row].reshape(r, c, b, *x.shape[1:])
             for xi, buf in zip(xs, batch):
                 compose(xi, reference, ms, groups, out=buf)  # (c, B, *S) written in place
             t = np.repeat(target[rows], c * b)
