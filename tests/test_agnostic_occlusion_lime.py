@@ -168,6 +168,12 @@ def test_lime_tabular_shares_one_sample_set_per_call(options):
     np.testing.assert_allclose(one.values[0], batch.values[2], rtol=1e-9, atol=1e-12)  # independent of the batch
     np.testing.assert_allclose(one.extras["r2"][0], batch.extras["r2"][2], rtol=1e-9)
 
+    calls.clear()
+    own = Lime(f, n_samples=500, seed=4, share_samples=False, **options).explain(x, training_data=train)
+    assert calls == [6, 6 * 499]  # an independent set per row
+    assert not np.allclose(own.values[1:], batch.values[1:])  # other draws (row 0 uses the shared seed)
+    np.testing.assert_allclose(own.values[0], batch.values[0], rtol=1e-9, atol=1e-12)
+
 
 @pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64, np.longdouble])
 def test_compose_equals_numpy_where_for_every_dtype_and_layout(dtype):

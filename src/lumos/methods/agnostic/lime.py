@@ -23,8 +23,8 @@ is fitted in closed form (vectorised over inputs) on an interpretable representa
   ``n_samples − 1`` is drawn per call and shared by every row of the batch, each row
   adding itself as the first sample and weighting the set with its own kernel: the
   model sees ``n_samples − 1`` rows instead of ``N · n_samples``, and a row's
-  explanation does not depend on the other rows in the batch. (Errors of different rows
-  are correlated; average LIME over many rows with several seeds, not one.)
+  explanation does not depend on the other rows in the batch. Errors of different rows
+  are then correlated; ``share_samples=False`` draws an independent set per row, as lime.
 
 ``values`` are the coefficients β (spread over each group's elements, divided by the
 group size); ``extras`` holds the coefficients per group, the intercept, the weighted
@@ -164,6 +164,10 @@ class Lime(AgnosticExplainer):
     n_segments : int, default 10 for time series, 50 for images
         Contiguous time segments, or superpixels, when no ``groups`` are given.
     segmentation : {"slic", "quickshift", "grid"}, default "slic"
+    share_samples : bool, default True
+        Tabular sampling: one perturbation set per call shared by every row (fast; a row's
+        explanation does not depend on the batch) or, with False, an independent set per
+        row as lime draws it (errors of different rows independent; N times the model rows).
     seed : int, default 0
 
     ``explain(x, target, baseline=0.0, training_data=None, groups=None, feature_names=None)``;
@@ -173,7 +177,8 @@ class Lime(AgnosticExplainer):
 
     def __init__(self, model, *, n_samples: int = 5000, kernel_width: float | None = None, alpha: float = 1.0,
                  sampling: str = "auto", discretize: bool = False, categorical_features=(),
-                 n_segments: int | None = None, segmentation: str = "slic", seed: int = 0, **kwargs):
+                 n_segments: int | None = None, segmentation: str = "slic", share_samples: bool = True,
+                 seed: int = 0, **kwargs):
         super().__init__(model, **kwargs)
         self.n_samples = check_positive_int(n_samples, "n_samples", minimum=2)
         if kernel_width is not None and not (np.isfinite(kernel_width) and kernel_width > 0):
@@ -187,13 +192,14 @@ class Lime(AgnosticExplainer):
         self.categorical_features = tuple(int(c) for c in categorical_features)
         self.n_segments = None if n_segments is None else check_positive_int(n_segments, "n_segments")
         self.segmentation = check_choice(segmentation, "segmentation", ("slic", "quickshift", "grid"))
+        self.share_samples = bool(share_samples)
         self.seed = seed
 
     def params(self):
         return {**super().params(), "n_samples": self.n_samples, "kernel_width": self.kernel_width,
                 "alpha": self.alpha, "sampling": self.sampling, "discretize": self.discretize,
                 "categorical_features": list(self.categorical_features), "n_segments": self.n_segments,
-                "segmentation": self.segmentation, "seed": self.seed}
+                "segmentation": self.segmentation, "share_samples": self.share_samples, "seed": self.seed}
 
     def _rng(self, i: int) -> np.random.Generator:
         return np.random.default_rng([self.seed if self.seed is not None else 0, i])
@@ -281,27 +287,36 @@ class Lime(AgnosticExplainer):
         stats = TabularStatistics(np.asarray(data, dtype=np.float64), self.categorical_features, self.discretize)
         n, d = x.shape
         m = self.n_samples
-        values, bins = self._draw(stats, self._rng(0), m - 1, d)
-        y_shared = self.adapter.scores(values.astype(x.dtype, copy=False))[:, target].T
         y_self = np.asarray(scores_x, dtype=np.float64)[np.arange(n), target]  # f(x), already known
         xf = x.astype(np.float64)
         rep_self = np.where(stats.continuous & (not self.discretize), (xf - stats.mean) / stats.std, 1.0)
-        if not self.discretize and not stats.categorical:  # one design shared by every row
-            z = (values - stats.mean) / stats.std
-            coef, intercept, r2 = shared_design_ridge(z, y_shared, rep_self, y_self, self._width(d), self.alpha)
-            return coef, intercept, r2, rep_self
+        if self.share_samples:
+            values, bins = self._draw(stats, self._rng(0), m - 1, d)
+            y_shared = self.adapter.scores(values.astype(x.dtype, copy=False))[:, target].T
+            if not self.discretize and not stats.categorical:  # one design shared by every row
+                z = (values - stats.mean) / stats.std
+                coef, intercept, r2 = shared_design_ridge(z, y_shared, rep_self, y_self, self._width(d), self.alpha)
+                return coef, intercept, r2, rep_self
         out = []
         chunk = max(1, 2**22 // (m * d))
         for lo in range(0, n, chunk):
-            rows = slice(lo, lo + chunk)
-            rep = np.empty((len(xf[rows]), m, d))
-            rep[:, 1:] = (values - stats.mean) / stats.std
+            rows = np.arange(lo, min(n, lo + chunk))
+            if self.share_samples:
+                vals, bns, y_drawn = values[None], None if bins is None else bins[None], y_shared[rows]
+            else:  # an independent set per row, seeded by (seed, i)
+                drawn = [self._draw(stats, self._rng(i), m - 1, d) for i in rows]
+                vals = np.stack([v for v, _ in drawn])
+                bns = None if drawn[0][1] is None else np.stack([b for _, b in drawn])
+                f = self.adapter.scores(vals.reshape(-1, d).astype(x.dtype, copy=False)).reshape(len(rows), m - 1, -1)
+                y_drawn = f[np.arange(len(rows)), :, target[rows]]
+            rep = np.empty((len(rows), m, d))
+            rep[:, 1:] = (vals - stats.mean) / stats.std
             if self.discretize:
-                rep[:, 1:] = bins[None] == stats.bin_of(xf[rows])[:, None]
+                rep[:, 1:] = bns == stats.bin_of(xf[rows])[:, None]
             for j in stats.categorical:
-                rep[:, 1:, j] = values[None, :, j] == xf[rows, j, None]
+                rep[:, 1:, j] = vals[..., j] == xf[rows, j, None]
             rep[:, 0] = rep_self[rows]
-            y = np.concatenate([y_self[rows, None], y_shared[rows]], 1)
+            y = np.concatenate([y_self[rows, None], y_drawn], 1)
             w = np.exp(-((rep - rep[:, :1]) ** 2).sum(2) / self._width(d) ** 2)
             out.append(weighted_ridge(rep, y, w, self.alpha))
         coef, intercept, r2 = (np.concatenate(parts) for parts in zip(*out))
