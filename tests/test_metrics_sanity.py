@@ -1,7 +1,6 @@
 """Sanity checks: randomised layers change gradient explanations while an edge detector of
 the input stays unchanged (so the check can fail); the user's model is never touched;
 similarity measures are exact on known cases; SSIM equals scikit-image's."""
-import warnings
 
 import numpy as np
 import pytest

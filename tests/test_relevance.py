@@ -9,7 +9,7 @@ from torch import nn
 import lumos
 from conftest import assert_same_state, model_state
 from lumos.methods.gradient import GradientXInput
-from lumos.methods.relevance import (LRP, AlphaBeta, Composite, DeepTaylor, Epsilon, EpsilonGammaBox, Flat, Gamma,
+from lumos.methods.relevance import (LRP, AlphaBeta, Composite, DeepTaylor, Epsilon, Flat, Gamma,
                                      Norm, Pass, Residual, WSquare, ZBox, ZPlus, fold_batchnorm, batchnorm_pairs)
 from lumos.core.hooks import BackwardRule, trace_calls
 from lumos.methods.relevance.rules import WEIGHTED

@@ -4,7 +4,6 @@ P300 and Clever Hans are asserted here; MNIST, ECG and the tabular workshop are 
 end by `python examples/workshop_*.py` (minutes, not part of the unit tests)."""
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import numpy as np

@@ -14,7 +14,7 @@ pytest.importorskip("zarr")
 import lumos  # noqa: E402
 from lumos.models.reference import MLP, CNN1d  # noqa: E402
 from lumos.scale import explain_dataset, open_store  # noqa: E402
-from lumos.scale.sources import ArraySource, as_source  # noqa: E402
+from lumos.scale.sources import ArraySource  # noqa: E402
 from conftest import assert_same_state, model_state, setup_for_method  # noqa: E402
 
 ARRAYS = ("values", "target", "prediction", "base_value", "delta")
