@@ -104,3 +104,19 @@ def test_registry_and_errors(fitted):
         PermutationImportance(lambda z: np.full((len(z), 2), np.nan)).explain(x, y)
     with pytest.raises(ValueError, match="scores of shape"):
         PermutationImportance(lambda z: np.ones((3, 2))).explain(x, y)
+
+
+def test_default_names_say_where_a_feature_or_group_lies():
+    from lumos.methods.agnostic.masking import group_names, resolve_groups, window_groups
+
+    assert group_names(*resolve_groups(None, (3,))) == ["x0", "x1", "x2"]
+    assert group_names(*resolve_groups(None, (1, 3))) == ["t 0", "t 1", "t 2"]  # one channel: left out
+    assert group_names(*window_groups((2, 30), (None, 10))) == ["t 0–9", "t 10–19", "t 20–29"]
+    assert group_names(*window_groups((3, 30), (1, None))) == ["ch 0", "ch 1", "ch 2"]
+    assert group_names(*window_groups((1, 8, 8), (1, 4, 4)))[1] == "rows 0–3, cols 4–7"
+    assert group_names(*resolve_groups(None, (2, 2, 2)))[-1] == "ch 1, row 1, col 1"
+    model = lambda z: np.stack([z.reshape(len(z), -1).sum(1), -z.reshape(len(z), -1).sum(1)], 1)  # noqa: E731
+    x = np.random.default_rng(0).normal(size=(20, 2, 30))
+    exp = PermutationImportance(model, n_repeats=2).explain(x, (x.sum((1, 2)) > 0).astype(int),
+                                                           groups=window_groups((2, 30), (None, 10))[0])
+    assert exp.feature_names == ["t 0–9", "t 10–19", "t 20–29"]

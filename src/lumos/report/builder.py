@@ -151,14 +151,9 @@ def build_report(model, x, *, y=None, layout: str | None = None, class_names=Non
         raise ValueError(f"{len(class_names)} class names for a model with {k} outputs")
     n_ranks = max(1, min(n_classes, k))
     targets = np.argsort(-probs, axis=1, kind="stable")[:, :n_ranks]
-    global_names = list(feature_names) if layout == "tabular" and feature_names is not None else None
-    if layout == "image" and x.ndim == 4:  # name the pixels that permutation importance ranks
-        c, h, w = x.shape[1:]
-        global_names = [f"{f'ch {k} ' if c > 1 else ''}row {r}, col {q}" for k in range(c) for r in range(h)
-                        for q in range(w)]
-    if global_names is not None:
+    if layout == "tabular" and feature_names is not None:  # images and series: named by position
         options = {**(options or {})}
-        options["permutation_importance"] = {"feature_names": global_names,
+        options["permutation_importance"] = {"feature_names": list(feature_names),
                                              **options.get("permutation_importance", {})}
     runs = run_methods(model, x, targets, layout, names=methods, x_eval=x_eval, y_eval=y_eval,
                        background=background, seed=seed, progress=progress, options=options)

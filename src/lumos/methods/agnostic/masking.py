@@ -64,6 +64,38 @@ def resolve_groups(groups: Any, sample_shape: Sequence[int], name: str = "groups
     return relabel(np.ascontiguousarray(g))
 
 
+AXIS_NAMES = {1: ("x",), 2: ("ch", "t"), 3: ("ch", "row", "col")}
+
+
+def group_names(groups: np.ndarray, n_groups: int) -> list[str]:
+    """Readable names of the groups of a group map ``(*S)``, from where each group lies:
+    a single element by its position (``"x3"``, ``"t 41"``, ``"row 6, col 5"``), a group
+    by its extent on every axis it does not span whole (``"t 40–49"``, ``"ch 2"``,
+    ``"rows 0–3, cols 4–7"``). Axes of size 1 (one channel) are left out."""
+    groups = np.asarray(groups)
+    labels = AXIS_NAMES.get(groups.ndim, tuple(f"axis{k}" for k in range(groups.ndim)))
+    flat = groups.reshape(-1)
+    count = np.bincount(flat, minlength=n_groups)
+    extents = []  # per axis: (lo, hi) of every group, in one pass over the elements
+    for axis, pos in enumerate(np.indices(groups.shape).reshape(groups.ndim, -1)):
+        lo, hi = np.full(n_groups, groups.shape[axis]), np.full(n_groups, -1)
+        np.minimum.at(lo, flat, pos)
+        np.maximum.at(hi, flat, pos)
+        extents.append((lo, hi))
+    names = []
+    for g in range(n_groups):
+        parts = []
+        for axis, label in enumerate(labels):
+            size, lo, hi = groups.shape[axis], int(extents[axis][0][g]), int(extents[axis][1][g])
+            if size == 1 or count[g] == 0 or (lo == 0 and hi == size - 1 and count[g] > 1):
+                continue  # one channel, an empty group, or a group that spans this axis
+            sep = "" if label == "x" else " "
+            plural = label + ("s" if label in ("row", "col") else "")
+            parts.append(f"{label}{sep}{lo}" if lo == hi else f"{plural}{sep}{lo}–{hi}")
+        names.append(", ".join(parts) if parts else f"group {g}")
+    return names
+
+
 def window_groups(sample_shape: Sequence[int], window: Any) -> tuple[np.ndarray, int]:
     """Non-overlapping tiles of size ``window`` (``None`` = the whole axis): time windows,
     image patches, or channels (``window=(1, None)`` for ``(C, T)`` inputs)."""

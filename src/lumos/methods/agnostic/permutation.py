@@ -19,7 +19,7 @@ from lumos.core.guard import model_guard
 from lumos.core.registry import register
 from lumos.core.validate import as_array, check_positive_int
 from lumos.methods.agnostic.base import AgnosticExplainer
-from lumos.methods.agnostic.masking import as_inputs, resolve_groups
+from lumos.methods.agnostic.masking import as_inputs, group_names, resolve_groups
 
 SCORINGS = ("accuracy", "roc_auc", "log_loss", "mse")
 
@@ -144,8 +144,7 @@ class PermutationImportance(AgnosticExplainer):
         extras = {"importances": raw, "std": raw.std(axis=1), "groups": groups.astype(np.int32)[None]}
         if per_class is not None:
             extras.update(per_class=per_class.mean(2), per_class_std=per_class.std(2))
-        names = feature_names or [f"x{j}" if groups.ndim == 1 and n_groups == x.shape[1] else f"group{j}"
-                                  for j in range(n_groups)]
+        names = feature_names or group_names(groups, n_groups)
         return Explanation(values=raw.mean(axis=1), method=self.name, params=self.params(), feature_names=names,
                            extras=extras, scope="global", meta={"n_samples": x.shape[0]})
 
