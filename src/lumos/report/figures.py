@@ -147,9 +147,10 @@ def render_row(x: np.ndarray, panels: list[tuple[str, np.ndarray]], layout: str,
     cols = max(1, min(cols, len(items)))
     rows = int(np.ceil(len(items) / cols))
     w, h = (3.6, 2.6) if tabular else ((3.4, 2.2 + 0.12 * x.shape[0]) if layout == "timeseries" else (2.1, 2.2))
-    spacing = dict(wspace=1.25, hspace=0.55) if tabular else dict(hspace=0.45 if layout == "timeseries" else 0.25)
+    # constrained layout keeps titles, axis labels and the shared colour bar from overlapping
     fig, axes = plt.subplots(rows, cols, figsize=(w * cols + (1.5 if tabular else 0), h * rows + 0.5),
-                             squeeze=False, gridspec_kw=spacing)
+                             squeeze=False, layout="constrained")
+    fig.get_layout_engine().set(w_pad=0.04, h_pad=0.06, wspace=0.05 if tabular else 0.02, hspace=0.04)
     mappable = None
     for k, ax in enumerate(axes.flat):
         if k >= len(items):
@@ -173,7 +174,7 @@ def render_row(x: np.ndarray, panels: list[tuple[str, np.ndarray]], layout: str,
         mappable = mpl.cm.ScalarMappable(norm=mpl.colors.Normalize(-1, 1), cmap=CMAP)
     if mappable is not None:
         cb = fig.colorbar(mappable, ax=axes.ravel().tolist(), orientation="horizontal", fraction=0.04 / rows,
-                          pad=0.12 / rows if layout != "image" else 0.04, aspect=50)
+                          shrink=0.6, aspect=50)
         cb.set_label(LEGEND + value_note, fontsize=8)
         cb.ax.tick_params(labelsize=7)
     return to_png(fig)
