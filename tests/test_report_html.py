@@ -58,6 +58,22 @@ def test_global_importance_is_labelled_with_the_feature_names(tabular):
     assert list(run.global_explanation.feature_names) == list(ds.feature_names)
 
 
+def test_series_importance_over_named_time_windows():
+    from lumos.models import CNN1d
+    from lumos.report.builder import time_window_importance
+
+    opts = time_window_importance((8, 231), times=np.linspace(-0.1, 0.8, 231))
+    assert len(opts["feature_names"]) == 16 and opts["feature_names"][0] == "-100 to -45 ms"
+    assert opts["groups"].shape == (8, 231) and (opts["groups"][0] == opts["groups"][7]).all()  # across channels
+    assert time_window_importance((1, 5))["feature_names"] == ["t 0", "t 1", "t 2", "t 3", "t 4"]
+    torch.manual_seed(0)
+    x = np.random.default_rng(0).normal(size=(30, 2, 48)).astype(np.float32)
+    rep = build_report(CNN1d(2, 2, channels=(4,)), x[:2], methods=["permutation_importance"], x_eval=x,
+                       y_eval=np.arange(30) % 2, sfreq=100.0)
+    (run,) = [r for r in rep.runs if r.name == "permutation_importance"]
+    assert run.global_explanation.values.shape == (16,) and run.global_explanation.feature_names[1] == "0.03 to 0.05 s"
+
+
 class _Broken(Explainer):
     needs_gradients = True
 

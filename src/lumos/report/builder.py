@@ -67,6 +67,25 @@ def pick_samples(y: np.ndarray, n: int, seed: int = 0) -> np.ndarray:
     return np.array(sorted(out))
 
 
+def time_window_importance(sample_shape, times=None, sfreq=None, n_windows: int = 16) -> dict:
+    """Permutation importance options for series: ``n_windows`` time windows across all
+    channels (one value per sample is noisy and hard to read), named by their time span."""
+    from lumos.methods.agnostic import window_groups
+
+    n_t = sample_shape[-1]
+    width = -(-n_t // min(n_windows, n_t))
+    groups, n = window_groups(sample_shape, (None, width))
+    axis, unit = figures.time_axis(n_t, times, sfreq)
+    spans = [(axis[k * width], axis[min(n_t, (k + 1) * width) - 1]) for k in range(n)]
+    if "ms" in unit:
+        names = [f"{a:.0f} to {b:.0f} ms" for a, b in spans]
+    elif "(s)" in unit:
+        names = [f"{a:.3g} to {b:.3g} s" for a, b in spans]
+    else:
+        names = [f"t {a:.0f}" if a == b else f"t {a:.0f}–{b:.0f}" for a, b in spans]
+    return {"groups": groups, "feature_names": names}
+
+
 def _external_metrics(model, x, exp, baseline) -> dict:
     """Petsiuk et al.'s deletion and insertion AUC from :mod:`lumos.metrics` (20 steps)."""
     from lumos.metrics import deletion, insertion
@@ -151,10 +170,14 @@ def build_report(model, x, *, y=None, layout: str | None = None, class_names=Non
         raise ValueError(f"{len(class_names)} class names for a model with {k} outputs")
     n_ranks = max(1, min(n_classes, k))
     targets = np.argsort(-probs, axis=1, kind="stable")[:, :n_ranks]
-    if layout == "tabular" and feature_names is not None:  # images and series: named by position
+    pfi = None
+    if layout == "tabular" and feature_names is not None:  # images: pixels named by position
+        pfi = {"feature_names": list(feature_names)}
+    elif layout == "timeseries" and x.ndim == 3:
+        pfi = time_window_importance(x.shape[1:], times, sfreq)
+    if pfi is not None:
         options = {**(options or {})}
-        options["permutation_importance"] = {"feature_names": list(feature_names),
-                                             **options.get("permutation_importance", {})}
+        options["permutation_importance"] = {**pfi, **options.get("permutation_importance", {})}
     runs = run_methods(model, x, targets, layout, names=methods, x_eval=x_eval, y_eval=y_eval,
                        background=background, seed=seed, progress=progress, options=options)
     notes: list[str] = [
