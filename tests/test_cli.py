@@ -54,6 +54,21 @@ def test_explain_torchscript_and_state_dict_agree(files, capsys):
     assert str(out1.resolve()) in capsys.readouterr().out
 
 
+def test_explain_takes_method_options_and_arrays_from_files(files):
+    tmp, model, X = files
+    np.save(tmp / "bg.npy", X[:5])
+    out = tmp / "ks.npz"
+    assert main(["-q", "explain", "--model", str(tmp / "scripted.pt"), "--data", str(tmp / "data.npz"),
+                 "--method", "kernel_shap", "-O", f"background={tmp / 'bg.npy'}", "-O", "n_samples=64",
+                 "--out", str(out)]) == 0
+    import lumos
+
+    got = Explanation.load(out)
+    direct = lumos.explain(model, X, method="kernel_shap", background=X[:5], n_samples=64, seed=0)
+    np.testing.assert_allclose(got.values, direct.values, rtol=1e-5, atol=1e-7)
+    assert got.params["n_samples"] == 64
+
+
 def test_module_factory_from_working_directory(files, monkeypatch):
     tmp, _, _ = files
     monkeypatch.chdir(tmp)
@@ -103,6 +118,12 @@ def test_methods_lists_registry(capsys):
      "--target must be"),
     (["explain", "--model", "{tmp}/scripted.pt", "--data", "{tmp}/data.npz", "--method", "ig", "--target", "7"],
      "target"),
+    (["explain", "--model", "{tmp}/scripted.pt", "--data", "{tmp}/data.npz", "--method", "kernel_shap"],
+     "background is required"),
+    (["explain", "--model", "{tmp}/scripted.pt", "--data", "{tmp}/data.npz", "--method", "kernel_shap",
+      "-O", "background={tmp}/missing.npy"], "no such file"),
+    (["explain", "--model", "{tmp}/scripted.pt", "--data", "{tmp}/data.npz", "--method", "ig", "-O", "n_steps"],
+     "key=value"),
     (["--device", "cuda:9", "explain", "--model", "{tmp}/scripted.pt", "--data", "{tmp}/data.npz", "--method", "ig"],
      "cuda"),
 ])

@@ -274,23 +274,27 @@ def model_options(fn):
 @click.option("--method", required=True, help="Registered method name (see `lumos methods`).")
 @click.option("--target", default=None, help="Class index to explain, or 'pred' (default).")
 @click.option("--out", default="explanation.npz", show_default=True, type=click.Path(dir_okay=False))
+@click.option("--option", "-O", "method_options", multiple=True, metavar="KEY=VALUE",
+              help="Method option, value read as JSON when it parses, a .npy/.npz file as an array "
+                   "(e.g. -O n_steps=32 -O background=bg.npy).")
 @click.pass_context
-def explain(ctx, model_path, factory, data_path, limit, method, target, out) -> None:
+def explain(ctx, model_path, factory, data_path, limit, method, target, out, method_options) -> None:
     """Explain the inputs of --data with one method and save the Explanation (.npz)."""
     import lumos
     from lumos.core import registry
+    from lumos.scale.cli import parse_option
 
     import lumos.methods  # noqa: F401
 
     registry.get(method)  # unknown names fail before the model loads
     model, d = _model_and_data(ctx, model_path, factory, data_path)
     x = d["X"][:limit]
-    options = {}
+    options = dict(parse_option(o) for o in method_options)
     cls = registry.get(method)
     from lumos.report.methods import _explicit_params, is_global
 
     if "seed" in _explicit_params(cls):
-        options["seed"] = ctx.obj["seed"]
+        options.setdefault("seed", ctx.obj["seed"])
     if is_global(cls):
         if d["y"] is None:
             raise ValueError(f"{method} is a global method and needs labels: store 'y' in the .npz")

@@ -68,14 +68,31 @@ def load_data(path: str, key: str | None):
 
 
 def parse_option(text: str) -> tuple[str, object]:
+    """``key=value`` with a JSON value (``n_steps=32``, ``window=[1,10]``), a ``.npy`` /
+    single-array ``.npz`` file loaded as an array (``background=bg.npy``), or a string."""
     if "=" not in text:
-        raise click.BadParameter(f"{text!r} is not key=value", param_hint="--option")
+        raise ValueError(f"--option {text!r} is not key=value")
     key, raw = text.split("=", 1)
+    if raw.endswith((".npy", ".npz")):
+        return key.strip(), _load_array(raw, key.strip())
     try:
         value = json.loads(raw)
     except ValueError:
         value = raw
     return key.strip(), value
+
+
+def _load_array(path: str, key: str):
+    if not Path(path).is_file():
+        raise ValueError(f"--option {key}={path}: no such file")
+    loaded = np.load(path, allow_pickle=False)
+    if isinstance(loaded, np.ndarray):
+        return loaded
+    with loaded:
+        if len(loaded.files) != 1:
+            raise ValueError(f"--option {key}={path} holds {len(loaded.files)} arrays ({', '.join(loaded.files)}); "
+                             "give a .npy or a .npz with one array")
+        return loaded[loaded.files[0]]
 
 
 def parse_target(text: str | None):
@@ -107,7 +124,8 @@ def parse_target(text: str | None):
 @click.option("--progress/--no-progress", default=True, show_default=True,
               help="Progress bar (also off under the group's --quiet).")
 @click.option("--option", "-O", "options", multiple=True, metavar="KEY=VALUE",
-              help="Method option, value read as JSON when it parses (e.g. -O n_steps=32 -O baseline=0.5).")
+              help="Method option, value read as JSON when it parses, a .npy/.npz file as an array "
+                   "(e.g. -O n_steps=32 -O baseline=0.5 -O background=bg.npy).")
 def explain_dataset_command(model_path, data_path, method, out, key, batch_size, target, device, engine, scheduler,
                             n_workers, retries, overwrite, progress, options):
     """Explain every row of DATA with MODEL into a resumable Zarr store (rerun to resume)."""
