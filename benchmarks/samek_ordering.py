@@ -1,6 +1,10 @@
 """Samek et al. (2017) region perturbation on MNIST: does the MoRF AOPC order the methods
 as published, LRP (EpsilonPlus) > Gradient x Input > Saliency > random?
 
+(The paper, arXiv:1509.06321, compared LRP, sensitivity and deconvolution on SUN397,
+ILSVRC2012 and MIT Places and found LRP > deconvolution > sensitivity; Gradient x Input
+and MNIST are this project's extension of it.)
+
     PYTHONPATH=src:. python -m benchmarks.samek_ordering [--n 1000] [--network lenet|vgg]
 
 Setting: the LeNet-style CNN of ``benchmarks/mnist_cnn.py`` (or its deeper VGG-style CNN); 1,000 MNIST test images,
