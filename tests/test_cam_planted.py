@@ -2,8 +2,6 @@
 known position. Grad-CAM's peak must fall inside the bump for at least 90% of test series."""
 from __future__ import annotations
 
-import time
-
 import numpy as np
 import torch
 
@@ -26,12 +24,10 @@ def planted(n, seed):
 
 
 def test_gradcam_peak_inside_planted_bump():
-    start = time.perf_counter()
     x_train, y_train, _ = planted(600, seed=1)
     x_test, y_test, centre = planted(200, seed=2)
     torch.manual_seed(0)
     model = fit(CNN1d(1, 2, channels=(8, 16, 16), kernel_size=5), x_train, y_train, epochs=15, lr=3e-3, seed=0)
-    assert time.perf_counter() - start < 30
     assert accuracy(model, x_test, y_test) >= 0.95
     exp = GradCAM(model).explain(x_test, target=y_test)
     peak = exp.values[:, 0].argmax(1)
