@@ -289,4 +289,4 @@ def test_command_line_writes_the_same_store(mlp, X, tmp_path):
     api = explain_dataset(mlp, X, "ig", out=tmp_path / "api.zarr", batch_size=20, n_steps=8, progress=False)
     assert_same_store(api, open_store(tmp_path / "cli.zarr"))
     clash = CliRunner().invoke(explain_dataset_command, args[:-3] + ["-O", "n_steps=16", "--no-progress"])
-    assert clash.exit_code != 0 and "another configuration" in clash.output
+    assert clash.exit_code == 2 and "lumos: error:" in clash.output and "another configuration" in clash.output

@@ -149,7 +149,9 @@ def explain_dataset_command(model_path, data_path, method, out, key, batch_size,
                                 device=device, engine=engine, client=client, n_workers=n_workers, retries=retries,
                                 overwrite=overwrite, progress=progress, **dict(parse_option(o) for o in options))
     except (ValueError, TypeError, FileNotFoundError, PermissionError, ImportError) as err:
-        raise click.ClickException(str(err)) from err
+        from lumos.cli import UserError  # one "lumos: error:" line and exit code 2, as every command
+
+        raise UserError(str(err)) from err
     finally:
         if client is not None:
             client.close()
