@@ -1,6 +1,6 @@
 """Model-agnostic family against shap, lime and scikit-learn (issue 4 targets).
 
-All comparisons share the model (a small MLP on the 30 breast-cancer features, called as
+Tabular comparisons share the model (a small MLP on the 30 breast-cancer features, called as
 the same numpy function by both libraries), the data, the background and the budget.
 """
 from __future__ import annotations
@@ -159,6 +159,26 @@ def bench_exact(h, ds):
                  met="yes" if dt < 5 else "NO")
 
 
+def bench_occlusion(h):
+    """Occlusion on MNIST against captum's: 4x4 patches, stride 2 (overlaps averaged by both),
+    zero baseline, true class, the LeNet of ``benchmarks/mnist_cnn.py``."""
+    from captum.attr import Occlusion as CaptumOcclusion
+
+    from benchmarks.mnist_cnn import load_mnist, trained_cnn
+    from lumos.methods.agnostic import Occlusion
+
+    model = trained_cnn(verbose=False)
+    _, _, x, y = load_mnist(256)
+    xt, yt = torch.as_tensor(x), torch.as_tensor(y)
+    ours = Occlusion(model, window=(1, 4, 4), stride=(1, 2, 2))
+    peer = CaptumOcclusion(model)
+    h.compare(FAMILY, "occlusion", lambda: ours.explain(x, target=y),
+              lambda: peer.attribute(xt, sliding_window_shapes=(1, 4, 4), strides=(1, 2, 2), baselines=0,
+                                     target=yt, perturbations_per_eval=169),
+              "captum.attr.Occlusion", repeats=1, setting="LeNet, 256 MNIST images, 4x4 windows, stride 2, 169 windows",
+              note="captum evaluates all 169 windows of an image per call (perturbations_per_eval=169)")
+
+
 def run(h):
     torch.set_num_threads(1)
     ds = load_breast_cancer()
@@ -167,3 +187,4 @@ def run(h):
     bench_lime(h, ds, proba1)
     bench_kernel_shap(h, ds, proba1)
     bench_exact(h, ds)
+    bench_occlusion(h)

@@ -1,4 +1,4 @@
-"""CAM family against pytorch-grad-cam (installed with --no-deps).
+"""CAM family against pytorch-grad-cam (installed with --no-deps), guided methods against captum.
 
 pytorch-grad-cam imports torchvision at module level (for box IoU and image transforms it
 does not use here); torchvision is not installed, so a stub module is put in
@@ -71,3 +71,21 @@ def run(h):
             note += "; peer adds eps=1e-6 to the alpha denominator, lumos uses the exact formula"
         h.compare("cam", name, lumos_fn, peer_fn, "pytorch-grad-cam", setting="CNN2d MNIST 256x1x28x28, layer features",
                   max_ratio=max_ratio, agreement=_agreement, note=note)
+
+    # guided methods against captum (same model, same targets; captum's GuidedGradCam with
+    # bilinear upsampling, lumos's default)
+    from captum.attr import Deconvolution, GuidedBackprop as CaptumGuidedBackprop, GuidedGradCam
+
+    from lumos.methods.cam import Deconvnet, GuidedBackprop, GuidedGradCAM
+
+    tt = torch.as_tensor(target)
+    for name, ours, peer in [
+        ("guided_backprop", GuidedBackprop(model, batch_size=256),
+         lambda: CaptumGuidedBackprop(model).attribute(xt, target=tt)),
+        ("deconvnet", Deconvnet(model, batch_size=256), lambda: Deconvolution(model).attribute(xt, target=tt)),
+        ("guided_grad_cam", GuidedGradCAM(model, "features", batch_size=256),
+         lambda: GuidedGradCam(model, layer).attribute(xt, target=tt, interpolate_mode="bilinear")),
+    ]:
+        note = "lumos: a forward pass for the scores, then Grad-CAM's and guided backprop's" if name == "guided_grad_cam" else ""
+        h.compare("cam", name, lambda ours=ours: ours.explain(X, target=target), peer, "captum",
+                  setting="CNN2d MNIST 256x1x28x28", max_ratio=1.2 if name != "guided_grad_cam" else None, note=note)

@@ -51,9 +51,21 @@ def relu_modules(model: nn.Module, method: str) -> list[nn.Module]:
 class _ModifiedReLUGradient(GradientExplainer):
     rule: type[BackwardRule] = BackwardRule
 
-    def _attribute(self, x, target, index):
+    def _rules(self):
         rule = self.rule()
-        with attach_rules({m: rule for m in relu_modules(self.model, type(self).__name__)}):
+        return attach_rules({m: rule for m in relu_modules(self.model, type(self).__name__)})
+
+    def _run(self, x, target, **options):
+        # the rules change only the backward pass, so the scores (prediction, predicted
+        # target) come from the same forward pass as the gradient: one pass per chunk
+        with self._rules():
+            return super()._run(x, target, **options)
+
+    def _from_gradient(self, x, grad):
+        return grad
+
+    def _attribute(self, x, target, index):  # used by GuidedGradCAM on known targets
+        with self._rules():
             return input_gradients(self.adapter, x, target)
 
 
