@@ -4,6 +4,7 @@
   zennit's composites of the same name give the same relevance (target: rel diff <= 1e-5)
   on an MLP and a CNN with identical parameters. zennit's relevance at the output is set
   to the target logit (``attr_output = one_hot · logits``), as lumos does.
+- Deep Taylor decomposition against zennit's z^B-first / z+ composite with biases zeroed.
 - Speed: lumos/zennit wall time on the CNN with 256 MNIST images (target <= 1.0). lumos's
   time includes everything ``explain()`` does (scores, target selection, the probe pass
   that finds the layers, the numpy conversion).
@@ -20,7 +21,7 @@ from torch import nn
 from benchmarks.harness import Harness
 from lumos.data import load_mnist
 from benchmarks.stubs import stub_torchvision
-from lumos.methods.relevance import LRP, EpsilonComposite, EpsilonGammaBox, EpsilonPlus
+from lumos.methods.relevance import LRP, DeepTaylor, EpsilonComposite, EpsilonGammaBox, EpsilonPlus
 from lumos.models.reference import MLP, CNN2d
 from lumos.models.train import fit
 
@@ -82,3 +83,14 @@ def run(h: Harness) -> None:
                 max_ratio=1.0 if timed else None,
                 note="agreement target rel diff <= 1e-5",
             )
+        # Deep Taylor: z+ without bias on every weighted layer, z^B (no bias) on the first
+        explainer_dt = DeepTaylor(model, input_bounds=(low, high), batch_size=N_IMAGES)
+        zc, zr, zt, _ = _import_zennit()
+        z_dt = zc.SpecialFirstLayerMapComposite(
+            layer_map=zc.layer_map_base() + [(zt.Convolution, zr.ZPlus(zero_params="bias")),
+                                             (nn.Linear, zr.ZPlus(zero_params="bias"))],
+            first_map=[(zt.Linear, zr.ZBox(low=low, high=high, zero_params="bias"))])
+        h.compare("relevance", "deep_taylor", lambda: explainer_dt.explain(x_np, target=target_np),
+                  lambda: _zennit_relevance(model, z_dt, x, target), "zennit",
+                  setting=f"{model_name} MNIST, {N_IMAGES} images, float32",
+                  note="zennit composite: ZBox first, ZPlus elsewhere, biases zeroed")
