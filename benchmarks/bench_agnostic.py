@@ -188,6 +188,56 @@ def bench_sampling_shapley(h, ds):
                    "(antithetic pairs); max abs diff = sampling noise")
 
 
+def bench_lime_image(h):
+    """LIME on images against lime's LimeImageExplainer: the same SLIC superpixels (50),
+    the same masks distribution, kernel exp(-D²/w²) with w = 0.75·sqrt(G) on the Euclidean
+    distance, black for switched-off superpixels, 1,000 samples, softmax of the true class."""
+    from lime import lime_image
+
+    from benchmarks.mnist_cnn import load_mnist, trained_cnn
+    from lumos.methods.agnostic import superpixel_groups
+
+    model = trained_cnn(verbose=False)
+    _, _, x, y = load_mnist(20)
+    segments = [superpixel_groups(xi, "slic", 50, seed=0)[0][0] for xi in x]
+
+    def rgb_model(images):  # lime_image passes (n, H, W, 3)
+        with torch.no_grad():
+            batch = torch.as_tensor(np.ascontiguousarray(images[..., :1].transpose(0, 3, 1, 2)), dtype=torch.float32)
+            return torch.softmax(model(batch), 1).numpy()
+
+    def peer():
+        out = []
+        for xi, seg, t in zip(x, segments, y):
+            g = int(seg.max()) + 1
+            explainer = lime_image.LimeImageExplainer(kernel_width=0.75 * np.sqrt(g), feature_selection="none",
+                                                      kernel=lambda d, kernel_width: np.exp(-d ** 2 / kernel_width ** 2),
+                                                      random_state=0)
+            e = explainer.explain_instance(np.repeat(xi[0][..., None], 3, 2).astype(np.float64), rgb_model,
+                                           labels=(int(t),), top_labels=None, hide_color=0, num_features=g,
+                                           num_samples=1000, batch_size=1000, segmentation_fn=lambda img, s=seg: s,
+                                           distance_metric="euclidean")
+            coef = np.zeros(g)
+            for j, c in e.local_exp[int(t)]:
+                coef[j] = c
+            out.append(coef)
+        return out
+
+    ours = Lime(model, n_samples=1000, sampling="mask", output="softmax", n_segments=50, seed=0)
+    lumos_fn = lambda: ours.explain(x, target=y, baseline=0.0)  # noqa: E731
+
+    def agreement(a, b):  # different random masks: max |difference| and 1 - mean Pearson r of the coefficients
+        pairs = [(ca[:len(cb)], cb) for ca, cb in zip(a.extras["coefficients"], b)]
+        diff = max(float(np.abs(ca - cb).max()) for ca, cb in pairs)
+        r = np.mean([np.corrcoef(ca, cb)[0, 1] for ca, cb in pairs])
+        return diff, float(1 - r)
+
+    h.compare(FAMILY, "lime_image", lumos_fn, peer, "lime.LimeImageExplainer", repeats=1, agreement=agreement,
+              setting="LeNet, 20 MNIST images, 50 SLIC superpixels, 1000 samples",
+              note="both send 20,000 images through the model (model-bound); rel diff = 1 - mean Pearson r "
+                   "of the superpixel coefficients (different random masks)")
+
+
 def bench_occlusion(h):
     """Occlusion on MNIST against captum's: 4x4 patches, stride 2 (overlaps averaged by both),
     zero baseline, true class, the LeNet of ``benchmarks/mnist_cnn.py``."""
@@ -217,4 +267,5 @@ def run(h):
     bench_kernel_shap(h, ds, proba1)
     bench_exact(h, ds)
     bench_sampling_shapley(h, ds)
+    bench_lime_image(h)
     bench_occlusion(h)
