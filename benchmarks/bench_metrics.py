@@ -59,6 +59,48 @@ def quantus_aopc(quantus, model, x, y, a):
     return curves.sum(axis=1) / (STEPS + 1)  # AOPC: step 0 contributes f(x) - f(x) = 0
 
 
+def bench_captum_metrics(h, model, x, y):
+    """Infidelity and max-sensitivity (Yeh et al. 2019) against captum.metrics on 256
+    images: Gaussian perturbations (sigma 0.1, 64 samples) for signed saliency; uniform
+    noise of radius 0.02, 10 samples, relative to ||Phi(x)|| (captum's definition) for
+    |gradient| saliency. Both are random estimates: agreement = their means and the
+    correlation of the per-image values."""
+    from captum.attr import Saliency as CaptumSaliency
+    from captum.metrics import infidelity as captum_infidelity, sensitivity_max
+
+    from lumos.metrics import infidelity, max_sensitivity
+
+    x, y = x[:256], y[:256]
+    xt, yt = torch.as_tensor(x), torch.as_tensor(y)
+    a = Saliency(model, absolute=False).explain(x, target=y).values
+
+    def perturb(inputs):
+        noise = torch.randn_like(inputs) * 0.1
+        return noise, inputs - noise
+
+    def agreement(ours, theirs):
+        ours, theirs = np.asarray(ours, dtype=np.float64), np.asarray(theirs, dtype=np.float64)
+        rel = abs(ours.mean() - theirs.mean()) / abs(theirs.mean())
+        return float("nan"), float(rel)
+
+    runs = {
+        "infidelity (gaussian, saliency)": (
+            lambda: infidelity(model, x, a, y, perturbation="gaussian", n_samples=64, noise_std=0.1),
+            lambda: captum_infidelity(model, perturb, xt, torch.as_tensor(a), target=yt, n_perturb_samples=64,
+                                      max_examples_per_batch=4096)),
+        "max_sensitivity (saliency)": (
+            lambda: max_sensitivity(Saliency(model), model, x, y, radius=0.02, n_samples=10, relative=True),
+            lambda: sensitivity_max(CaptumSaliency(model).attribute, xt, target=yt, perturb_radius=0.02,
+                                    n_perturb_samples=10, max_examples_per_batch=2560)),
+    }
+    for name, (ours, theirs) in runs.items():
+        o, t = np.asarray(ours()), np.asarray(theirs())
+        h.compare(FAMILY, name, ours, theirs, "captum.metrics", repeats=3, agreement=agreement,
+                  setting="LeNet, 256 MNIST images",
+                  note=f"means {o.mean():.4f} vs {t.mean():.4f}, per-image r = {np.corrcoef(o, t)[0, 1]:.3f}; "
+                       "rel diff = difference of the means (random perturbations)")
+
+
 def run(h):
     torch.set_num_threads(2)
     model = trained_cnn()
@@ -75,6 +117,8 @@ def run(h):
         h.record(FAMILY, f"region_perturbation AOPC x5 methods ({replacement})", dt,
                  setting=f"1000 MNIST, {PATCH}x{PATCH}, L={STEPS}", met="yes" if dt < 60 else "NO",
                  note="target < 60 s; AOPC " + ", ".join(f"{m} {v:.4f}" for m, v in aopc.items()))
+
+    bench_captum_metrics(h, model, x, y)
 
     quantus = import_quantus()
     for name, a in attrs.items():
