@@ -86,6 +86,6 @@ def run(h):
         ("guided_grad_cam", GuidedGradCAM(model, "features", batch_size=256),
          lambda: GuidedGradCam(model, layer).attribute(xt, target=tt, interpolate_mode="bilinear")),
     ]:
-        note = "lumos: a forward pass for the scores, then Grad-CAM's and guided backprop's" if name == "guided_grad_cam" else ""
+        note = "two forward and two backward passes in both libraries" if name == "guided_grad_cam" else ""
         h.compare("cam", name, lambda ours=ours: ours.explain(X, target=target), peer, "captum",
                   setting="CNN2d MNIST 256x1x28x28", max_ratio=1.2 if name != "guided_grad_cam" else None, note=note)

@@ -18,22 +18,27 @@ import torch
 
 from lumos.core.registry import register
 from lumos.methods.cam.cam import LayerMapExplainer, layer_output
-from lumos.methods.cam.layers import to_channels_first
+from lumos.methods.cam.layers import input_positions, to_channels_first, upsample
+from lumos.methods.gradient.base import one_pass_chunks
 
 
-def activation_and_gradient(explainer, x: torch.Tensor, target: torch.Tensor, name: str, module):
-    """The layer's output ``A`` and ``dy^c/dA``, both ``(N, C, *positions)``."""
+def activation_and_gradient(explainer, x: torch.Tensor, target, name: str, module):
+    """The layer's output ``A``, ``dy^c/dA`` (both ``(N, C, *positions)``), the scores and
+    the targets, from one forward pass. ``target`` is a LongTensor or a callable choosing
+    it from the (detached) scores."""
+    choose = target if callable(target) else (lambda scores: target)
     with torch.enable_grad():
         xg = x.detach().requires_grad_(True)  # parameters are frozen: the graph starts at the input
         scores, act = layer_output(explainer.model, xg, name, module, explainer.adapter.forward)
         if not isinstance(act, torch.Tensor):
             raise TypeError(f"layer {name!r} returned {type(act).__name__}, not a tensor")
+        target = choose(scores.detach())
         selected = scores.gather(1, target.view(-1, 1)).sum()
         (grad,) = torch.autograd.grad(selected, act, allow_unused=True)
     if grad is None:
         raise ValueError(f"the target score does not depend on layer {name!r}; choose a layer before the output")
     ca = explainer.channel_axis
-    return to_channels_first(act.detach(), module, ca), to_channels_first(grad, module, ca)
+    return to_channels_first(act.detach(), module, ca), to_channels_first(grad, module, ca), scores.detach(), target
 
 
 @register("grad_cam", "gradcam")
@@ -57,12 +62,37 @@ class GradCAM(LayerMapExplainer):
         """``(N, C)`` weights of the channels."""
         return grad.flatten(2).mean(2)
 
-    def _layer_map(self, x, target, name, module):
-        act, grad = activation_and_gradient(self, x, target, name, module)
+    def _map(self, act, grad):
         w = self.channel_weights(act, grad)
         self._weights.append(w.detach())
         cam = torch.einsum("nc...,nc->n...", act, w)
         return torch.relu(cam) if self.relu else cam
+
+    def _layer_map(self, x, target, name, module):
+        act, grad, _, _ = activation_and_gradient(self, x, target, name, module)
+        return self._map(act, grad)
+
+    def _run(self, x, target, **options):
+        # the scores and the targets come from the forward pass that gives the layer's
+        # activation: one forward and one backward pass per chunk
+        if options:
+            raise TypeError(f"{type(self).__name__}.explain() got unexpected options: {sorted(options)}")
+        size = input_positions(x.shape, type(self).__name__)
+        xt = self.adapter.to_tensor(x)
+        name, module = self._select_layer(xt[:8])
+
+        def step(sl, choose):
+            act, grad, s, t = activation_and_gradient(self, xt[sl], choose, name, module)
+            return s, t, self._map(act, grad).detach()
+
+        self._weights = []
+        try:
+            scores, targets, maps = one_pass_chunks(x.shape[0], target, self.adapter.batch_size, step)
+            raw = torch.cat(maps)
+            extras = {"layer_map": raw.cpu().numpy(), "channel_weights": torch.cat(self._weights).cpu().numpy()}
+        finally:
+            self._weights = []
+        return self._result(upsample(raw, size), x, targets, scores, extras=extras, meta={"layer": name})
 
     def _explain(self, x, target, scores, **options):
         self._weights = []

@@ -93,10 +93,10 @@ class GuidedGradCAM(GradCAM):
     Grad-CAM ``layer_map``.
     """
 
-    def _explain(self, x, target, scores, **options):
-        cam = super()._explain(x, target, scores, **options)
+    def _run(self, x, target, **options):
+        cam = super()._run(x, target, **options)  # Grad-CAM; its pass also resolved the targets
         guided = GuidedBackprop(self.adapter)
-        g = guided._explain(x, target, scores).values
+        g = guided._explain(x, cam.target, cam.prediction).values
         cam.extras["grad_cam"] = cam.values
         cam.extras["guided_backprop"] = g
         cam.values = cam.values * g

@@ -40,6 +40,33 @@ def scores_and_gradients(adapter, x: torch.Tensor, choose_target):
     return scores.detach(), target, grad
 
 
+def one_pass_chunks(n: int, target, batch_size: int, step):
+    """Explanations whose scores come from the same forward pass as the attribution.
+
+    ``step(rows, choose)`` runs one chunk of rows (a slice): one forward pass giving the
+    scores, ``choose(scores) -> LongTensor`` resolving the targets from them (None: the
+    predicted class), the backward pass; it returns ``(scores, targets, values)``.
+    Returns the scores as numpy (checked finite), the targets as numpy and the list of
+    per-chunk values.
+    """
+    if target is not None and np.ndim(target) == 1 and len(target) != n:
+        raise ValueError(f"target has {len(target)} entries but there are {n} inputs; give one per input or a single int")
+    scores, targets, values = [], [], []
+    for sl in chunk_slices(n, batch_size):
+        part = target[sl] if target is not None and np.ndim(target) == 1 else target
+
+        def choose(s, part=part):
+            return torch.as_tensor(resolve_target(part, s.cpu().numpy()), device=s.device)
+
+        s, t, v = step(sl, choose)
+        scores.append(s)
+        targets.append(t)
+        values.append(v)
+    scores = torch.cat(scores).cpu().numpy()
+    check_finite(scores, "model scores")
+    return scores, torch.cat(targets).cpu().numpy(), values
+
+
 class GradientExplainer(Explainer):
     """Base for methods computed from input gradients on a batch."""
 
@@ -74,24 +101,14 @@ class GradientExplainer(Explainer):
             return super()._run(x, target, **options)
         if options:
             raise TypeError(f"{type(self).__name__}.explain() got unexpected options: {sorted(options)}")
-        n = x.shape[0]
-        if target is not None and np.ndim(target) == 1 and len(target) != n:
-            raise ValueError(f"target has {len(target)} entries but there are {n} inputs; give one per input or a single int")
         xt = self.adapter.to_tensor(x)
-        scores, targets, values = [], [], []
-        for sl in chunk_slices(n, self.adapter.batch_size):
-            part = target[sl] if target is not None and np.ndim(target) == 1 else target
 
-            def choose(s, part=part):
-                return torch.as_tensor(resolve_target(part, s.cpu().numpy()), device=s.device)
-
+        def step(sl, choose):
             s, t, g = scores_and_gradients(self.adapter, xt[sl], choose)
-            scores.append(s)
-            targets.append(t)
-            values.append(self._from_gradient(xt[sl], g).detach())
-        scores = torch.cat(scores).cpu().numpy()
-        check_finite(scores, "model scores")
-        return self._result(torch.cat(values), x, torch.cat(targets).cpu().numpy(), scores)
+            return s, t, self._from_gradient(xt[sl], g).detach()
+
+        scores, targets, values = one_pass_chunks(x.shape[0], target, self.adapter.batch_size, step)
+        return self._result(torch.cat(values), x, targets, scores)
 
     def _fields(self, x, target, scores, values) -> dict:
         """Extra Explanation fields (base_value, delta...) after attribution."""
