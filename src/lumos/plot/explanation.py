@@ -16,8 +16,9 @@ def _limits(values: np.ndarray) -> float:
 def plot_explanation(exp, index: int = 0, ax=None, title: str | None = None, cmap: str = "bwr"):
     """Plot sample ``index`` of ``exp`` and return the matplotlib Axes.
 
-    Images (C, H, W): the attribution summed over channels as a heatmap over the grey
-    input. Time series (C, T): each channel's signal coloured by its attribution.
+    Images (C, H, W): the attribution summed over channels as a heatmap, the input's
+    outline as a contour. Time series (C, T): each channel's signal over a band coloured
+    by its attribution.
     Tables (d,) and global explanations: horizontal bars sorted by magnitude.
     """
     import matplotlib.pyplot as plt
@@ -36,30 +37,43 @@ def plot_explanation(exp, index: int = 0, ax=None, title: str | None = None, cma
         ax.axvline(0, color="k", lw=0.5)
         ax.set_xlabel("attribution")
     elif exp.values.ndim == 3:  # (N, C, T)
+        from matplotlib.collections import LineCollection
+        from matplotlib.colors import Normalize
+
         vals = exp.values[index]
         x = exp.inputs[index] if exp.inputs is not None else np.zeros(vals.shape)
         vals = np.broadcast_to(vals, x.shape)
         lim = _limits(vals)
-        offset = 0.0
+        norm = Normalize(-lim, lim)
         span = float(np.ptp(x)) or 1.0
+        t = np.arange(x.shape[1])
+        offsets, labels = [], []
         for c in range(x.shape[0]):
-            t = np.arange(x.shape[1])
-            ax.plot(t, x[c] + offset, color="0.75", lw=0.8, zorder=1)
-            sc = ax.scatter(t, x[c] + offset, c=vals[c], cmap=cmap, vmin=-lim, vmax=lim, s=8, zorder=2)
-            label = exp.feature_names[c] if exp.feature_names and len(exp.feature_names) == x.shape[0] else f"ch{c}"
-            ax.text(t[0], offset + x[c][0], label, fontsize=7, ha="right")
-            offset -= span * 1.1
-        ax.figure.colorbar(sc, ax=ax, fraction=0.046, label="attribution")
+            y = x[c] - 1.1 * span * c
+            # the attribution as a wide coloured band under the signal, which stays visible
+            # (dark, thin) where the attribution is near zero (white)
+            points = np.stack([t, y], 1)
+            band = LineCollection(np.stack([points[:-1], points[1:]], 1), cmap=cmap, norm=norm, linewidth=5,
+                                  zorder=1, capstyle="round")
+            band.set_array((vals[c][:-1] + vals[c][1:]) / 2)
+            ax.add_collection(band)
+            ax.plot(t, y, color="0.2", lw=0.9, zorder=2)
+            offsets.append(float(np.mean(y)))
+            labels.append(exp.feature_names[c] if exp.feature_names and len(exp.feature_names) == x.shape[0]
+                          else f"ch{c}")
+        ax.autoscale_view()
+        ax.figure.colorbar(band, ax=ax, fraction=0.046, label="attribution")
         ax.set_xlabel("time step")
-        ax.set_yticks([])
+        ax.set_yticks(offsets, labels, fontsize=8)
     elif exp.values.ndim == 4:  # (N, C, H, W)
         vals = exp.values[index].sum(0)
         lim = _limits(vals)
-        if exp.inputs is not None:
-            img = exp.inputs[index]
-            img = img.mean(0) if img.shape[0] != 3 else np.moveaxis(img, 0, -1)
-            ax.imshow(img, cmap="gray", alpha=0.35, interpolation="nearest")
-        im = ax.imshow(vals, cmap=cmap, vmin=-lim, vmax=lim, alpha=0.75, interpolation="nearest")
+        im = ax.imshow(vals, cmap=cmap, vmin=-lim, vmax=lim, interpolation="nearest")
+        if exp.inputs is not None:  # the input as contour lines over the heatmap
+            img = exp.inputs[index].mean(0)
+            lo, hi = float(img.min()), float(img.max())
+            if hi > lo:
+                ax.contour(img, levels=[(lo + hi) / 2], colors="k", linewidths=0.8)
         ax.figure.colorbar(im, ax=ax, fraction=0.046, label="attribution")
         ax.set_xticks([])
         ax.set_yticks([])
