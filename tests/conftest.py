@@ -29,6 +29,21 @@ def seeded():
     return 0
 
 
+@pytest.fixture
+def mlp():
+    """A 12-feature, 3-class MLP (seeded); modules that need another model define their own."""
+    from lumos.models import MLP
+
+    torch.manual_seed(0)
+    return MLP(12, 3, hidden=(16,))
+
+
+@pytest.fixture
+def X():
+    """53 tabular rows for :func:`mlp`."""
+    return np.random.default_rng(0).normal(size=(53, 12)).astype(np.float32)
+
+
 def model_state(model: torch.nn.Module) -> dict:
     """Everything a guard must restore: modes, requires_grad, hooks, parameters."""
     return {

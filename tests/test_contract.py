@@ -4,24 +4,11 @@ also when the model raises half-way through an explanation; a seed makes the res
 reproducible; NaN inputs are refused with a message that names the problem."""
 import numpy as np
 import pytest
-import torch
 
 import lumos
 from conftest import assert_same_state, model_state, setup_for_method
-from lumos.models import MLP
 
 METHODS = sorted(lumos.list_methods())
-
-
-@pytest.fixture
-def mlp():
-    torch.manual_seed(0)
-    return MLP(12, 3, hidden=(16,))
-
-
-@pytest.fixture
-def X():
-    return np.random.default_rng(0).normal(size=(40, 12)).astype(np.float32)
 
 
 def _as_user_left_it(model):

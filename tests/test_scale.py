@@ -20,17 +20,6 @@ from conftest import assert_same_state, model_state, setup_for_method  # noqa: E
 ARRAYS = ("values", "target", "prediction", "base_value", "delta")
 
 
-@pytest.fixture
-def mlp():
-    torch.manual_seed(0)
-    return MLP(12, 3, hidden=(16,))
-
-
-@pytest.fixture
-def X():
-    return np.random.default_rng(0).normal(size=(53, 12)).astype(np.float32)
-
-
 def store_arrays(store) -> dict:
     return {k: np.asarray(v[:]) for k, v in store.root.arrays()}
 

@@ -15,7 +15,8 @@ import torch
 from lumos.core.explanation import Explanation
 from lumos.core.guard import model_guard
 from lumos.core.model import ModelAdapter, as_adapter
-from lumos.core.validate import as_array, require_float
+from lumos.core.batching import chunk_slices
+from lumos.core.validate import as_array, check_finite, require_float, resolve_target
 
 
 class Explainer:
@@ -34,6 +35,8 @@ class Explainer:
 
     name: ClassVar[str] = ""
     needs_gradients: ClassVar[bool] = False
+    scope: ClassVar[str] = "local"
+    """``"global"`` for methods that explain a whole labelled set (permutation importance)."""
 
     def __init__(self, model, *, output: str = "raw", batch_size: int = 256):
         self.adapter: ModelAdapter = as_adapter(model, output=output, batch_size=batch_size)
@@ -87,3 +90,30 @@ class Explainer:
     def __repr__(self) -> str:
         params = ", ".join(f"{k}={v!r}" for k, v in self.params().items())
         return f"{type(self).__name__}({params})"
+
+
+def one_pass_chunks(n: int, target, batch_size: int, step):
+    """Explanations whose scores come from the same forward pass as the attribution.
+
+    ``step(rows, choose)`` runs one chunk of rows (a slice): one forward pass giving the
+    scores, ``choose(scores) -> LongTensor`` resolving the targets from them (None: the
+    predicted class), the backward pass; it returns ``(scores, targets, values)``.
+    Returns the scores as numpy (checked finite), the targets as numpy and the list of
+    per-chunk values.
+    """
+    if target is not None and np.ndim(target) == 1 and len(target) != n:
+        raise ValueError(f"target has {len(target)} entries but there are {n} inputs; give one per input or a single int")
+    scores, targets, values = [], [], []
+    for sl in chunk_slices(n, batch_size):
+        part = target[sl] if target is not None and np.ndim(target) == 1 else target
+
+        def choose(s, part=part):
+            return torch.as_tensor(resolve_target(part, s.cpu().numpy()), device=s.device)
+
+        s, t, v = step(sl, choose)
+        scores.append(s)
+        targets.append(t)
+        values.append(v)
+    scores = torch.cat(scores).cpu().numpy()
+    check_finite(scores, "model scores")
+    return scores, torch.cat(targets).cpu().numpy(), values

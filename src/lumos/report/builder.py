@@ -70,7 +70,7 @@ def pick_samples(y: np.ndarray, n: int, seed: int = 0) -> np.ndarray:
 def time_window_importance(sample_shape, times=None, sfreq=None, n_windows: int = 16) -> dict:
     """Permutation importance options for series: ``n_windows`` time windows across all
     channels (one value per sample is noisy and hard to read), named by their time span."""
-    from lumos.methods.agnostic import window_groups
+    from lumos.methods.agnostic import group_names, window_groups
 
     n_t = sample_shape[-1]
     width = -(-n_t // min(n_windows, n_t))
@@ -81,8 +81,8 @@ def time_window_importance(sample_shape, times=None, sfreq=None, n_windows: int 
         names = [f"{a:.0f} to {b:.0f} ms" for a, b in spans]
     elif "(s)" in unit:
         names = [f"{a:.3g} to {b:.3g} s" for a, b in spans]
-    else:
-        names = [f"t {a:.0f}" if a == b else f"t {a:.0f}–{b:.0f}" for a, b in spans]
+    else:  # sample indices: "t 0–5", as permutation importance names windows itself
+        names = group_names(groups, n)
     return {"groups": groups, "feature_names": names}
 
 

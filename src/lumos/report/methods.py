@@ -7,8 +7,7 @@ land later (relevance, CAM, model-agnostic) are picked up automatically:
 - CAM-like methods (name containing ``cam``) need a convolutional or recurrent layer and
   inputs with a spatial or temporal axis;
 - attention methods need a module whose class name contains ``Attention``;
-- a method whose ``explain`` takes ``y`` is global (permutation importance) and runs once
-  on labelled data.
+- a global method (``scope = "global"``: permutation importance) runs once on labelled data.
 
 A method that fails is recorded with its error message instead of stopping the report.
 Options that speed a method up for a report (fewer LIME / SHAP samples, a background
@@ -76,9 +75,7 @@ def _explicit_params(cls: type) -> set[str]:
 
 
 def is_global(cls: type) -> bool:
-    if getattr(cls, "scope", None) == "global":
-        return True
-    return "y" in _explicit_params(cls)
+    return getattr(cls, "scope", "local") == "global"
 
 
 def _has_positions(model) -> bool:

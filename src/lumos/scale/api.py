@@ -27,7 +27,7 @@ def _lumos_version() -> str:
 
 
 def _refuse_global(cls: type) -> None:
-    if getattr(cls, "scope", "local") == "global":
+    if cls.scope == "global":
         raise ValueError(f"{getattr(cls, 'name', cls.__name__)} is a global method (one explanation of a whole "
                          "labelled set, not one per input); explain_dataset streams per-input explanations: "
                          f"call {cls.__name__}(model).explain(X, y) on the set instead")

@@ -79,7 +79,6 @@ class PermutationImportance(AgnosticExplainer):
     """
 
     scope = "global"
-    """One explanation of a whole labelled set (not one per input)."""
 
     def __init__(self, model, *, scoring: str | Callable = "accuracy", n_repeats: int = 5,
                  per_class: bool = False, threshold: float | None = None, seed: int = 0, **kwargs):

@@ -35,7 +35,8 @@ def layer_output(model: nn.Module, x: torch.Tensor, name: str, module: nn.Module
 class LayerMapExplainer(Explainer):
     """Base of CAM, Grad-CAM and Grad-CAM++: a map over a layer's positions, upsampled
     to the input. Subclasses implement ``_layer_map(x, target, name, module)`` returning
-    ``(N, *positions)``.
+    ``(N, *positions)`` (CAM), or ``_run`` when the map and the scores come from one
+    forward pass (Grad-CAM).
 
     Parameters
     ----------

@@ -19,14 +19,13 @@ import torch
 from lumos.core.registry import register
 from lumos.methods.cam.cam import LayerMapExplainer, layer_output
 from lumos.methods.cam.layers import input_positions, to_channels_first, upsample
-from lumos.methods.gradient.base import one_pass_chunks
+from lumos.methods.base import one_pass_chunks
 
 
-def activation_and_gradient(explainer, x: torch.Tensor, target, name: str, module):
+def activation_and_gradient(explainer, x: torch.Tensor, choose, name: str, module):
     """The layer's output ``A``, ``dy^c/dA`` (both ``(N, C, *positions)``), the scores and
-    the targets, from one forward pass. ``target`` is a LongTensor or a callable choosing
-    it from the (detached) scores."""
-    choose = target if callable(target) else (lambda scores: target)
+    the targets, from one forward pass; ``choose(scores) -> LongTensor`` picks the targets
+    from the (detached) scores."""
     with torch.enable_grad():
         xg = x.detach().requires_grad_(True)  # parameters are frozen: the graph starts at the input
         scores, act = layer_output(explainer.model, xg, name, module, explainer.adapter.forward)
@@ -53,7 +52,6 @@ class GradCAM(LayerMapExplainer):
     def __init__(self, model, layer=None, *, relu: bool = True, channel_axis="auto", **kwargs):
         super().__init__(model, layer, channel_axis=channel_axis, **kwargs)
         self.relu = bool(relu)
-        self._weights: list[torch.Tensor] = []
 
     def params(self):
         return {**super().params(), "relu": self.relu}
@@ -62,47 +60,28 @@ class GradCAM(LayerMapExplainer):
         """``(N, C)`` weights of the channels."""
         return grad.flatten(2).mean(2)
 
-    def _map(self, act, grad):
-        w = self.channel_weights(act, grad)
-        self._weights.append(w.detach())
-        cam = torch.einsum("nc...,nc->n...", act, w)
-        return torch.relu(cam) if self.relu else cam
-
-    def _layer_map(self, x, target, name, module):
-        act, grad, _, _ = activation_and_gradient(self, x, target, name, module)
-        return self._map(act, grad)
-
     def _run(self, x, target, **options):
         # the scores and the targets come from the forward pass that gives the layer's
-        # activation: one forward and one backward pass per chunk
+        # activation: one forward and one backward pass per chunk (LayerMapExplainer's
+        # _explain, which CAM uses, is not needed)
         if options:
             raise TypeError(f"{type(self).__name__}.explain() got unexpected options: {sorted(options)}")
         size = input_positions(x.shape, type(self).__name__)
         xt = self.adapter.to_tensor(x)
         name, module = self._select_layer(xt[:8])
+        weights = []
 
         def step(sl, choose):
             act, grad, s, t = activation_and_gradient(self, xt[sl], choose, name, module)
-            return s, t, self._map(act, grad).detach()
+            w = self.channel_weights(act, grad)
+            weights.append(w.detach())
+            cam = torch.einsum("nc...,nc->n...", act, w)
+            return s, t, (torch.relu(cam) if self.relu else cam).detach()
 
-        self._weights = []
-        try:
-            scores, targets, maps = one_pass_chunks(x.shape[0], target, self.adapter.batch_size, step)
-            raw = torch.cat(maps)
-            extras = {"layer_map": raw.cpu().numpy(), "channel_weights": torch.cat(self._weights).cpu().numpy()}
-        finally:
-            self._weights = []
+        scores, targets, maps = one_pass_chunks(x.shape[0], target, self.adapter.batch_size, step)
+        raw = torch.cat(maps)
+        extras = {"layer_map": raw.cpu().numpy(), "channel_weights": torch.cat(weights).cpu().numpy()}
         return self._result(upsample(raw, size), x, targets, scores, extras=extras, meta={"layer": name})
-
-    def _explain(self, x, target, scores, **options):
-        self._weights = []
-        try:
-            return super()._explain(x, target, scores, **options)
-        finally:
-            self._weights = []
-
-    def _extras(self, x, target, name, module):
-        return {"channel_weights": torch.cat(self._weights).cpu().numpy()}
 
 
 @register("grad_cam_plus_plus", "gradcam++", "grad_cam++", "gradcampp")

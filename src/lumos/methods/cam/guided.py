@@ -21,7 +21,7 @@ from torch import nn
 from lumos.core.hooks import BackwardRule, attach_rules
 from lumos.core.registry import register
 from lumos.methods.cam.gradcam import GradCAM
-from lumos.methods.gradient.base import GradientExplainer, input_gradients
+from lumos.methods.gradient.base import GradientExplainer
 
 
 class GuidedReLURule(BackwardRule):
@@ -66,10 +66,6 @@ class _ModifiedReLUGradient(GradientExplainer):
     def _from_gradient(self, x, grad):
         return grad
 
-    def _attribute(self, x, target, index):  # used by GuidedGradCAM on known targets
-        with self._rules():
-            return input_gradients(self.adapter, x, target)
-
 
 @register("guided_backprop", "guided_backpropagation")
 class GuidedBackprop(_ModifiedReLUGradient):
@@ -95,8 +91,7 @@ class GuidedGradCAM(GradCAM):
 
     def _run(self, x, target, **options):
         cam = super()._run(x, target, **options)  # Grad-CAM; its pass also resolved the targets
-        guided = GuidedBackprop(self.adapter)
-        g = guided._explain(x, cam.target, cam.prediction).values
+        g = GuidedBackprop(self.adapter)._run(x, cam.target).values
         cam.extras["grad_cam"] = cam.values
         cam.extras["guided_backprop"] = g
         cam.values = cam.values * g

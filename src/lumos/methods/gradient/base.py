@@ -8,8 +8,7 @@ import torch
 
 from lumos.core.batching import chunk_slices
 from lumos.core.explanation import Explanation
-from lumos.core.validate import check_finite, resolve_target
-from lumos.methods.base import Explainer
+from lumos.methods.base import Explainer, one_pass_chunks
 
 
 def input_gradients(adapter, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -38,33 +37,6 @@ def scores_and_gradients(adapter, x: torch.Tensor, choose_target):
     if grad is None:
         raise ValueError("the model's output does not depend differentiably on its input")
     return scores.detach(), target, grad
-
-
-def one_pass_chunks(n: int, target, batch_size: int, step):
-    """Explanations whose scores come from the same forward pass as the attribution.
-
-    ``step(rows, choose)`` runs one chunk of rows (a slice): one forward pass giving the
-    scores, ``choose(scores) -> LongTensor`` resolving the targets from them (None: the
-    predicted class), the backward pass; it returns ``(scores, targets, values)``.
-    Returns the scores as numpy (checked finite), the targets as numpy and the list of
-    per-chunk values.
-    """
-    if target is not None and np.ndim(target) == 1 and len(target) != n:
-        raise ValueError(f"target has {len(target)} entries but there are {n} inputs; give one per input or a single int")
-    scores, targets, values = [], [], []
-    for sl in chunk_slices(n, batch_size):
-        part = target[sl] if target is not None and np.ndim(target) == 1 else target
-
-        def choose(s, part=part):
-            return torch.as_tensor(resolve_target(part, s.cpu().numpy()), device=s.device)
-
-        s, t, v = step(sl, choose)
-        scores.append(s)
-        targets.append(t)
-        values.append(v)
-    scores = torch.cat(scores).cpu().numpy()
-    check_finite(scores, "model scores")
-    return scores, torch.cat(targets).cpu().numpy(), values
 
 
 class GradientExplainer(Explainer):
