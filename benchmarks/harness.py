@@ -92,6 +92,15 @@ def _time(fn: Callable[[], Any]) -> tuple[float, float, Any]:
     return dt, mem.delta_mb, out
 
 
+def _clock(fn: Callable[[], Any]) -> float:
+    """Wall time of one call with nothing else running: the RSS watcher of ``_time`` wakes
+    every 2 ms and takes the GIL, which distorts calls of a few milliseconds."""
+    gc.collect()
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
+
+
 class Harness:
     """Collects comparison rows for one run of the benchmarks."""
 
@@ -110,15 +119,15 @@ class Harness:
         ``max_ratio`` is the issue's target for lumos/peer wall time.
         """
         repeats = repeats or self.repeats
-        t_l, m_l, out_l = _time(lumos_fn)  # warm-up, also yields the outputs
+        t_l, m_l, out_l = _time(lumos_fn)  # warm-up: yields the outputs and the peak memory
         t_p = m_p = out_p = None
         if peer_fn is not None:
             t_p, m_p, out_p = _time(peer_fn)
         times_l, times_p = [], []
         for _ in range(repeats):
-            times_l.append(_time(lumos_fn)[0])
+            times_l.append(_clock(lumos_fn))
             if peer_fn is not None:
-                times_p.append(_time(peer_fn)[0])
+                times_p.append(_clock(peer_fn))
         med_l = statistics.median(times_l)
         med_p = statistics.median(times_p) if times_p else None
         diff = rel = None
