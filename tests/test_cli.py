@@ -53,6 +53,21 @@ def test_explain_torchscript_and_state_dict_agree(files, capsys):
     assert str(out1.resolve()) in capsys.readouterr().out
 
 
+def test_run_options_work_before_and_after_the_command(files, capsys):
+    tmp, _, _ = files
+    base = ["explain", "--model", str(tmp / "scripted.pt"), "--data", str(tmp / "data.npz"), "--method",
+            "smoothgrad", "-O", "n_samples=4"]
+    runs = {"group": ["-q", "--seed", "3", *base, "--out", str(tmp / "g.npz")],
+            "command": [*base, "--out", str(tmp / "c.npz"), "--seed", "3", "--quiet", "--device", "cpu"],
+            "other seed": ["-q", *base, "--out", str(tmp / "o.npz"), "--seed", "4"]}
+    for args in runs.values():
+        assert main(args) == 0
+    assert capsys.readouterr().err == ""
+    g, c, o = (Explanation.load(tmp / f"{k}.npz").values for k in "gco")
+    np.testing.assert_array_equal(g, c)
+    assert not np.array_equal(g, o)  # the seed given after the command is the one used
+
+
 def test_explain_takes_method_options_and_arrays_from_files(files):
     tmp, model, X = files
     np.save(tmp / "bg.npy", X[:5])
@@ -125,6 +140,8 @@ def test_methods_lists_registry(capsys):
      "key=value"),
     (["--device", "cuda:9", "explain", "--model", "{tmp}/scripted.pt", "--data", "{tmp}/data.npz", "--method", "ig"],
      "cuda"),
+    (["explain", "--model", "{tmp}/scripted.pt", "--data", "{tmp}/data.npz", "--method", "ig", "--device", "cuda:9"],
+     "cuda"),
 ])
 def test_user_mistakes_are_one_line(files, capsys, args, message):
     tmp, _, _ = files
@@ -163,6 +180,7 @@ def test_demo_writes_report_and_caches_weights(tmp_path, monkeypatch, capsys):
     applicable = [n for n in lumos.list_methods() if n in html]
     assert len(applicable) >= 4 and "test accuracy" in html
     assert "trained in" in out.err
-    assert main(["-q", "--seed", "1", "demo", "--out", str(tmp_path / "demo2.html"), "--n-samples", "3"]) == 0
+    # the run options also after the command: same seed (the cached weights are reused), quiet
+    assert main(["demo", "--out", str(tmp_path / "demo2.html"), "--n-samples", "3", "-q", "--seed", "1"]) == 0
     assert capsys.readouterr().err == ""  # quiet: no progress, no messages
     assert len(list((tmp_path / "cache").glob("*.pt"))) == 1  # second run loaded the cached weights

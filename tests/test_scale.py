@@ -271,10 +271,10 @@ def test_command_line_writes_the_same_store(mlp, X, tmp_path):
     torch.save(mlp, tmp_path / "model.pt")
     np.save(tmp_path / "X.npy", X)
     args = [str(tmp_path / "model.pt"), str(tmp_path / "X.npy"), "-m", "ig", "-o", str(tmp_path / "cli.zarr"),
-            "--batch-size", "20", "-O", "n_steps=8", "--no-progress"]
+            "--batch-size", "20", "-O", "n_steps=8", "-q"]
     result = CliRunner().invoke(explain_dataset_command, args)
     assert result.exit_code == 0, result.output
-    assert "53 rows" in result.output
+    assert "53 rows" in result.output and "%|" not in result.output  # -q: the result, no progress bar
     api = explain_dataset(mlp, X, "ig", out=tmp_path / "api.zarr", batch_size=20, n_steps=8, progress=False)
     assert_same_store(api, open_store(tmp_path / "cli.zarr"))
     clash = CliRunner().invoke(explain_dataset_command, args[:-3] + ["-O", "n_steps=16", "--no-progress"])

@@ -172,6 +172,25 @@ def _check_device(device: str) -> str:
 
 
 # -- commands -----------------------------------------------------------------------------
+def _override(ctx: click.Context, param: click.Parameter, value):
+    """Callback of a run option given after the command (``lumos demo --seed 3``): it
+    replaces the group's value (``lumos --seed 3 demo``) in the shared ``ctx.obj``."""
+    if value is not None and value is not False:
+        ctx.ensure_object(dict)[param.name] = value
+
+
+def run_options(fn):
+    """``--seed``, ``--device`` and ``--quiet`` on a command as well as on the group."""
+    for opt in (click.option("--quiet", "-q", is_flag=True, default=False, expose_value=False, callback=_override,
+                             help="No progress bars or messages; only results."),
+                click.option("--device", default=None, expose_value=False, callback=_override,
+                             help="Torch device: cpu, cuda, cuda:N (default: the group's, cpu)."),
+                click.option("--seed", default=None, type=int, expose_value=False, callback=_override,
+                             help="Seed for training and stochastic methods (default: the group's, 0).")):
+        fn = opt(fn)
+    return fn
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--seed", default=0, show_default=True, type=int, help="Seed for training and stochastic methods.")
 @click.option("--device", default="cpu", show_default=True, help="Torch device: cpu, cuda, cuda:N.")
@@ -211,6 +230,7 @@ def _summary(doc: str | None, limit: int = 90) -> str:
 
 
 @cli.command()
+@run_options
 @click.option("--dataset", type=click.Choice(["digits", "breast_cancer"]), default="digits", show_default=True,
               help="Bundled scikit-learn set (no download).")
 @click.option("--out", default="lumos-demo.html", show_default=True, type=click.Path(dir_okay=False))
@@ -270,6 +290,7 @@ def model_options(fn):
 
 
 @cli.command()
+@run_options
 @model_options
 @click.option("--method", required=True, help="Registered method name (see `lumos methods`).")
 @click.option("--target", default=None, help="Class index to explain, or 'pred' (default).")
@@ -309,6 +330,7 @@ def explain(ctx, model_path, factory, data_path, limit, method, target, out, met
 
 
 @cli.command()
+@run_options
 @model_options
 @click.option("--methods", "method_list", default=None, help="Comma-separated methods (default: all applicable).")
 @click.option("--explanation", default=None, type=click.Path(dir_okay=False),
@@ -356,6 +378,7 @@ def evaluate(ctx, model_path, factory, data_path, limit, method_list, explanatio
 
 
 @cli.command()
+@run_options
 @model_options
 @click.option("--methods", "method_list", default=None, help="Comma-separated methods (default: all applicable).")
 @click.option("--out", default="lumos-report.html", show_default=True, type=click.Path(dir_okay=False))

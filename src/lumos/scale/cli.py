@@ -122,16 +122,17 @@ def parse_target(text: str | None):
 @click.option("--retries", default=2, show_default=True, type=click.IntRange(min=0))
 @click.option("--overwrite", is_flag=True, help="Discard an existing store instead of resuming it.")
 @click.option("--progress/--no-progress", default=True, show_default=True,
-              help="Progress bar (also off under the group's --quiet).")
+              help="Progress bar (also off under --quiet, given here or to the group).")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar (as --no-progress).")
 @click.option("--option", "-O", "options", multiple=True, metavar="KEY=VALUE",
               help="Method option, value read as JSON when it parses, a .npy/.npz file as an array "
                    "(e.g. -O n_steps=32 -O baseline=0.5 -O background=bg.npy).")
 def explain_dataset_command(model_path, data_path, method, out, key, batch_size, target, device, engine, scheduler,
-                            n_workers, retries, overwrite, progress, options):
+                            n_workers, retries, overwrite, progress, quiet, options):
     """Explain every row of DATA with MODEL into a resumable Zarr store (rerun to resume)."""
     ctx = click.get_current_context(silent=True)
     parent = ctx.find_root().obj if ctx is not None else None
-    if isinstance(parent, dict) and parent.get("quiet"):
+    if quiet or (isinstance(parent, dict) and parent.get("quiet")):
         progress = False
     from lumos.scale import explain_dataset
 
