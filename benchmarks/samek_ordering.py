@@ -1,9 +1,11 @@
 """Samek et al. (2017) region perturbation on MNIST: does the MoRF AOPC order the methods
-as published, LRP (EpsilonPlus) > Gradient x Input > Saliency > random?
+as asked in issue 6, LRP (EpsilonPlus) > Gradient x Input > Saliency > random, and as in the
+paper, LRP > Deconvnet > Saliency (sensitivity) > random?
 
 (The paper, arXiv:1509.06321, compared LRP, sensitivity and deconvolution on SUN397,
-ILSVRC2012 and MIT Places and found LRP > deconvolution > sensitivity; Gradient x Input
-and MNIST are this project's extension of it.)
+ILSVRC2012 and MIT Places and found LRP > deconvolution > sensitivity, the last near a random
+ordering; Gradient x Input and MNIST are this project's extension of it. Deconvnet and
+sensitivity heatmaps are magnitudes, as in the paper.)
 
     PYTHONPATH=src:. python -m benchmarks.samek_ordering [--n 1000] [--network lenet|vgg]
 
@@ -11,8 +13,8 @@ Setting: the LeNet-style CNN of ``benchmarks/mnist_cnn.py`` (or its deeper VGG-s
 explained for their true class; 3x3 regions ranked by summed relevance, L = 50 steps;
 softmax score of the true class. Two replacements: uniform noise in [0, 1] (Samek et
 al.'s choice) and black (0: removing ink, the reference that Gradient x Input and LRP
-attribute against). LRP is included when ``lumos.methods.relevance`` is importable (registry name
-"lrp", composite "epsilon_plus"); otherwise the ordering is reported without it.
+attribute against). Methods: LRP with the EpsilonPlus composite, Gradient x Input,
+saliency, |Deconvnet| and a random ordering.
 Writes ``examples/figures/samek_ordering.md`` (tables) and ``samek_curves_<replacement>.png``.
 
 A sensitivity table follows: the MoRF ordering for every combination of region size
@@ -45,18 +47,15 @@ SWEEP = {**SETTINGS, "blur": dict(region=3, n_steps=50, replacement="blur", sigm
 
 
 def explainers(model) -> dict:
-    rng = np.random.default_rng(0)
-    methods = {"random": lambda x, target: rng.standard_normal(np.shape(x))}
-    methods["saliency"] = Saliency(model)
-    methods["gradient_x_input"] = GradientXInput(model)
-    try:
-        import lumos.methods.relevance  # noqa: F401
-        from lumos.core import registry
+    from lumos import LRP, Deconvnet
 
-        methods["lrp_epsilon_plus"] = registry.get("lrp")(model, composite="epsilon_plus")
-    except ImportError as err:
-        print(f"LRP not available ({err}); reporting the ordering without it")
-    return methods
+    rng = np.random.default_rng(0)
+    deconvnet = Deconvnet(model)
+    return {"random": lambda x, target: rng.standard_normal(np.shape(x)),
+            "saliency": Saliency(model),
+            "gradient_x_input": GradientXInput(model),
+            "lrp_epsilon_plus": LRP(model, composite="epsilon_plus"),
+            "deconvnet": lambda x, target: np.abs(deconvnet.explain(x, target=target).values)}
 
 
 def main(argv=None) -> int:
@@ -102,7 +101,18 @@ def main(argv=None) -> int:
     return 0
 
 
-PUBLISHED = ("lrp_epsilon_plus", "gradient_x_input", "saliency", "random")
+ORDERINGS = {"asked": ("lrp_epsilon_plus", "gradient_x_input", "saliency", "random"),
+             "paper": ("lrp_epsilon_plus", "deconvnet", "saliency", "random")}
+
+
+def _verdict(aopc: dict, names) -> str:
+    """Whether the mean AOPCs follow ``names`` ("yes"), and clearly so: every adjacent
+    paired per-image difference above two standard errors ("yes, clearly")."""
+    pairs = [aopc[a] - aopc[b] for a, b in zip(names, names[1:])]
+    if not all(d.mean() > 0 for d in pairs):
+        return "no"
+    clear = all(d.mean() > 2 * d.std(ddof=1) / np.sqrt(len(d)) for d in pairs)
+    return "yes, clearly" if clear else "yes, within 2 s.e."
 
 
 def sweep(model, x, y, methods) -> str:
@@ -112,27 +122,31 @@ def sweep(model, x, y, methods) -> str:
     maps = {}
     for name, m in methods.items():
         maps[name] = np.asarray(m(x, y) if callable(m) and not hasattr(m, "explain") else m.explain(x, target=y).values)
-    names = [m for m in PUBLISHED if m in maps]
+    names = list(dict.fromkeys(m for order in ORDERINGS.values() for m in order))
     lines = [f"## Sensitivity of the MoRF ordering: {len(x)} MNIST test images, L = min(50, regions)", "",
-             "| region | replacement | output | " + " | ".join(names) + " | published ordering |",
-             "|---|---|---|" + "---|" * len(names) + "---|"]
-    held = clear = 0
+             "| region | replacement | output | " + " | ".join(names) + " | "
+             + " | ".join(f"{k} ordering" for k in ORDERINGS) + " |",
+             "|---|---|---|" + "---|" * (len(names) + len(ORDERINGS))]
+    counts = {k: {"yes": 0, "clearly": 0} for k in ORDERINGS}
     for region in (2, 3, 4, 7):
         n_regions = (-(-28 // region)) ** 2
         for label, setting in SWEEP.items():
             for output in ("softmax", "raw"):
                 opts = {**setting, "region": region, "n_steps": min(50, n_regions), "output": output}
                 aopc = {m: region_perturbation(model, x, maps[m], y, order="morf", **opts).scores for m in names}
-                pairs = [aopc[a] - aopc[b] for a, b in zip(names, names[1:])]
-                ok = all(d.mean() > 0 for d in pairs)
-                sure = all(d.mean() > 2 * d.std(ddof=1) / np.sqrt(len(d)) for d in pairs)
-                held, clear = held + ok, clear + sure
-                verdict = "yes, clearly" if sure else "yes, within 2 s.e." if ok else "no"
+                verdicts = {k: _verdict(aopc, order) for k, order in ORDERINGS.items()}
+                for k, v in verdicts.items():
+                    counts[k]["yes"] += v != "no"
+                    counts[k]["clearly"] += v == "yes, clearly"
                 lines.append(f"| {region}x{region} | {label} | {output} | "
-                             + " | ".join(f"{aopc[m].mean():.3f}" for m in names) + f" | {verdict} |")
-    lines += ["", f"published ordering {' > '.join(names)} holds in {held} of {len(lines) - 4} settings, "
-              f"clearly (every adjacent difference above 2 paired s.e.) in {clear}", ""]
-    return "\n".join(lines)
+                             + " | ".join(f"{aopc[m].mean():.3f}" for m in names) + " | "
+                             + " | ".join(verdicts.values()) + " |")
+    total = len(lines) - 4
+    lines.append("")
+    for k, order in ORDERINGS.items():
+        lines.append(f"- {k} ordering {' > '.join(order)} holds in {counts[k]['yes']} of {total} settings, clearly "
+                     f"(every adjacent difference above 2 paired s.e.) in {counts[k]['clearly']}")
+    return "\n".join(lines + [""])
 
 
 def _report(table, methods, label, n) -> str:
@@ -143,12 +157,13 @@ def _report(table, methods, label, n) -> str:
         mo, le = wide.loc[m, ("mean", "AOPC MoRF")], wide.loc[m, ("mean", "AOPC LeRF")]
         lines.append(f"| {m} | {mo:.4f} ± {wide.loc[m, ('sem', 'AOPC MoRF')]:.4f} | "
                      f"{le:.4f} ± {wide.loc[m, ('sem', 'AOPC LeRF')]:.4f} | {mo - le:.4f} |")
-    published = [m for m in ("lrp_epsilon_plus", "gradient_x_input", "saliency", "random") if m in methods]
-    got = [m for m in order.index if m in published]
-    verdict = (f"published ordering {' > '.join(published)}: "
-               f"{'REPRODUCED' if got == published else 'NOT reproduced'} (measured {' > '.join(got)})")
+    verdicts = []
+    for k, expected in ORDERINGS.items():
+        got = [m for m in order.index if m in expected]
+        verdicts.append(f"- {k} ordering {' > '.join(expected)}: "
+                        f"{'REPRODUCED' if got == list(expected) else 'NOT reproduced'} (measured {' > '.join(got)})")
     return "\n".join([f"## {label} replacement: {n} MNIST test images, 3x3 regions, L = 50, softmax of the "
-                      "true class", "", *lines, "", verdict, ""])
+                      "true class", "", *lines, "", *verdicts, ""])
 
 
 if __name__ == "__main__":

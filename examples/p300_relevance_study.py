@@ -32,9 +32,9 @@ relevance, per-channel peak latency, and the latency profile = share of the posi
 
 Reading: every pipeline and every relevance definition puts the target evidence at about 90-190 ms
 over PO7/Oz/PO8, where the data's own label correlation peaks (186 ms pooled; 107-217 ms in four of
-the five subjects' held-out sessions, 342 ms in s10), not in 250-600 ms. This speller was used with overt attention (the user looks at the
-letter), and in overt row/column spellers a posterior visual N200 to the flashes of the fixated
-letter separates targets before the P300 does (Brunner et al. 2010, J. Neural Eng. 7:056013;
+the five subjects' held-out sessions, 342 ms in s10), not in 250-600 ms. This speller was used with
+overt attention (the user looks at the letter), and in overt row/column spellers a posterior visual
+N200 to the flashes of the fixated letter separates targets before the P300 does (Brunner et al. 2010, J. Neural Eng. 7:056013;
 Treder & Blankertz 2010, Behav. Brain Funct. 6:28; Frenzel et al. 2011, J. Neural Eng. 8:036021).
 
 Run:  python examples/p300_relevance_study.py   (about 2-3 minutes on 2 CPU cores, cold)
