@@ -84,17 +84,16 @@ class Row:
         return self.extra.get("met", "")
 
 
-def _time(fn: Callable[[], Any]) -> tuple[float, float, Any]:
+def _peak_memory(fn: Callable[[], Any]) -> tuple[float, Any]:
+    """Peak RSS growth (MB) during one call, and the call's output. Not a timing: the
+    watcher wakes every 2 ms and takes the GIL."""
     with PeakRSS() as mem:
-        t0 = time.perf_counter()
         out = fn()
-        dt = time.perf_counter() - t0
-    return dt, mem.delta_mb, out
+    return mem.delta_mb, out
 
 
 def _clock(fn: Callable[[], Any]) -> float:
-    """Wall time of one call with nothing else running: the RSS watcher of ``_time`` wakes
-    every 2 ms and takes the GIL, which distorts calls of a few milliseconds."""
+    """Wall time of one call with nothing else running (no RSS watcher)."""
     gc.collect()
     t0 = time.perf_counter()
     fn()
@@ -119,10 +118,10 @@ class Harness:
         ``max_ratio`` is the issue's target for lumos/peer wall time.
         """
         repeats = repeats or self.repeats
-        t_l, m_l, out_l = _time(lumos_fn)  # warm-up: yields the outputs and the peak memory
-        t_p = m_p = out_p = None
+        m_l, out_l = _peak_memory(lumos_fn)  # warm-up: yields the outputs and the peak memory
+        m_p = out_p = None
         if peer_fn is not None:
-            t_p, m_p, out_p = _time(peer_fn)
+            m_p, out_p = _peak_memory(peer_fn)
         times_l, times_p = [], []
         for _ in range(repeats):
             times_l.append(_clock(lumos_fn))
