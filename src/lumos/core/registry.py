@@ -51,3 +51,61 @@ def split_options(cls: type, options: dict) -> tuple[dict, dict]:
             accepted |= {p for p in inspect.signature(klass.__init__).parameters if p not in ("self", "model", "kwargs")}
     config = {k: v for k, v in options.items() if k in accepted}
     return config, {k: v for k, v in options.items() if k not in accepted}
+
+
+class Option:
+    """One public option of a method: its name, where it goes (``"config"``: the
+    constructor; ``"call"``: ``explain()``) and its default (``Option.REQUIRED`` if none)."""
+
+    REQUIRED = inspect.Parameter.empty
+    __slots__ = ("name", "where", "default")
+
+    def __init__(self, name: str, where: str, default):
+        self.name, self.where, self.default = name, where, default
+
+    def __repr__(self) -> str:
+        d = "required" if self.default is Option.REQUIRED else repr(self.default)
+        return f"Option({self.name!r}, {self.where}, default={d})"
+
+
+_HIDDEN = {"self", "model", "inputs", "x", "target", "scores", "kwargs", "options", "state", "call"}
+
+
+def _signature_options(fn, where: str) -> dict[str, Option]:
+    out = {}
+    for p in inspect.signature(fn).parameters.values():
+        if p.kind in (p.VAR_KEYWORD, p.VAR_POSITIONAL) or p.name in _HIDDEN:
+            continue
+        out[p.name] = Option(p.name, where, p.default)
+    return out
+
+
+def options_of(method) -> dict[str, Option]:
+    """The public options of a method (a registered name or an explainer class):
+    constructor options first (``where="config"``), then the options ``explain()`` takes
+    (``where="call"``, declared by the class as ``call_options``)."""
+    cls = get(method) if isinstance(method, str) else method
+    found: dict[str, Option] = {}
+    for klass in reversed(cls.__mro__):
+        if "__init__" in vars(klass) and klass is not object:
+            found.update(_signature_options(vars(klass)["__init__"], "config"))
+    declared = getattr(cls, "call_options", None)
+    if declared is not None:
+        for name, default in dict(declared).items():
+            found.setdefault(name, Option(name, "call", default))
+    else:  # classes not (yet) declaring call_options: read explain()/_explain()
+        for klass in reversed(cls.__mro__):
+            for attr in ("explain", "_explain"):
+                fn = vars(klass).get(attr)
+                if fn is not None:
+                    for k, v in _signature_options(fn, "call").items():
+                        found.setdefault(k, v)
+    return found
+
+
+def closest(name: str, choices) -> str:
+    """``" (did you mean 'x'?)"`` for the closest of ``choices``, or ``""``."""
+    import difflib
+
+    match = difflib.get_close_matches(name, list(choices), n=1, cutoff=0.6)
+    return f" (did you mean {match[0]!r}?)" if match else ""
