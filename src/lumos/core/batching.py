@@ -1,11 +1,70 @@
-"""Chunking of large expansions (IG steps, SmoothGrad noise, perturbations) so that one
-forward pass sees many rows but memory stays bounded."""
+"""Chunking under one memory bound.
+
+Every method and metric asks one :class:`RowBudget` how many rows a model call may see.
+Its one public knob is ``batch_size`` (the most rows per model call, in the Python API,
+on the command line as ``-O batch_size=...`` and in :func:`lumos.explain_dataset`); left
+at ``None`` the budget sizes calls from the input's element count:
+
+- a call with a backward pass (gradients, relevance, CAM) gets about
+  :data:`BACKWARD_ELEMENTS` input elements, between 16 and 8,192 rows: moderate chunks
+  are fastest on CPUs (a small CNN's activations stay in cache; measured on MNIST, 256
+  rows were 2x faster than 2,675) and bound the activations kept for the backward pass;
+- a forward-only call (perturbation methods, metrics) gets about
+  :data:`FORWARD_ELEMENTS` input elements, between 256 and 65,536 rows: these methods send
+  hundreds of thousands of rows, and small calls would spend their time in call overhead.
+
+An expansion (IG steps, SmoothGrad noise, perturbed copies) of ``E`` copies per input is
+split by :func:`expansion_chunks` so that no call exceeds the budget's rows; chunk sums
+are exact, so results do not depend on the budget.
+"""
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Iterator
 
-DEFAULT_MAX_ROWS = 1024
-"""Default bound on the rows of one forward pass built from an expansion."""
+import numpy as np
+
+BACKWARD_ELEMENTS = 2**18
+FORWARD_ELEMENTS = 2**22
+_BOUNDS = {"backward": (16, 8192), "forward": (256, 65536)}
+_ELEMENTS = {"backward": BACKWARD_ELEMENTS, "forward": FORWARD_ELEMENTS}
+
+
+def check_batch_size(value) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"batch_size must be a positive integer (rows per model call) or None for automatic "
+                         f"sizing, got {value!r}")
+    return int(value)
+
+
+@dataclass(frozen=True)
+class RowBudget:
+    """How many rows one model call may see.
+
+    Parameters
+    ----------
+    batch_size : int or None
+        The most rows per model call; None sizes calls from the element count.
+    """
+
+    batch_size: int | None = None
+
+    def __post_init__(self):
+        object.__setattr__(self, "batch_size", check_batch_size(self.batch_size))
+
+    def rows(self, sample_numel: int, kind: str = "backward") -> int:
+        """Rows per model call for samples of ``sample_numel`` elements; ``kind`` is
+        ``"backward"`` (the call is differentiated) or ``"forward"``."""
+        if self.batch_size is not None:
+            return self.batch_size
+        lo, hi = _BOUNDS[kind]
+        return int(np.clip(_ELEMENTS[kind] // max(int(sample_numel), 1), lo, hi))
+
+    def inputs_per_chunk(self, sample_numel: int, expansion: int = 1, kind: str = "backward") -> int:
+        """Inputs per chunk when each input expands into ``expansion`` model rows (at least 1)."""
+        return max(1, self.rows(sample_numel, kind) // max(int(expansion), 1))
 
 
 def chunk_slices(n: int, size: int) -> Iterator[slice]:

@@ -44,21 +44,34 @@ def find_layer(model: torch.nn.Module, layer: str | torch.nn.Module, kinds: tupl
     raise ValueError(f"layer {what!r} is not a module of this model; candidates: {shown or '(none)'}")
 
 
+class Activations(dict):
+    """Captured layer outputs by name, with their version counters at capture time."""
+
+    def __init__(self):
+        super().__init__()
+        self.versions: dict[str, int] = {}
+
+
 @contextlib.contextmanager
 def capture_activations(model: torch.nn.Module, layers: Mapping[str, torch.nn.Module] | Iterable[str]) -> Iterator[dict]:
     """Record the output tensor of each layer at every forward pass.
 
     Yields a dict ``name -> tensor`` that is filled as the model runs (the last forward
     pass wins). For modules returning tuples (recurrent layers), the first element is kept.
+    ``store.versions[name]`` is the tensor's version counter when it was captured: a
+    larger ``_version`` after the forward pass means it was modified in place later.
     """
     if not isinstance(layers, Mapping):
         layers = dict(find_layer(model, name) for name in layers)
-    store: dict[str, torch.Tensor] = {}
+    store = Activations()
     handles = []
 
     def make(name):
         def hook(module, inputs, output):
-            store[name] = output[0] if isinstance(output, (tuple, list)) else output
+            out = output[0] if isinstance(output, (tuple, list)) else output
+            store[name] = out
+            if isinstance(out, torch.Tensor):
+                store.versions[name] = out._version
 
         return hook
 

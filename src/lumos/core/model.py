@@ -46,7 +46,8 @@ class ModelAdapter:
         Maximum rows per forward pass.
     """
 
-    def __init__(self, model: torch.nn.Module | Callable, output: str = "raw", batch_size: int = 256):
+    def __init__(self, model: torch.nn.Module | Callable, output: str = "raw", batch_size: int = 256,
+                 on_rows: Callable[[int], None] | None = None):
         if isinstance(model, ModelAdapter):
             model = model.model
         if not (isinstance(model, torch.nn.Module) or callable(model)):
@@ -56,6 +57,13 @@ class ModelAdapter:
         if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
             raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
         self.batch_size = int(batch_size)
+        self.on_rows = on_rows
+
+    def bound(self, model, batch_size: int | None = None, on_rows: Callable[[int], None] | None = None) -> "ModelAdapter":
+        """The same output transformation on ``model`` (one call's private view of the
+        user's model), ``batch_size`` rows per scores call, ``on_rows(n)`` told of every
+        ``n`` rows evaluated (progress bars)."""
+        return ModelAdapter(model, output=self.output, batch_size=batch_size or self.batch_size, on_rows=on_rows)
 
     # -- properties -----------------------------------------------------------
     @property
@@ -113,6 +121,8 @@ class ModelAdapter:
         """Differentiable forward pass of a torch model: ``(N, ...) -> (N, K)``."""
         if not self.is_torch:
             raise TypeError("forward() with gradients needs a torch.nn.Module")
+        if self.on_rows is not None:
+            self.on_rows(x.shape[0])
         try:
             out = _first(self.model(x))
         except (RuntimeError, ValueError, IndexError) as err:
@@ -146,7 +156,15 @@ class ModelAdapter:
             with torch.no_grad():
                 return self.forward(self.to_tensor(x)).detach().cpu().numpy()
         arr = x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
-        raw = _first(self.model(arr))
+        if self.on_rows is not None:
+            self.on_rows(arr.shape[0])
+        try:
+            raw = _first(self.model(arr))
+        except (RuntimeError, ValueError, IndexError, TypeError) as err:
+            raise ValueError(
+                f"the model could not process inputs of shape {arr.shape} (dtype {arr.dtype}): "
+                f"{str(err).splitlines()[0] if str(err) else type(err).__name__}"
+            ) from err
         if isinstance(raw, torch.Tensor):
             raw = raw.detach().cpu()
         out = np.asarray(raw)
@@ -162,6 +180,17 @@ class ModelAdapter:
 
     def targets(self, target: Any, scores: np.ndarray) -> np.ndarray:
         return resolve_target(target, scores)
+
+
+def accepts_keyword(model, name: str) -> bool:
+    """Whether ``model.forward`` takes the keyword ``name`` (or ``**kwargs``)."""
+    import inspect
+
+    try:
+        params = inspect.signature(model.forward).parameters
+    except (TypeError, ValueError, AttributeError):
+        return False
+    return name in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
 
 
 def as_adapter(model: Any, output: str = "raw", batch_size: int = 256) -> ModelAdapter:

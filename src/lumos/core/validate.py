@@ -22,6 +22,9 @@ def as_array(inputs: Any, name: str = "inputs") -> np.ndarray:
             raise TypeError(f"{name} must be an array or tensor, got {type(inputs).__name__}: {err}") from None
     if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
         raise TypeError(f"{name} must be numeric, got dtype {arr.dtype}")
+    if np.issubdtype(arr.dtype, np.complexfloating):
+        raise TypeError(f"{name} are complex ({arr.dtype}); lumos explains real-valued inputs: pass the real and "
+                        "imaginary parts (or magnitude and phase) as separate channels")
     if arr.ndim < 2:
         raise ValueError(
             f"{name} must have a batch axis: got shape {arr.shape}. "
@@ -57,12 +60,45 @@ def require_float(arr: np.ndarray | torch.Tensor, method: str) -> None:
 
 def integer_array(value: Any) -> np.ndarray | None:
     """``value`` as an int64 array when it holds integers (whole floats accepted), else None."""
-    a = np.asarray(value)
+    try:
+        a = np.asarray(value)
+    except (ValueError, TypeError):
+        return None
+    if a.dtype == object:
+        return None
     if a.dtype != bool and np.issubdtype(a.dtype, np.integer):
         return a.astype(np.int64, copy=False)
     if np.issubdtype(a.dtype, np.floating) and np.all(np.mod(a, 1) == 0):
         return a.astype(np.int64)
     return None
+
+
+def targets_of(target: Any, n: int):
+    """Check ``target`` for a batch of ``n`` inputs before any model call: None, one int, or
+    one int per input (returned as int64). Ranges are checked against the scores later."""
+    if target is None:
+        return None
+    if isinstance(target, torch.Tensor):
+        target = target.detach().cpu().numpy()
+    if isinstance(target, str):
+        raise TypeError(f"target must be None, an int or a sequence of ints, got the string {target!r}")
+    t = integer_array(target)
+    if t is None:
+        raise TypeError(f"target must be None, an int or a sequence of ints (class indices), got {_show(target)}")
+    if t.ndim == 0:
+        return int(t)
+    if t.ndim != 1:
+        raise ValueError(f"target must be an int or a 1-D sequence, got shape {t.shape}")
+    if t.shape[0] != n:
+        raise ValueError(f"target has {t.shape[0]} entries but there are {n} inputs; give one per input or a single int")
+    if (t < 0).any():
+        raise ValueError(f"target {int(t[t < 0][0])} is negative; targets are output indices >= 0")
+    return t
+
+
+def _show(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def resolve_target(target: Any, scores: np.ndarray) -> np.ndarray:
@@ -78,7 +114,7 @@ def resolve_target(target: Any, scores: np.ndarray) -> np.ndarray:
         target = target.detach().cpu().numpy()
     t = integer_array(target)
     if t is None:
-        raise TypeError(f"target must be None, an int or a sequence of ints, got {target!r}")
+        raise TypeError(f"target must be None, an int or a sequence of ints, got {_show(target)}")
     if t.ndim == 0:
         t = np.full(n, int(t), dtype=np.int64)
     elif t.ndim == 1:

@@ -1,22 +1,177 @@
-"""The explainer base class: configuration in ``__init__``, data in ``explain()``.
+"""The explainer template: configuration in ``__init__``, data in ``explain()``.
 
-Subclasses implement ``_explain(x, target, **options) -> Explanation`` (or, for gradient
-methods, the batched ``_attribute``). The base class validates inputs, resolves targets
-from the model's scores, and runs the subclass inside :func:`lumos.core.guard.model_guard`
-so that the model is left exactly as found.
+:meth:`Explainer.explain` is the one entry point of every method and is never overridden.
+It validates the inputs and options, opens a private view of the model
+(:func:`lumos.core.view.model_view`: the user's model is never modified, so calls from
+several threads do not interfere), plans chunks under one :class:`~lumos.core.batching.RowBudget`,
+and assembles the :class:`~lumos.core.explanation.Explanation`. A method implements:
+
+``prepare(x, call, **options) -> state``
+    Per-call preparation (baselines, noise, coalitions, the layer to read), returned and
+    passed down, never stored on ``self``. The default returns ``State(call)``.
+``attribute_chunk(x, targets, state) -> Chunk``
+    The attribution of one chunk of inputs (a numpy array). ``targets(scores)`` resolves
+    the targets of these rows from scores computed in the same pass (None: the predicted
+    class); ``targets.index`` holds the rows' positions in the batch (for per-row seeds).
+
+and optionally ``finish(x, result, state) -> dict`` for fields computed on the whole
+batch (``base_value``, ``delta``, ``meta``). The class declares what it needs and supports
+as metadata (``layouts``, ``needs_gradients``, ``needs_layer``, ``needs_background``,
+``needs_labels``, ``stochastic``, ``torchscript``, ``scope``, ``call_options``); the report, the
+command line, ``lumos methods`` and the tests read :meth:`Explainer.capabilities` and
+:meth:`Explainer.applicability` instead of guessing from names.
 """
 from __future__ import annotations
 
+import contextlib
+import copy
+import sys
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import numpy as np
 import torch
 
+from lumos.core.batching import RowBudget, chunk_slices
 from lumos.core.explanation import Explanation
-from lumos.core.guard import model_guard
 from lumos.core.model import ModelAdapter, as_adapter
-from lumos.core.batching import chunk_slices
-from lumos.core.validate import as_array, check_finite, require_float, resolve_target
+from lumos.core.registry import closest
+from lumos.core.validate import as_array, check_finite, require_float, resolve_target, targets_of
+from lumos.core.view import model_view
+
+LAYOUTS = ("tabular", "series", "image")
+
+
+def layout_of(shape: tuple[int, ...]) -> str:
+    """``"tabular"`` for (N, d), ``"series"`` for (N, C, T), ``"image"`` for (N, C, H, W)
+    (and ``"volume"`` for more axes)."""
+    return {2: "tabular", 3: "series", 4: "image"}.get(len(shape), "volume")
+
+
+class Targets:
+    """The targets of one chunk: ``targets(scores)`` returns one output index per row
+    (as a LongTensor on the scores' device for tensors, int64 numpy otherwise), the given
+    ones or, for None, the argmax of the scores; ``index`` holds the rows' positions in
+    the explained batch, ``given`` what the user passed for them."""
+
+    __slots__ = ("given", "index")
+
+    def __init__(self, given, index: np.ndarray):
+        self.given, self.index = given, index
+
+    def __call__(self, scores):
+        if isinstance(scores, torch.Tensor):
+            t = resolve_target(self.given, scores.detach().cpu().numpy())
+            return torch.as_tensor(t, device=scores.device)
+        return resolve_target(self.given, np.asarray(scores))
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+
+@dataclass
+class Chunk:
+    """What :meth:`Explainer.attribute_chunk` returns for one chunk of rows: values shaped
+    like the rows (or broadcastable), the scores ``(n, K)`` and targets ``(n,)`` of the pass
+    that produced them, and extras with a leading row axis (concatenated over chunks)."""
+
+    values: Any
+    scores: Any = None
+    targets: Any = None
+    extras: dict = field(default_factory=dict)
+
+
+def _numpy(v):
+    if isinstance(v, torch.Tensor):
+        return v.detach().cpu().numpy()
+    return np.asarray(v)
+
+
+class Progress:
+    """A progress bar over the model rows a call evaluates: shown on a terminal for calls
+    that last more than two seconds, never otherwise (``progress=False`` turns it off)."""
+
+    def __init__(self, enabled: bool, total: int | None, label: str):
+        self.bar = None
+        if enabled and total and sys.stderr.isatty():
+            from tqdm.auto import tqdm
+
+            self.bar = tqdm(total=int(total), unit="rows", unit_scale=True, delay=2.0, desc=label, leave=False)
+
+    def update(self, rows: int) -> None:
+        if self.bar is not None:
+            self.bar.update(int(rows))
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+@dataclass
+class Call:
+    """What one ``explain()`` call knows besides the inputs: the adapter bound to this
+    call's private view of the model, the row budget, the seed drawn for the call, the
+    offset of the first row (``explain_dataset`` passes it, so row seeds do not depend on
+    the chunking) and the progress bar."""
+
+    adapter: ModelAdapter
+    budget: RowBudget
+    kind: str
+    seed: int | None = None
+    row_offset: int = 0
+    progress: Progress | None = None
+    stack: contextlib.ExitStack = field(default_factory=contextlib.ExitStack)
+    """Contexts entered by ``prepare`` (hooks, rules) stay open for the call and close after it."""
+    gradient_seen: bool = False
+    """Set by gradient methods once any input gradient was non-zero."""
+    step_functions: list | None = None
+    """Piecewise-constant operations (round, sign...) found in the graph of a zero gradient."""
+
+    @property
+    def model(self):
+        return self.adapter.model
+
+    def note_gradient(self, grad: torch.Tensor) -> None:
+        if not self.gradient_seen and bool((grad != 0).any()):
+            self.gradient_seen = True
+
+    def count_rows(self, rows: int) -> None:
+        if self.progress is not None:
+            self.progress.update(rows)
+
+    def rows(self, sample_numel: int, kind: str | None = None) -> int:
+        """Rows per model call (see :class:`RowBudget`)."""
+        return self.budget.rows(sample_numel, kind or self.kind)
+
+    def row_seed(self, i: int) -> np.random.SeedSequence:
+        """The seed of row ``i`` of the batch: ``(seed, row_offset + i)``, the same whatever
+        the batch size or chunking."""
+        return np.random.SeedSequence([int(self.seed), int(self.row_offset) + int(i)])
+
+    def rng(self, i: int) -> np.random.Generator:
+        """A numpy generator for row ``i`` of the batch."""
+        return np.random.default_rng(self.row_seed(i))
+
+    def torch_generator(self, i: int) -> torch.Generator:
+        """A CPU torch generator for row ``i`` of the batch."""
+        return torch.Generator().manual_seed(int(self.row_seed(i).generate_state(1)[0]))
+
+    def shared_rng(self) -> np.random.Generator:
+        """A generator for draws shared by every row of the call (coalitions, permutations):
+        seeded by the seed alone, so the draws do not depend on the rows either."""
+        return np.random.default_rng(int(self.seed))
+
+
+class State:
+    """Per-call state of a method: the call plus whatever ``prepare`` computed."""
+
+    def __init__(self, call: Call, **fields):
+        self.call = call
+        self.__dict__.update(fields)
+
+    @property
+    def adapter(self) -> ModelAdapter:
+        return self.call.adapter
 
 
 class Explainer:
@@ -29,32 +184,101 @@ class Explainer:
         methods accept any ``numpy -> scores`` callable.
     output : {"raw", "softmax", "log_softmax", "sigmoid"}
         Which score to explain; ``"raw"`` (default) is the logit.
-    batch_size : int
-        Maximum rows per forward pass.
+    batch_size : int or None
+        The most rows one model call sees (None: sized from the input's element count,
+        see :class:`~lumos.core.batching.RowBudget`). Results do not depend on it.
+    device : str or torch.device, optional
+        Run on this device (e.g. ``"cuda"``); the user's model stays where it is.
+    progress : bool, default True
+        Show a progress bar on a terminal for calls that take more than two seconds.
     """
 
     name: ClassVar[str] = ""
+    # -- declared capabilities ------------------------------------------------------
+    layouts: ClassVar[tuple[str, ...]] = LAYOUTS
+    """Input layouts the method explains (``tabular`` (N, d), ``series`` (N, C, T), ``image``)."""
     needs_gradients: ClassVar[bool] = False
+    """Needs a torch module (takes gradients or hooks)."""
+    needs_layer: ClassVar[bool] = False
+    """Needs a layer with positions (a conv or recurrent layer): the CAM family."""
+    needs_background: ClassVar[bool] = False
+    """Needs ``background=`` rows (Shapley values)."""
+    needs_labels: ClassVar[bool] = False
+    """Needs the true labels as ``target`` (global methods scored against y)."""
+    needs_attention: ClassVar[bool] = False
+    """Needs a model returning attention weights."""
+    stochastic: ClassVar[bool] = False
+    """Draws random numbers (takes ``seed``; ``seed=None`` draws a fresh one and records it)."""
+    torchscript: ClassVar[bool] = True
+    """Works on TorchScript modules (no hooks on submodules)."""
     scope: ClassVar[str] = "local"
     """``"global"`` for methods that explain a whole labelled set (permutation importance)."""
+    call_options: ClassVar[dict[str, Any]] = {}
+    """Options of ``explain()`` with their defaults (besides ``target`` and ``row_offset``)."""
 
-    def __init__(self, model, *, output: str = "raw", batch_size: int = 256):
-        self.adapter: ModelAdapter = as_adapter(model, output=output, batch_size=batch_size)
+    def __init__(self, model, *, output: str = "raw", batch_size: int | None = None, device=None,
+                 progress: bool = True):
+        self.adapter: ModelAdapter = as_adapter(model, output=output)
         if self.needs_gradients and not self.adapter.is_torch:
             raise TypeError(
                 f"{type(self).__name__} needs gradients, so the model must be a torch.nn.Module; "
                 f"got {type(self.adapter.model).__name__}. Use a model-agnostic method "
                 "(occlusion, lime, kernel_shap) for other models."
             )
+        self.budget = RowBudget(batch_size)
+        self.device = device
+        self.progress = bool(progress)
+
+    # -- capabilities -----------------------------------------------------------------
+    @classmethod
+    def capabilities(cls) -> dict[str, Any]:
+        """What the method needs and supports, as declared by the class."""
+        return {"layouts": list(cls.layouts), "needs_gradients": cls.needs_gradients, "needs_layer": cls.needs_layer,
+                "needs_background": cls.needs_background, "needs_labels": cls.needs_labels,
+                "needs_attention": cls.needs_attention, "stochastic": cls.stochastic,
+                "torchscript": cls.torchscript, "scope": cls.scope}
+
+    @classmethod
+    def applicability(cls, model, layout: str) -> str | None:
+        """None when the method applies to ``model`` and inputs of ``layout``, else why not."""
+        is_torch = isinstance(model, torch.nn.Module)
+        if cls.needs_gradients and not is_torch:
+            return "needs a torch model (gradients)"
+        if layout not in cls.layouts:
+            return f"explains {', '.join(cls.layouts)} inputs, not {layout}"
+        scripted = isinstance(model, torch.jit.ScriptModule)
+        if scripted and not cls.torchscript:
+            return "needs hooks on layers, which TorchScript modules do not support; load the nn.Module"
+        if cls.needs_layer:
+            kinds = (torch.nn.Conv1d, torch.nn.Conv2d, torch.nn.Conv3d, torch.nn.RNNBase)
+            if not (is_torch and any(isinstance(m, kinds) for m in model.modules())):
+                return "needs a convolutional or recurrent layer over space or time"
+        if cls.needs_attention:
+            from lumos.core.model import accepts_keyword
+
+            if not (is_torch and accepts_keyword(model, "return_attention")):
+                return "needs a model whose forward takes return_attention=True"
+        return None
 
     @property
     def model(self):
         return self.adapter.model
 
+    def with_model(self, model) -> "Explainer":
+        """The same configuration on another model (a randomised copy, a retrained model).
+        Layers are held by name, so they are found again in ``model``."""
+        other = copy.copy(self)
+        other.adapter = as_adapter(model, output=self.adapter.output)
+        return other
+
     def params(self) -> dict[str, Any]:
         """The configuration recorded in each Explanation."""
-        return {"output": self.adapter.output, "batch_size": self.adapter.batch_size}
+        out = {"output": self.adapter.output, "batch_size": self.budget.batch_size}
+        if self.device is not None:
+            out["device"] = str(self.device)
+        return out
 
+    # -- the template -------------------------------------------------------------------
     def explain(self, inputs, target=None, **options) -> Explanation:
         """Explain a batch of inputs.
 
@@ -64,56 +288,136 @@ class Explainer:
             A batch: (N, d) tables, (N, C, T) time series, (N, C, H, W) images.
         target : None, int or sequence of ints
             Output to explain: None for the predicted class, an int for all inputs,
-            or one int per input.
+            or one int per input (for global methods: the true labels).
+        **options
+            The method's call options (``call_options``), and ``row_offset``: the position
+            of the first input in a larger dataset, so that per-row seeds do not depend on
+            how the dataset is chunked.
         """
+        row_offset = options.pop("row_offset", 0)
+        if isinstance(row_offset, bool) or not isinstance(row_offset, (int, np.integer)) or row_offset < 0:
+            raise ValueError(f"row_offset must be a non-negative integer, got {row_offset!r}")
+        options = self._check_options(options)
+        x = self._validate(inputs)
+        given = self._validate_target(target, x.shape[0])
+        seed = self._call_seed()
+        kind = "backward" if self.needs_gradients else "forward"
+        with model_view(self.adapter.model, self.device) as model:
+            call = Call(None, self.budget, kind, seed, int(row_offset))
+            call.adapter = self.adapter.bound(model, batch_size=self.budget.rows(x[0].size, "forward"),
+                                              on_rows=call.count_rows)
+            try:
+                with call.stack:
+                    state = self.prepare(x, call, **options)
+                    call.progress = Progress(self.progress, self.expected_rows(x, state), type(self).__name__)
+                    chunks = [self.attribute_chunk(x[sl], Targets(_part(given, sl), np.arange(sl.start, sl.stop)),
+                                                   state) for sl in self.plan(x, state)]
+                    result = self._assemble(x, given, chunks, state)
+            finally:
+                if call.progress is not None:
+                    call.progress.close()
+        if self.stochastic:
+            result.params["seed"] = seed
+        return result
+
+    def _check_options(self, options: dict) -> dict:
+        known = dict(self.call_options)
+        unknown = [k for k in options if k not in known]
+        if unknown:
+            from lumos.core.registry import options_of
+
+            key = unknown[0]
+            config = [n for n, o in options_of(type(self)).items() if o.where == "config"]
+            if key in config:
+                hint = f"; {key!r} configures the method: pass it to the constructor, {type(self).__name__}(model, {key}=...)"
+            else:
+                hint = closest(key, list(known) + config + ["row_offset"])
+            listed = ", ".join(sorted(known)) or "none besides target"
+            raise TypeError(f"{type(self).__name__}.explain() got an unknown option {key!r}{hint}. "
+                            f"Its options: {listed}")
+        return {**known, **options}
+
+    def _validate(self, inputs) -> np.ndarray:
         x = as_array(inputs)
         if self.needs_gradients:
             require_float(x, type(self).__name__)
-        with model_guard(self.adapter.model):
-            return self._run(x, target, **options)
+        layout = layout_of(x.shape)
+        if layout not in self.layouts and not (layout == "volume" and "image" in self.layouts):
+            shapes = " or ".join(f"{k} {_LAYOUT_SHAPES[k]}" for k in self.layouts)
+            hint = " (N, C, positions...)" if "tabular" not in self.layouts else ""
+            raise ValueError(f"{type(self).__name__} needs inputs shaped{hint} as {shapes}; got shape {x.shape}"
+                            )
+        return x
 
-    def _run(self, x: np.ndarray, target, **options) -> Explanation:
-        """Score the inputs, resolve the targets, then explain (inside the guard)."""
-        scores = self.adapter.scores(x)
-        t = self.adapter.targets(target, scores)
-        return self._explain(x, t, scores, **options)
+    def _validate_target(self, target, n: int):
+        if self.needs_labels:
+            if target is None:
+                raise ValueError(f"{type(self).__name__} needs the true labels: explain(X, y)")
+            y = np.asarray(target.detach().cpu() if isinstance(target, torch.Tensor) else target)
+            if y.ndim != 1 or y.shape[0] != n:
+                raise ValueError(f"the labels must be one per input ({n}), got shape {y.shape}")
+            check_finite(y, "labels")
+            return y
+        return targets_of(target, n)
 
-    def _explain(self, x: np.ndarray, target: np.ndarray, scores: np.ndarray, **options) -> Explanation:
+    def _call_seed(self) -> int | None:
+        if not self.stochastic:
+            return None
+        seed = getattr(self, "seed", 0)
+        if seed is None:
+            return int(np.random.SeedSequence().entropy % (2**63))
+        return int(seed)
+
+    # -- what a method implements --------------------------------------------------------
+    def prepare(self, x: np.ndarray, call: Call, **options) -> State:
+        """Per-call state (never stored on ``self``); ``options`` are the call options."""
+        return State(call, **options)
+
+    def attribute_chunk(self, x: np.ndarray, targets: Targets, state) -> Chunk:
         raise NotImplementedError
 
-    def _result(self, values, x, target, scores, **fields) -> Explanation:
-        if isinstance(values, torch.Tensor):
-            values = values.detach().cpu().numpy()
-        return Explanation(values=values, target=target, method=self.name, params=self.params(),
-                           prediction=scores, inputs=x, **fields)
+    def expansion(self, state) -> int:
+        """Model rows per input (IG steps, noise samples, perturbed copies), for chunking."""
+        return 1
+
+    def expected_rows(self, x: np.ndarray, state) -> int | None:
+        """Model rows the call will evaluate, for the progress bar (None: no bar)."""
+        return x.shape[0] * (self.expansion(state) + 1)
+
+    def plan(self, x: np.ndarray, state) -> list[slice]:
+        """Chunks of inputs: as many as the budget allows given the expansion; global
+        methods see the whole set."""
+        if self.scope == "global":
+            return [slice(0, x.shape[0])]
+        call = state.call
+        per = call.budget.inputs_per_chunk(x[0].size, self.expansion(state), call.kind)
+        return list(chunk_slices(x.shape[0], per))
+
+    def finish(self, x: np.ndarray, result: Explanation, state) -> None:
+        """Complete the assembled explanation in place (delta, base value, meta)."""
+
+    # -- assembly ---------------------------------------------------------------------
+    def _assemble(self, x, given, chunks: list[Chunk], state) -> Explanation:
+        values = np.concatenate([_numpy(c.values) for c in chunks])
+        scores = None if chunks[0].scores is None else np.concatenate([_numpy(c.scores) for c in chunks])
+        if scores is not None:
+            check_finite(scores, "model scores")
+        targets = None if chunks[0].targets is None else np.concatenate([_numpy(c.targets) for c in chunks])
+        extras = {k: np.concatenate([_numpy(c.extras[k]) for c in chunks]) for k in chunks[0].extras}
+        result = Explanation(values=values, target=targets, method=self.name, params=self.params(),
+                             prediction=scores, inputs=x, extras=extras, scope=self.scope)
+        self.finish(x, result, state)
+        return result
 
     def __repr__(self) -> str:
         params = ", ".join(f"{k}={v!r}" for k, v in self.params().items())
         return f"{type(self).__name__}({params})"
 
 
-def one_pass_chunks(n: int, target, batch_size: int, step):
-    """Explanations whose scores come from the same forward pass as the attribution.
+_LAYOUT_SHAPES = {"tabular": "(N, d)", "series": "(N, C, T)", "image": "(N, C, H, W)"}
 
-    ``step(rows, choose)`` runs one chunk of rows (a slice): one forward pass giving the
-    scores, ``choose(scores) -> LongTensor`` resolving the targets from them (None: the
-    predicted class), the backward pass; it returns ``(scores, targets, values)``.
-    Returns the scores as numpy (checked finite), the targets as numpy and the list of
-    per-chunk values.
-    """
-    if target is not None and np.ndim(target) == 1 and len(target) != n:
-        raise ValueError(f"target has {len(target)} entries but there are {n} inputs; give one per input or a single int")
-    scores, targets, values = [], [], []
-    for sl in chunk_slices(n, batch_size):
-        part = target[sl] if target is not None and np.ndim(target) == 1 else target
 
-        def choose(s, part=part):
-            return torch.as_tensor(resolve_target(part, s.cpu().numpy()), device=s.device)
-
-        s, t, v = step(sl, choose)
-        scores.append(s)
-        targets.append(t)
-        values.append(v)
-    scores = torch.cat(scores).cpu().numpy()
-    check_finite(scores, "model scores")
-    return scores, torch.cat(targets).cpu().numpy(), values
+def _part(given, sl: slice):
+    if given is None or np.ndim(given) == 0:
+        return given
+    return given[sl]

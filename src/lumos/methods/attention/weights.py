@@ -22,25 +22,15 @@ arXiv:1908.04626), all per input and over valid steps only:
 """
 from __future__ import annotations
 
-import inspect
-
 import numpy as np
 import torch
 
-from lumos.core.batching import chunk_slices, expansion_chunks
-from lumos.core.guard import model_guard
+from lumos.core.batching import expansion_chunks
+from lumos.core.model import accepts_keyword as _accepts
 from lumos.core.registry import register
-from lumos.core.validate import as_array, require_float
+from lumos.core.view import model_view
 from lumos.methods.attention.diagnostics import kendall_tau_rows, total_variation
-from lumos.methods.base import Explainer
-
-
-def _accepts(model, name: str) -> bool:
-    try:
-        params = inspect.signature(model.forward).parameters
-    except (TypeError, ValueError):
-        return False
-    return name in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
+from lumos.methods.base import Chunk, Explainer, State
 
 
 def _padding(n: int, t: int, lengths, mask) -> tuple[np.ndarray, dict]:
@@ -78,9 +68,15 @@ class AttentionWeights(Explainer):
     uniform_model : torch.nn.Module, optional
         A trained model of the same architecture with uniform attention; its scores are
         reported in ``extras["uniform_model_scores"]``.
+
+    ``explain(x, target=None, lengths=None, mask=None)``: ``lengths`` (N,) or ``mask`` (N, T)
+    mark padded steps, which get weight 0 and are ignored by the diagnostics.
     """
 
     needs_gradients = True
+    needs_attention = True
+    layouts = ("series",)
+    call_options = {"lengths": None, "mask": None}
 
     def __init__(self, model, *, diagnostics: bool = True, uniform_model: torch.nn.Module | None = None, **kwargs):
         super().__init__(model, **kwargs)
@@ -98,70 +94,70 @@ class AttentionWeights(Explainer):
         return {**super().params(), "diagnostics": self.diagnostics,
                 "uniform_model": None if self.uniform_model is None else type(self.uniform_model).__name__}
 
-    def _call(self, model, x, kw, **extra):
+    def prepare(self, x, call, lengths=None, mask=None):
+        valid, kw = _padding(x.shape[0], x.shape[-1], lengths, mask)
+        uniform = None
+        if self.diagnostics and self.uniform_model is not None:
+            uniform = call.stack.enter_context(model_view(self.uniform_model, self.device))
+        return State(call, valid=valid, kw=kw, uniform=uniform)
+
+    def expansion(self, state):
+        return 1 + (state.valid.shape[1] + 2 if self.diagnostics else 0)
+
+    @staticmethod
+    def _call(model, x, kw, **extra):
         return model(x, **kw, **extra)
 
-    def explain(self, inputs, target=None, lengths=None, mask=None):
-        """Attention weights for a batch (N, C, T); ``lengths`` (N,) or ``mask`` (N, T)
-        mark padded steps, which get weight 0 and are ignored by the diagnostics."""
-        x = as_array(inputs)
-        require_float(x, type(self).__name__)
-        if x.ndim != 3:
-            raise ValueError(f"AttentionWeights explains (N, C, T) series, got shape {x.shape}")
-        n, t = x.shape[0], x.shape[-1]
-        valid, kw = _padding(n, t, lengths, mask)
-        with model_guard(self.model):
-            xt = self.adapter.to_tensor(x)
-            scores, alpha = self._scores_alpha(self.model, xt, kw)
-            target = self.adapter.targets(target, scores)
-            extras = {"alpha": alpha}
-            if self.diagnostics:
-                extras.update(self._diagnose(xt, kw, valid, target, scores, alpha))
-        values = alpha[:, None, :]
-        return self._result(values, x, target, scores, extras=extras, meta=self._summary(extras))
+    def attribute_chunk(self, x, targets, state):
+        rows = targets.index
+        kw = {k: v[rows] for k, v in state.kw.items()}
+        xt = state.adapter.to_tensor(x)
+        scores, alpha = self._scores_alpha(state, state.call.model, xt, kw)
+        t = targets(scores)
+        extras = {"alpha": alpha}
+        if self.diagnostics:
+            extras.update(self._diagnose(state, xt, kw, state.valid[rows], t, scores, alpha))
+        return Chunk(alpha[:, None, :], scores, t, extras)
 
-    def _scores_alpha(self, model, xt, kw, **extra):
-        scores, alphas = [], []
+    def finish(self, x, result, state):
+        result.meta = {**result.meta, **self._summary(result.extras)}
+
+    def _scores_alpha(self, state, model, xt, kw, **extra):
         with torch.no_grad():
-            for sl in chunk_slices(len(xt), self.adapter.batch_size):
-                out = self._call(model, xt[sl], _rows(kw, sl), return_attention=True, **extra)
-                if not (isinstance(out, (tuple, list)) and len(out) == 2):
-                    raise TypeError("with return_attention=True the model must return (logits, attention weights)")
-                logits, a = out
-                if a.shape != (len(logits), xt.shape[-1]):
-                    raise ValueError(f"attention weights have shape {tuple(a.shape)}, expected (N, T) = "
-                                     f"{(len(logits), xt.shape[-1])}")
-                scores.append(self.adapter.transform(logits).cpu().numpy())
-                alphas.append(a.cpu().numpy())
-        return np.concatenate(scores), np.concatenate(alphas)
+            out = self._call(model, xt, _rows(kw, slice(None)), return_attention=True, **extra)
+        if not (isinstance(out, (tuple, list)) and len(out) == 2):
+            raise TypeError("with return_attention=True the model must return (logits, attention weights)")
+        logits, a = out
+        if a.shape != (len(logits), xt.shape[-1]):
+            raise ValueError(f"attention weights have shape {tuple(a.shape)}, expected (N, T) = "
+                             f"{(len(logits), xt.shape[-1])}")
+        return state.adapter.transform(logits).cpu().numpy(), a.cpu().numpy()
 
-    def _diagnose(self, xt, kw, valid, target, scores, alpha) -> dict:
-        tt = torch.as_tensor(target, device=xt.device)
-        grad = np.concatenate([self._gradient(xt[sl], _rows(kw, sl), tt[sl]) for sl in
-                               chunk_slices(len(xt), self.adapter.batch_size)])
-        loo = self._leave_one_out(xt, kw, valid, target, scores)
+    def _diagnose(self, state, xt, kw, valid, target, scores, alpha) -> dict:
+        grad = self._gradient(state, xt, _rows(kw, slice(None)), torch.as_tensor(target, device=xt.device))
+        loo = self._leave_one_out(state, xt, kw, valid, target, scores)
         out = {"gradient_importance": grad, "loo_importance": loo,
                "tau_gradient": kendall_tau_rows(alpha, np.abs(grad), valid),
                "tau_loo": kendall_tau_rows(alpha, np.abs(loo), valid)}
-        if _accepts(self.model, "uniform_attention"):
-            uni, _ = self._scores_alpha(self.model, xt, kw, uniform_attention=True)
+        if _accepts(state.call.model, "uniform_attention"):
+            uni, _ = self._scores_alpha(state, state.call.model, xt, kw, uniform_attention=True)
             out["uniform_scores"] = uni
             prob = (lambda s: s) if self.adapter.output == "softmax" else _softmax
             out["uniform_tvd"] = total_variation(prob(scores), prob(uni))
-        if self.uniform_model is not None:
-            with model_guard(self.uniform_model):
-                out["uniform_model_scores"], _ = self._scores_alpha(self.uniform_model, xt, kw)
+        if state.uniform is not None:
+            out["uniform_model_scores"], _ = self._scores_alpha(state, state.uniform, xt, kw)
         return out
 
-    def _gradient(self, x, kw, target) -> np.ndarray:
+    def _gradient(self, state, x, kw, target) -> np.ndarray:
         with torch.enable_grad():
             xg = x.detach().requires_grad_(True)
-            logits = self._call(self.model, xg, kw, return_attention=True)[0]
-            selected = self.adapter.transform(logits).gather(1, target.view(-1, 1)).sum()
+            logits = self._call(state.call.model, xg, kw, return_attention=True)[0]
+            selected = state.adapter.transform(logits).gather(1, target.view(-1, 1)).sum()
             (g,) = torch.autograd.grad(selected, xg)
+        state.call.note_gradient(g)
         return g.abs().sum(1).cpu().numpy()
 
-    def _leave_one_out(self, xt, kw, valid, target, scores) -> np.ndarray:
+    def _leave_one_out(self, state, xt, kw, valid, target, scores) -> np.ndarray:
         """``y_c(x) - y_c(x with step t deleted)``; NaN on padded steps and for length-1 inputs."""
         n, t = xt.shape[0], xt.shape[-1]
         loo = np.full((n, t), np.nan)
@@ -169,7 +165,7 @@ class AttentionWeights(Explainer):
             return loo
         keep = torch.as_tensor(np.array([[j for j in range(t) if j != s] for s in range(t)]), device=xt.device)
         base = scores[np.arange(n), target]
-        for rows, steps in expansion_chunks(n, t, self.adapter.batch_size):
+        for rows, steps in expansion_chunks(n, t, state.call.rows(xt[0].numel(), "forward")):
             idx = keep[steps]  # (S, T-1)
             xs = xt[rows][:, :, idx].permute(0, 2, 1, 3)  # (n_r, S, C, T-1)
             xs = xs.reshape(-1, xt.shape[1], t - 1)
@@ -184,8 +180,8 @@ class AttentionWeights(Explainer):
                 m[~m.any(1), 0] = True  # deleting the only valid step: scored, then discarded below
                 kws["mask"] = torch.as_tensor(m)
             with torch.no_grad():
-                logits = self._call(self.model, xs, kws, return_attention=True)[0]
-            y = self.adapter.transform(logits).cpu().numpy().reshape(-1, len(step_ids), logits.shape[1])
+                logits = self._call(state.call.model, xs, kws, return_attention=True)[0]
+            y = state.adapter.transform(logits).cpu().numpy().reshape(-1, len(step_ids), logits.shape[1])
             tgt = target[rows]
             loo[rows, steps] = base[rows][:, None] - y[np.arange(len(tgt)), :, tgt]
         n_valid = valid.sum(1)

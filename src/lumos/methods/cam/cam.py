@@ -15,77 +15,87 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lumos.core.batching import chunk_slices
 from lumos.core.hooks import capture_activations, find_layer
 from lumos.core.registry import register
-from lumos.methods.base import Explainer
+from lumos.methods.base import Chunk, Explainer, State
 from lumos.methods.cam.layers import (has_positions, input_positions, probe, resolve_positional_layer,
                                       to_channels_first, upsample)
 
 
 def layer_output(model: nn.Module, x: torch.Tensor, name: str, module: nn.Module, forward) -> tuple:
-    """Run ``forward(x)`` and return ``(scores, output of the layer)``."""
+    """Run ``forward(x)`` and return ``(scores, output of the layer)``.
+
+    Refuses a layer whose output is modified in place later in ``forward``
+    (``F.relu(h, inplace=True)``, ``h += skip``): the captured tensor would then hold other
+    values than the layer produced, and gradients taken with respect to it would be wrong."""
     with capture_activations(model, {name: module}) as store:
         scores = forward(x)
     if name not in store:
         raise ValueError(f"layer {name!r} did not run during the forward pass")
-    return scores, store[name]
+    act = store[name]
+    version = store.versions.get(name)
+    if isinstance(act, torch.Tensor) and version is not None and act._version != version:
+        raise ValueError(
+            f"the output of layer {name!r} is modified in place later in the model's forward (e.g. "
+            "F.relu(h, inplace=True) or h += skip), so a map read from it would be wrong; choose the layer "
+            "after that operation (e.g. the following activation module) or make the operation out-of-place"
+        )
+    return scores, act
 
 
 class LayerMapExplainer(Explainer):
     """Base of CAM, Grad-CAM and Grad-CAM++: a map over a layer's positions, upsampled
-    to the input. Subclasses implement ``_layer_map(x, target, name, module)`` returning
-    ``(N, *positions)`` (CAM), or ``_run`` when the map and the scores come from one
-    forward pass (Grad-CAM).
+    to the input. ``prepare`` finds the layer in the call's view of the model;
+    subclasses implement ``layer_map(x, targets, state) -> (scores, targets, map, extras)``
+    for one chunk, the map ``(n, *positions)`` at layer resolution.
 
     Parameters
     ----------
     layer : str, torch.nn.Module or None
-        The layer whose output is explained, by dotted module name or object. None picks
-        the last module whose output has positions (a conv block or a recurrent layer).
+        The layer whose output is explained, by dotted module name or object (kept as its
+        name, so a copy of the model finds its own layer). None picks the last module
+        whose output has positions (a conv block or a recurrent layer).
     channel_axis : "auto" or int
         Channel axis of that layer's output: ``"auto"`` is axis 1, or the last axis of a
         recurrent layer; give e.g. ``-1`` for other channels-last layers.
     """
 
     needs_gradients = True
+    needs_layer = True
+    torchscript = False
+    layouts = ("series", "image")
 
     def __init__(self, model, layer=None, *, channel_axis="auto", **kwargs):
         super().__init__(model, **kwargs)
         if layer is not None:
             if not isinstance(layer, (str, nn.Module)):
                 raise TypeError(f"layer must be a module name, a module or None, got {type(layer).__name__}")
-            find_layer(self.model, layer)  # a wrong name fails here, listing the candidates
+            layer = find_layer(self.model, layer)[0]  # a wrong name fails here, listing the candidates
         if channel_axis != "auto" and (isinstance(channel_axis, bool) or not isinstance(channel_axis, int)):
             raise TypeError(f"channel_axis must be 'auto' or an int, got {channel_axis!r}")
         self.layer = layer
         self.channel_axis = channel_axis
 
     def params(self):
-        layer = self.layer if self.layer is None or isinstance(self.layer, str) else find_layer(self.model, self.layer)[0]
-        return {**super().params(), "layer": layer, "channel_axis": self.channel_axis}
+        return {**super().params(), "layer": self.layer, "channel_axis": self.channel_axis}
 
-    def _select_layer(self, x: torch.Tensor) -> tuple[str, nn.Module]:
-        return resolve_positional_layer(self.model, self.layer, x, self.channel_axis, type(self).__name__)
+    def prepare(self, x, call):
+        size = input_positions(x.shape, type(self).__name__)
+        probe_rows = call.adapter.to_tensor(x[:8])
+        name, module = resolve_positional_layer(call.model, self.layer, probe_rows, self.channel_axis,
+                                                type(self).__name__)
+        return State(call, name=name, module=module, size=size)
 
-    def _layer_map(self, x: torch.Tensor, target: torch.Tensor, name: str, module: nn.Module) -> torch.Tensor:
+    def layer_map(self, x: torch.Tensor, targets, state):
         raise NotImplementedError
 
-    def _explain(self, x, target, scores, **options):
-        if options:
-            raise TypeError(f"{type(self).__name__}.explain() got unexpected options: {sorted(options)}")
-        size = input_positions(x.shape, type(self).__name__)
-        xt = self.adapter.to_tensor(x)
-        tt = torch.as_tensor(target, device=xt.device)
-        name, module = self._select_layer(xt[:8])
-        raw = torch.cat([self._layer_map(xt[sl], tt[sl], name, module).detach()
-                         for sl in chunk_slices(len(xt), self.adapter.batch_size)])
-        values = upsample(raw, size)
-        extras = {"layer_map": raw.cpu().numpy(), **self._extras(xt, tt, name, module)}
-        return self._result(values, x, target, scores, extras=extras, meta={"layer": name})
+    def attribute_chunk(self, x, targets, state):
+        xt = state.adapter.to_tensor(x)
+        scores, t, raw, extras = self.layer_map(xt, targets, state)
+        return Chunk(upsample(raw.detach(), state.size), scores, t, {"layer_map": raw.detach(), **extras})
 
-    def _extras(self, x, target, name, module) -> dict:
-        return {}
+    def finish(self, x, result, state):
+        result.meta = {**result.meta, "layer": state.name}
 
 
 def _gap_matches(act: torch.Tensor, linear: nn.Linear, logits: torch.Tensor) -> bool:
@@ -119,23 +129,23 @@ class CAM(LayerMapExplainer):
         if self.adapter.output != "raw":
             raise ValueError(f"CAM decomposes the logits; output={self.adapter.output!r} is not supported, use 'raw'")
         if classifier is not None:
-            name, module = find_layer(self.model, classifier, (nn.Linear,))
+            classifier, module = find_layer(self.model, classifier, (nn.Linear,))
             if not isinstance(module, nn.Linear):
-                raise ValueError(f"classifier {name!r} is a {type(module).__name__}, CAM needs an nn.Linear")
+                raise ValueError(f"classifier {classifier!r} is a {type(module).__name__}, CAM needs an nn.Linear")
         self.classifier = classifier
-        self._linear: nn.Linear | None = None
 
     def params(self):
-        clf = self.classifier if self.classifier is None or isinstance(self.classifier, str) else find_layer(
-            self.model, self.classifier)[0]
-        return {**super().params(), "classifier": clf}
+        return {**super().params(), "classifier": self.classifier}
 
-    def _select_layer(self, x):
-        rows = probe(self.model, x)
+    def prepare(self, x, call):
+        size = input_positions(x.shape, type(self).__name__)
+        model = call.model
+        xp = call.adapter.to_tensor(x[:8])
+        rows = probe(model, xp)
         logits = rows[-1][2]
         linears = [(n, m) for n, m, a in rows[:-1] if isinstance(m, nn.Linear)]
         if self.classifier is not None:
-            name, linear = find_layer(self.model, self.classifier)
+            name, linear = find_layer(model, self.classifier)
         else:
             producing = [(n, m) for n, m, a in rows[:-1] if isinstance(m, nn.Linear) and a.shape == logits.shape
                          and torch.allclose(a, logits)]
@@ -147,9 +157,9 @@ class CAM(LayerMapExplainer):
                 )
             name, linear = producing[-1]
         if self.layer is not None:
-            fname, module = find_layer(self.model, self.layer)
-            with capture_activations(self.model, {fname: module}) as store, torch.no_grad():
-                self.model(x)
+            fname, module = find_layer(model, self.layer)
+            with capture_activations(model, {fname: module}) as store, torch.no_grad():
+                model(xp)
             act = to_channels_first(store[fname], module, self.channel_axis) if fname in store else None
             if act is None or not _gap_matches(act, linear, logits):
                 raise ValueError(
@@ -164,17 +174,14 @@ class CAM(LayerMapExplainer):
                     f"positions gives the logits through {name!r}. Use GradCAM for this model."
                 )
             fname, module = found[-1]
-        self._linear = linear
-        return fname, module
+        return State(call, name=fname, module=module, size=size, linear=linear)
 
-    def _layer_map(self, x, target, name, module):
+    def layer_map(self, x, targets, state):
         with torch.no_grad():
-            _, act = layer_output(self.model, x, name, module, self.model)
-            act = to_channels_first(act, module, self.channel_axis)
-            w = self._linear.weight[target]  # (n, C)
-            return torch.einsum("nc...,nc->n...", act, w)
-
-    def _extras(self, x, target, name, module):
-        b = self._linear.bias
-        bias = b[target] if b is not None else torch.zeros(len(target), device=x.device)
-        return {"bias": bias.detach().cpu().numpy()}
+            scores, act = layer_output(state.call.model, x, state.name, state.module, state.adapter.forward)
+            t = targets(scores)
+            act = to_channels_first(act, state.module, self.channel_axis)
+            w = state.linear.weight[t]  # (n, C)
+            b = state.linear.bias
+            bias = b[t] if b is not None else torch.zeros(len(t), device=x.device)
+            return scores, t, torch.einsum("nc...,nc->n...", act, w), {"bias": bias}

@@ -10,7 +10,9 @@ Both are ``L^c = ReLU(sum_k alpha_k^c A_k)``; they differ only in the channel we
 
 Gradients with respect to the activation come from ``torch.autograd.grad`` on the
 activation captured by :func:`lumos.core.hooks.capture_activations`: no backward hooks.
-On a GAP -> linear head, Grad-CAM equals ``ReLU(CAM) / Z`` with ``Z`` the number of positions.
+The scores, the targets, the activation and its gradient come from one forward and one
+backward pass per chunk. On a GAP -> linear head, Grad-CAM equals ``ReLU(CAM) / Z`` with
+``Z`` the number of positions.
 """
 from __future__ import annotations
 
@@ -18,26 +20,29 @@ import torch
 
 from lumos.core.registry import register
 from lumos.methods.cam.cam import LayerMapExplainer, layer_output
-from lumos.methods.cam.layers import input_positions, to_channels_first, upsample
-from lumos.methods.base import one_pass_chunks
+from lumos.methods.cam.layers import to_channels_first
 
 
-def activation_and_gradient(explainer, x: torch.Tensor, choose, name: str, module):
+def activation_and_gradient(state, x: torch.Tensor, choose, channel_axis):
     """The layer's output ``A``, ``dy^c/dA`` (both ``(N, C, *positions)``), the scores and
     the targets, from one forward pass; ``choose(scores) -> LongTensor`` picks the targets
     from the (detached) scores."""
+    name, module = state.name, state.module
     with torch.enable_grad():
         xg = x.detach().requires_grad_(True)  # parameters are frozen: the graph starts at the input
-        scores, act = layer_output(explainer.model, xg, name, module, explainer.adapter.forward)
+        scores, act = layer_output(state.call.model, xg, name, module, state.adapter.forward)
         if not isinstance(act, torch.Tensor):
             raise TypeError(f"layer {name!r} returned {type(act).__name__}, not a tensor")
         target = choose(scores.detach())
         selected = scores.gather(1, target.view(-1, 1)).sum()
+        if not selected.requires_grad:
+            raise ValueError("the model's output has no gradient path to its input (it detaches, rounds or takes an "
+                             "argmax); use a model-agnostic method")
         (grad,) = torch.autograd.grad(selected, act, allow_unused=True)
     if grad is None:
         raise ValueError(f"the target score does not depend on layer {name!r}; choose a layer before the output")
-    ca = explainer.channel_axis
-    return to_channels_first(act.detach(), module, ca), to_channels_first(grad, module, ca), scores.detach(), target
+    return (to_channels_first(act.detach(), module, channel_axis), to_channels_first(grad, module, channel_axis),
+            scores.detach(), target)
 
 
 @register("grad_cam", "gradcam")
@@ -60,28 +65,11 @@ class GradCAM(LayerMapExplainer):
         """``(N, C)`` weights of the channels."""
         return grad.flatten(2).mean(2)
 
-    def _run(self, x, target, **options):
-        # the scores and the targets come from the forward pass that gives the layer's
-        # activation: one forward and one backward pass per chunk (LayerMapExplainer's
-        # _explain, which CAM uses, is not needed)
-        if options:
-            raise TypeError(f"{type(self).__name__}.explain() got unexpected options: {sorted(options)}")
-        size = input_positions(x.shape, type(self).__name__)
-        xt = self.adapter.to_tensor(x)
-        name, module = self._select_layer(xt[:8])
-        weights = []
-
-        def step(sl, choose):
-            act, grad, s, t = activation_and_gradient(self, xt[sl], choose, name, module)
-            w = self.channel_weights(act, grad)
-            weights.append(w.detach())
-            cam = torch.einsum("nc...,nc->n...", act, w)
-            return s, t, (torch.relu(cam) if self.relu else cam).detach()
-
-        scores, targets, maps = one_pass_chunks(x.shape[0], target, self.adapter.batch_size, step)
-        raw = torch.cat(maps)
-        extras = {"layer_map": raw.cpu().numpy(), "channel_weights": torch.cat(weights).cpu().numpy()}
-        return self._result(upsample(raw, size), x, targets, scores, extras=extras, meta={"layer": name})
+    def layer_map(self, x, targets, state):
+        act, grad, scores, t = activation_and_gradient(state, x, targets, self.channel_axis)
+        w = self.channel_weights(act, grad)
+        cam = torch.einsum("nc...,nc->n...", act, w)
+        return scores, t, torch.relu(cam) if self.relu else cam, {"channel_weights": w.detach()}
 
 
 @register("grad_cam_plus_plus", "gradcam++", "grad_cam++", "gradcampp")

@@ -6,15 +6,14 @@ LRP-0 (Kindermans et al. 2016; Ancona et al. 2018).
 from __future__ import annotations
 
 from lumos.core.registry import register
-from lumos.methods.gradient.base import GradientExplainer, input_gradients
+from lumos.methods.gradient.base import GradientExplainer
 
 
 @register("gradient_x_input", "gxi", "input_x_gradient")
 class GradientXInput(GradientExplainer):
     """Elementwise product of the input and the gradient of the target score."""
 
-    def _attribute(self, x, target, index):
-        return x * input_gradients(self.adapter, x, target)
+    single_pass = True
 
-    def _from_gradient(self, x, grad):
+    def from_gradient(self, x, grad):
         return x * grad

@@ -13,8 +13,9 @@ With ``baseline_distribution`` (M reference inputs), IG is averaged over the M b
 over α instead of one random α); completeness then holds against the mean of f(x'_m).
 
 The N × steps (× M) interpolated inputs are evaluated in chunks of at most
-``internal_batch_size`` rows; the chunk sums are exact, so the result does not depend
-on the chunk size and memory stays bounded whatever the number of steps.
+``batch_size`` rows (the one memory knob, :class:`~lumos.core.batching.RowBudget`); the
+chunk sums are exact, so the result does not depend on the chunk size and memory stays
+bounded whatever the number of steps.
 """
 from __future__ import annotations
 
@@ -24,10 +25,10 @@ import torch
 from lumos.core.batching import expansion_chunks
 from lumos.core.registry import register
 from lumos.core.validate import broadcast_reference, check_choice, check_finite, check_positive_int
+from lumos.methods.base import State
 from lumos.methods.gradient.base import GradientExplainer, input_gradients
 
 QUADRATURES = ("gausslegendre", "riemann_left", "riemann_right", "riemann_middle", "riemann_trapezoid")
-_ROW_BUDGET = 2**18  # input elements per forward pass when internal_batch_size is not given (see _max_rows)
 
 
 def quadrature(n_steps: int, method: str = "gausslegendre") -> tuple[np.ndarray, np.ndarray]:
@@ -67,14 +68,17 @@ class IntegratedGradients(GradientExplainer):
         Average IG over these M baselines instead (expected gradients).
     n_baseline_samples : int, optional
         Draw this many of the M baselines at random (``seed``) instead of using all.
-    internal_batch_size : int, optional
+    batch_size : int, optional
         Maximum rows of interpolated inputs per forward pass (default: about 262k input
-        elements, between 64 and 8192 rows).
+        elements, between 16 and 8192 rows).
     """
+
+    call_options = {"baseline": None}
+    stochastic = True  # draws baselines when n_baseline_samples is given (seed)
 
     def __init__(self, model, *, n_steps: int = 50, method: str = "gausslegendre", baseline=None,
                  baseline_distribution=None, n_baseline_samples: int | None = None,
-                 internal_batch_size: int | None = None, seed: int | None = 0, **kwargs):
+                 seed: int | None = 0, **kwargs):
         super().__init__(model, **kwargs)
         self.n_steps = check_positive_int(n_steps, "n_steps")
         self.method = check_choice(method, "method", QUADRATURES)
@@ -86,52 +90,43 @@ class IntegratedGradients(GradientExplainer):
         if self.baseline_distribution is not None:
             check_finite(self.baseline_distribution, "baseline_distribution")
         self.n_baseline_samples = None if n_baseline_samples is None else check_positive_int(n_baseline_samples, "n_baseline_samples")
-        self.internal_batch_size = None if internal_batch_size is None else check_positive_int(internal_batch_size, "internal_batch_size")
         self.seed = seed
 
     def params(self):
         return {**super().params(), "n_steps": self.n_steps, "method": self.method,
                 "baseline": self.baseline if np.ndim(self.baseline) == 0 else "array",
                 "baseline_distribution": None if self.baseline_distribution is None else list(self.baseline_distribution.shape),
-                "n_baseline_samples": self.n_baseline_samples, "internal_batch_size": self.internal_batch_size,
-                "seed": self.seed}
+                "n_baseline_samples": self.n_baseline_samples, "seed": self.seed}
 
     # -- baselines ------------------------------------------------------------
-    def _setup(self, x, target, options):
-        """Resolve the baselines of this call into a tensor of shape (M, N or 1, ...)."""
-        override = options.pop("baseline", None)
-        if override is not None or self.baseline_distribution is None:
-            ref = broadcast_reference(override if override is not None else self.baseline, x)
-            self._refs = self.adapter.to_tensor(ref)[None]  # (1, N, ...)
-            return
+    def prepare(self, x, call, baseline=None):
+        """The baselines of this call as a tensor of shape (M, N or 1, ...)."""
+        adapter = call.adapter
+        if baseline is not None or self.baseline_distribution is None:
+            ref = broadcast_reference(baseline if baseline is not None else self.baseline, x)
+            return State(call, refs=adapter.to_tensor(ref)[None])  # (1, N, ...)
         dist = self.baseline_distribution
         if dist.shape[1:] != x.shape[1:]:
             raise ValueError(
                 f"baseline_distribution has samples of shape {dist.shape[1:]}, inputs have {x.shape[1:]}"
             )
         if self.n_baseline_samples is not None and self.n_baseline_samples < len(dist):
-            rng = np.random.default_rng(self.seed)
-            dist = dist[rng.choice(len(dist), self.n_baseline_samples, replace=False)]
-        self._refs = self.adapter.to_tensor(dist.astype(x.dtype, copy=False))[:, None]  # (M, 1, ...)
+            dist = dist[call.shared_rng().choice(len(dist), self.n_baseline_samples, replace=False)]
+        return State(call, refs=adapter.to_tensor(dist.astype(x.dtype, copy=False))[:, None])  # (M, 1, ...)
 
-    def _max_rows(self, sample_numel: int) -> int:
-        """Moderate chunks are fastest on CPUs: a small CNN's activations then stay in
-        cache and under glibc's 32 MB mmap threshold (larger blocks are mapped and
-        unmapped at every step). Measured on MNIST: 256 rows 2x faster than 2,675."""
-        if self.internal_batch_size is not None:
-            return self.internal_batch_size
-        return int(np.clip(_ROW_BUDGET // max(sample_numel, 1), 64, 8192))
+    def expansion(self, state):
+        return state.refs.shape[0] * self.n_steps
 
     # -- attribution ----------------------------------------------------------
-    def _attribute(self, x, target, index):
-        refs = self._refs
+    def gradient_rows(self, x, target, index, state):
+        refs = state.refs
         per_input = refs.shape[1] != 1
         n_base, n_steps = refs.shape[0], self.n_steps
         alphas = torch.as_tensor(self.alphas, dtype=x.dtype, device=x.device)
         weights = torch.as_tensor(self.weights, dtype=x.dtype, device=x.device) / n_base
         total = torch.zeros_like(x)
         shape = (-1,) + (1,) * x.ndim
-        for rows, copies in expansion_chunks(x.shape[0], n_base * n_steps, self._max_rows(x[0].numel())):
+        for rows, copies in expansion_chunks(x.shape[0], n_base * n_steps, state.call.rows(x[0].numel())):
             j = torch.arange(copies.start, copies.stop, device=x.device)
             m, k = j // n_steps, j % n_steps
             xb = x[rows][None]  # (1, b, ...)
@@ -141,17 +136,19 @@ class IntegratedGradients(GradientExplainer):
             diff = xb - ref  # (1 or s, b, ...)
             points = ref + alphas[k].view(shape) * diff  # (s, b, ...)
             s, b = points.shape[:2]
-            grads = input_gradients(self.adapter, points.reshape(s * b, *x.shape[1:]), target[rows].repeat(s))
+            grads = input_gradients(state.adapter, points.reshape(s * b, *x.shape[1:]), target[rows].repeat(s),
+                                    state.call)
             total[rows] += (weights[k].view(shape) * diff * grads.view(s, b, *x.shape[1:])).sum(0)
         return total
 
-    def _fields(self, x, target, scores, values):
-        refs = self._refs
+    def finish(self, x, result, state):
+        super().finish(x, result, state)
+        refs = state.refs
         flat = refs.reshape(-1, *x.shape[1:])
-        ref_scores = self.adapter.scores(flat)  # (M*N or M, K)
+        ref_scores = state.adapter.scores(flat)  # (M*N or M, K)
         ref_scores = ref_scores.reshape(refs.shape[0], refs.shape[1], -1).mean(axis=0)  # (N or 1, K)
+        scores, target = result.prediction, result.target
         ref_scores = np.broadcast_to(ref_scores, scores.shape)
-        base = ref_scores[np.arange(len(target)), target]
-        fx = scores[np.arange(len(target)), target]
-        delta = values.reshape(len(target), -1).sum(1) - (fx - base)
-        return {"base_value": base, "delta": delta}
+        rows = np.arange(len(target))
+        result.base_value = ref_scores[rows, target]
+        result.delta = result.values.reshape(len(target), -1).sum(1) - (scores[rows, target] - result.base_value)

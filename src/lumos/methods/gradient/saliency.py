@@ -6,10 +6,9 @@ channel axis with length 1 so the map broadcasts to the input.
 """
 from __future__ import annotations
 
-
 from lumos.core.registry import register
 from lumos.core.validate import check_choice
-from lumos.methods.gradient.base import GradientExplainer, input_gradients
+from lumos.methods.gradient.base import GradientExplainer
 
 
 @register("saliency", "gradient", "vanilla_gradient")
@@ -24,6 +23,8 @@ class Saliency(GradientExplainer):
         ``"max"`` takes the maximum over axis 1 (colour channels), keeping it with length 1.
     """
 
+    single_pass = True
+
     def __init__(self, model, *, absolute: bool = True, reduce_channels: str | None = None, **kwargs):
         super().__init__(model, **kwargs)
         self.absolute = bool(absolute)
@@ -32,10 +33,7 @@ class Saliency(GradientExplainer):
     def params(self):
         return {**super().params(), "absolute": self.absolute, "reduce_channels": self.reduce_channels}
 
-    def _attribute(self, x, target, index):
-        return self._from_gradient(x, input_gradients(self.adapter, x, target))
-
-    def _from_gradient(self, x, g):
+    def from_gradient(self, x, g):
         if self.absolute:
             g = g.abs()
         if self.reduce_channels == "max":

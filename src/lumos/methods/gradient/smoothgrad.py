@@ -6,8 +6,10 @@
 
 with ε_j ~ N(0, σ²) and σ = noise_level · (max(x) − min(x)) per input (the paper uses
 10–20 %). E is the wrapped explainer (the signed gradient by default). The noisy copies
-of a group of inputs go through the model as one batch. Noise for input i comes from a
-torch generator seeded from (seed, i), so results do not depend on the batch size.
+of a group of inputs go through the model as one batch. The noise of input i comes from
+a generator seeded by (seed, row_offset + i) and is drawn in float64 whatever the model's
+dtype, so results depend neither on the batch size, the chunking of a dataset
+(``explain_dataset``), nor the model's precision.
 """
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ import torch
 from lumos.core.batching import expansion_chunks
 from lumos.core.registry import get, register
 from lumos.core.validate import check_choice, check_positive_int
+from lumos.methods.base import State
 from lumos.methods.gradient.base import GradientExplainer
 
 VARIANTS = ("mean", "squared", "vargrad")
@@ -35,11 +38,17 @@ class SmoothGrad(GradientExplainer):
     noise_level : float, default 0.15
         σ as a fraction of each input's value range (max − min).
     variant : {"mean", "squared", "vargrad"}
-    seed : int, default 0
+    seed : int or None, default 0
+        None draws a fresh seed, recorded in the explanation's ``params``.
+
+    ``explain(x, target, noise=None, **base call options)``: ``noise`` of shape
+    ``(n_samples, *x.shape)`` replaces the random draws (e.g. to match another library).
     """
 
+    stochastic = True
+
     def __init__(self, model, *, base="saliency", n_samples: int = 50, noise_level: float = 0.15,
-                 variant: str = "mean", seed: int = 0, base_options: dict | None = None, **kwargs):
+                 variant: str = "mean", seed: int | None = 0, base_options: dict | None = None, **kwargs):
         super().__init__(model, **kwargs)
         if isinstance(base, str):
             base = get(base)
@@ -58,43 +67,52 @@ class SmoothGrad(GradientExplainer):
         self.noise_level = float(noise_level)
         self.variant = check_choice(variant, "variant", VARIANTS)
         self.seed = seed
+        self.call_options = {"noise": None, **base.call_options}
+
+    def with_model(self, model):
+        other = super().with_model(model)
+        other.base = self.base.with_model(model)
+        return other
 
     def params(self):
         return {**super().params(), "base": self.base.name, "base_params": self.base.params(),
                 "n_samples": self.n_samples, "noise_level": self.noise_level, "variant": self.variant,
                 "seed": self.seed}
 
-    def _setup(self, x, target, options):
-        noise = options.pop("noise", None)
+    def prepare(self, x, call, noise=None, **base_options):
         if noise is not None:
             noise = np.asarray(noise, dtype=x.dtype)
             if noise.shape != (self.n_samples, *x.shape):
-                raise ValueError(f"noise must have shape (n_samples, *inputs.shape) = {(self.n_samples, *x.shape)}, got {noise.shape}")
-        self._noise = noise
-        self.base._setup(x, target, options)
+                raise ValueError(f"noise must have shape (n_samples, *inputs.shape) = {(self.n_samples, *x.shape)}, "
+                                 f"got {noise.shape}")
+        return State(call, noise=noise, base_state=self.base.prepare(x, call, **base_options))
 
-    def _draw(self, x: torch.Tensor, index: torch.Tensor, copies: slice) -> torch.Tensor:
-        """Noise of shape (copies, b, ...) for the inputs ``index``."""
-        if self._noise is not None:
-            return self.adapter.to_tensor(self._noise[copies][:, index.cpu().numpy()])
+    def expansion(self, state):
+        return self.n_samples * self.base.expansion(state.base_state)
+
+    def _draw(self, x: torch.Tensor, index: np.ndarray, copies: slice, state) -> torch.Tensor:
+        """Noise of shape (copies, b, ...) for the inputs at batch positions ``index``."""
+        if state.noise is not None:
+            return state.adapter.to_tensor(state.noise[copies][:, index])
         flat = x.reshape(x.shape[0], -1)
         sigma = self.noise_level * (flat.amax(1) - flat.amin(1))
-        rows = []
-        for i in index.tolist():
-            seed = np.random.SeedSequence([0 if self.seed is None else self.seed, i]).generate_state(1)[0]
-            gen = torch.Generator().manual_seed(int(seed))
-            rows.append(torch.randn((self.n_samples, *x.shape[1:]), generator=gen, dtype=x.dtype)[copies])
-        eps = torch.stack(rows, dim=1).to(x.device)
+        call = state.call
+        rows = [torch.randn((self.n_samples, *x.shape[1:]), generator=call.torch_generator(i),
+                            dtype=torch.float64)[copies] for i in index.tolist()]
+        eps = torch.stack(rows, dim=1).to(device=x.device, dtype=x.dtype)
         return eps * sigma.view(1, -1, *([1] * (x.ndim - 1)))
 
-    def _attribute(self, x, target, index):
+    def gradient_rows(self, x, target, index, state):
         n = self.n_samples
         first = torch.zeros_like(x)
         second = torch.zeros_like(x) if self.variant != "mean" else None
-        for rows, copies in expansion_chunks(x.shape[0], n, self.adapter.batch_size):
-            noisy = x[rows][None] + self._draw(x[rows], index[rows], copies)  # (s, b, ...)
+        positions = index.cpu().numpy()
+        rows_per_call = state.call.rows(x[0].numel())
+        for rows, copies in expansion_chunks(x.shape[0], n, max(1, rows_per_call // self.base.expansion(state.base_state))):
+            noisy = x[rows][None] + self._draw(x[rows], positions[rows], copies, state)  # (s, b, ...)
             s, b = noisy.shape[:2]
-            attr = self.base._attribute(noisy.reshape(s * b, *x.shape[1:]), target[rows].repeat(s), index[rows].repeat(s))
+            attr = self.base.gradient_rows(noisy.reshape(s * b, *x.shape[1:]), target[rows].repeat(s),
+                                           index[rows].repeat(s), state.base_state)
             attr = attr.detach().view(s, b, *x.shape[1:])
             first[rows] += attr.sum(0)
             if second is not None:

@@ -9,9 +9,11 @@ Conv layer into that layer's parameters (Montavon et al. 2019, sec. 10.3.3; zenn
 
 and turns the batch norm into the identity (γ = 1, β = 0, μ = 0, σ² = 1, ε = 0), so that
 the Pass rule applies to it. Which layer feeds which is read from a traced forward pass
-(not from the architecture), so any model qualifies. The parameters are modified in
-place and restored exactly on exit, also when an exception is raised; the folded model
-is checked to give the original outputs.
+(not from the architecture), so any model qualifies. Folding never writes into a
+parameter: the folded weights are new tensors assigned to the modules (of the call's
+private view of the model), and the original parameter objects are assigned back on
+exit, also when an exception is raised; the folded model is checked to give the
+original outputs. A loss computed before the explanation can still be back-propagated.
 
 Residual sums are made visible with :class:`lumos.methods.relevance.layers.Add`.
 """
@@ -65,8 +67,8 @@ def batchnorm_pairs(calls: Sequence[LayerCall]) -> tuple[list[tuple[str, nn.Modu
 
 @contextlib.contextmanager
 def fold_batchnorm(pairs: Sequence[tuple[str, nn.Module, str, nn.Module]]) -> Iterator[set]:
-    """Fold each ``(layer, bn)`` pair in place; yields the set of folded batch norms.
-    Everything is restored on exit (parameter values and objects, a missing bias, ε)."""
+    """Fold each ``(layer, bn)`` pair by assigning new tensors; yields the set of folded
+    batch norms. The original parameter and buffer objects are put back on exit."""
     saved = []
     try:
         with torch.no_grad():
@@ -75,21 +77,24 @@ def fold_batchnorm(pairs: Sequence[tuple[str, nn.Module, str, nn.Module]]) -> It
                 _fold(layer, bn)
         yield {bn for _, _, _, bn in pairs}
     finally:
-        with torch.no_grad():
-            for state in reversed(saved):
-                _restore(*state)
+        for state in reversed(saved):
+            _restore(*state)
+
+
+_SLOTS = (("weight", "_parameters"), ("bias", "_parameters"))
+_BN_SLOTS = (("weight", "_parameters"), ("bias", "_parameters"), ("running_mean", "_buffers"),
+             ("running_var", "_buffers"))
 
 
 def _save(layer, bn):
-    tensors = {
-        (layer, "weight"): layer.weight.detach().clone(),
-        (layer, "bias"): None if layer.bias is None else layer.bias.detach().clone(),
-        (bn, "weight"): None if bn.weight is None else bn.weight.detach().clone(),
-        (bn, "bias"): None if bn.bias is None else bn.bias.detach().clone(),
-        (bn, "running_mean"): bn.running_mean.detach().clone(),
-        (bn, "running_var"): bn.running_var.detach().clone(),
-    }
-    return layer, bn, tensors, bn.eps
+    """The very objects (not copies) held by the layer and the batch norm."""
+    objects = {(layer, name): getattr(layer, kind).get(name) for name, kind in _SLOTS}
+    objects.update({(bn, name): getattr(bn, kind).get(name) for name, kind in _BN_SLOTS})
+    return layer, bn, objects, bn.eps
+
+
+def _frozen(t: torch.Tensor) -> nn.Parameter:
+    return nn.Parameter(t, requires_grad=False)
 
 
 def _fold(layer, bn):
@@ -97,24 +102,21 @@ def _fold(layer, bn):
     if bn.weight is not None:
         scale = scale * bn.weight
     shift = -bn.running_mean * scale + (bn.bias if bn.bias is not None else 0.0)
-    if layer.bias is None:
-        layer.bias = nn.Parameter(torch.zeros_like(bn.running_mean, dtype=layer.weight.dtype), requires_grad=False)
-    new_bias = layer.bias * scale + shift
-    layer.weight.mul_(scale.to(layer.weight).view(-1, *([1] * (layer.weight.ndim - 1))))
-    layer.bias.copy_(new_bias)
+    bias = layer.bias if layer.bias is not None else torch.zeros_like(bn.running_mean, dtype=layer.weight.dtype)
+    weight = layer.weight * scale.to(layer.weight).view(-1, *([1] * (layer.weight.ndim - 1)))
+    layer._parameters["weight"] = _frozen(weight)
+    layer._parameters["bias"] = _frozen((bias * scale + shift).to(layer.weight.dtype))
     if bn.weight is not None:
-        bn.weight.fill_(1.0)
+        bn._parameters["weight"] = _frozen(torch.ones_like(bn.weight))
     if bn.bias is not None:
-        bn.bias.zero_()
-    bn.running_mean.zero_()
-    bn.running_var.fill_(1.0)
+        bn._parameters["bias"] = _frozen(torch.zeros_like(bn.bias))
+    bn._buffers["running_mean"] = torch.zeros_like(bn.running_mean)
+    bn._buffers["running_var"] = torch.ones_like(bn.running_var)
     bn.eps = 0.0
 
 
-def _restore(layer, bn, tensors, eps):
-    for (module, name), value in tensors.items():
-        if module is layer and name == "bias" and value is None:
-            layer.bias = None  # the bias added for folding goes away again
-        elif value is not None:
-            getattr(module, name).copy_(value)
+def _restore(layer, bn, objects, eps):
+    for (module, name), value in objects.items():
+        kind = "_buffers" if name.startswith("running_") else "_parameters"
+        getattr(module, kind)[name] = value
     bn.eps = eps

@@ -31,10 +31,8 @@ class DeepTaylor(LRP):
         Added to denominators (with their sign).
     """
 
-    def __init__(self, model, input_bounds=None, *, stabilizer: float = 1e-6, canonize: bool = True,
-                 output: str = "raw", batch_size: int = 256):
-        super().__init__(model, deep_taylor_composite(input_bounds, stabilizer), canonize=canonize, output=output,
-                         batch_size=batch_size)
+    def __init__(self, model, input_bounds=None, *, stabilizer: float = 1e-6, canonize: bool = True, **kwargs):
+        super().__init__(model, deep_taylor_composite(input_bounds, stabilizer), canonize=canonize, **kwargs)
         self.input_bounds = input_bounds
         self.stabilizer = stabilizer
 

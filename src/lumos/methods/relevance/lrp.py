@@ -25,13 +25,9 @@ from typing import Iterator
 import numpy as np
 import torch
 
-from lumos.core.batching import chunk_slices
-from lumos.core.explanation import Explanation
-from lumos.core.guard import model_guard
 from lumos.core.hooks import attach_rules, capture_activations, find_layer, trace_calls
 from lumos.core.registry import register
-from lumos.core.validate import as_array, require_float, resolve_target
-from lumos.methods.base import Explainer
+from lumos.methods.base import Chunk, Explainer, State
 from lumos.methods.relevance.canonizers import BATCHNORMS, batchnorm_pairs, fold_batchnorm
 from lumos.methods.relevance.composites import Composite, as_composite
 
@@ -61,18 +57,18 @@ def relevance_rules(adapter, composite: Composite, probe: torch.Tensor, canonize
         yield composite.resolve(calls, folded, refused)
 
 
-def propagate(adapter, rules: dict, x: torch.Tensor, target, layer: torch.nn.Module | None = None):
+def propagate(adapter, rules: dict, x: torch.Tensor, choose, layer: torch.nn.Module | None = None):
     """Relevance at the input (or at ``layer``'s output) of a batch, the logits and the
-    targets, from one forward and one backward pass. ``target`` is what
-    :func:`~lumos.core.validate.resolve_target` accepts (None: the predicted class)."""
+    targets, from one forward and one backward pass; ``choose(scores) -> LongTensor``
+    gives the targets from the scores."""
     x = x.detach().requires_grad_(True)
     with torch.enable_grad(), attach_rules(rules):
         with capture_activations(adapter.model, {"layer": layer} if layer is not None else {}) as acts:
             scores = adapter.forward(x)
         if not torch.isfinite(scores).all():
             raise ValueError("the model returned NaN or infinite scores; check the model and the inputs")
-        t = resolve_target(target, scores.detach().cpu().numpy())
-        idx = torch.as_tensor(t, device=scores.device).view(-1, 1)
+        t = choose(scores.detach())
+        idx = t.view(-1, 1)
         start = torch.zeros_like(scores).scatter_(1, idx, scores.gather(1, idx)).detach()
         wrt = acts.get("layer") if layer is not None else x
         if wrt is None:
@@ -97,8 +93,9 @@ class LRP(Explainer):
         :class:`Composite` (e.g. ``EpsilonGammaBox(low=0, high=1)``), or a dict
         ``{layer type or layer name: rule}`` (standard rules fill in parameter-free layers).
     canonize : bool, default True
-        Fold batch norms into the preceding Linear/Conv layer (restored afterwards).
-    batch_size : int
+        Fold batch norms into the preceding Linear/Conv layer (of the call's private view
+        of the model; the user's parameters are never written).
+    batch_size : int, optional
         Rows per forward/backward pass.
 
     ``explain(x, target=None, layer=None)``: ``layer`` (a module name or object) returns
@@ -106,10 +103,11 @@ class LRP(Explainer):
     """
 
     needs_gradients = True
+    torchscript = False
+    call_options = {"layer": None}
 
-    def __init__(self, model, composite="epsilon_plus", *, canonize: bool = True, output: str = "raw",
-                 batch_size: int = 256):
-        super().__init__(model, output=output, batch_size=batch_size)
+    def __init__(self, model, composite="epsilon_plus", *, canonize: bool = True, output: str = "raw", **kwargs):
+        super().__init__(model, output=output, **kwargs)
         if output != "raw":
             raise ValueError(f"LRP starts from the target logit; output must be 'raw', got {output!r}")
         self.composite = as_composite(composite)
@@ -118,35 +116,25 @@ class LRP(Explainer):
     def params(self):
         return {**super().params(), "composite": repr(self.composite), "canonize": self.canonize}
 
-    def explain(self, inputs, target=None, layer=None) -> Explanation:
-        """Relevance of a batch (one forward and one backward pass per chunk).
+    def prepare(self, x, call, layer=None):
+        model = call.model
+        if layer is not None:
+            name = find_layer(self.model, layer)[0] if isinstance(layer, torch.nn.Module) else layer
+            layer_name, layer_module = find_layer(model, name)
+        else:
+            layer_name, layer_module = None, None
+        probe = call.adapter.to_tensor(x[:1])
+        rules = call.stack.enter_context(relevance_rules(call.adapter, self.composite, probe, self.canonize))
+        return State(call, rules=rules, layer_name=layer_name, layer_module=layer_module)
 
-        Parameters
-        ----------
-        inputs : array or tensor, shape (N, ...)
-        target : None, int or sequence of ints
-            Output explained: None for the predicted class.
-        layer : str or nn.Module, optional
-            Return the relevance of this layer's output instead of the input's.
-        """
-        x = as_array(inputs)
-        require_float(x, type(self).__name__)
-        if target is not None and np.ndim(target) == 1 and len(target) != x.shape[0]:
-            raise ValueError(f"target has {len(target)} entries but there are {x.shape[0]} inputs; "
-                             "give one per input or a single int")
-        with model_guard(self.model):
-            layer_name, layer_module = find_layer(self.model, layer) if layer is not None else (None, None)
-            xt = self.adapter.to_tensor(x)
-            rel, scores, targets = [], [], []
-            with relevance_rules(self.adapter, self.composite, xt[:1], self.canonize) as rules:
-                for sl in chunk_slices(x.shape[0], self.adapter.batch_size):
-                    t = target if target is None or np.ndim(target) == 0 else np.asarray(target)[sl]
-                    r, s, t = propagate(self.adapter, rules, xt[sl], t, layer_module)
-                    rel.append(r.cpu().numpy())
-                    scores.append(s.cpu().numpy())
-                    targets.append(t)
-        values, scores, target = np.concatenate(rel), np.concatenate(scores), np.concatenate(targets)
-        logit = scores[np.arange(len(target)), target]
-        delta = values.reshape(len(values), -1).sum(1) - logit
-        return self._result(values, x, target, scores, base_value=np.zeros_like(logit), delta=delta,
-                            meta={"layer": layer_name} if layer_name is not None else {})
+    def attribute_chunk(self, x, targets, state):
+        xt = state.adapter.to_tensor(x)
+        rel, scores, t = propagate(state.adapter, state.rules, xt, targets, state.layer_module)
+        return Chunk(rel, scores, t)
+
+    def finish(self, x, result, state):
+        logit = result.prediction[np.arange(len(result.target)), result.target]
+        result.base_value = np.zeros_like(logit)
+        result.delta = result.values.reshape(len(result.values), -1).sum(1) - logit
+        if state.layer_name is not None:
+            result.meta = {**result.meta, "layer": state.layer_name}
