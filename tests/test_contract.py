@@ -69,6 +69,5 @@ def test_nan_inputs_are_refused(name, mlp, X):
 
 def _takes_seed(name: str) -> bool:
     from lumos.core import registry
-    from lumos.report.methods import _explicit_params
 
-    return "seed" in _explicit_params(registry.get(name))
+    return registry.get(name).stochastic

@@ -9,6 +9,8 @@ import subprocess
 from pathlib import Path
 
 import numpy as np
+
+import lumos
 import pytest
 import torch
 
@@ -77,7 +79,7 @@ def test_series_importance_over_named_time_windows():
 class _Broken(Explainer):
     needs_gradients = True
 
-    def _explain(self, x, target, scores, **options):
+    def attribute_chunk(self, x, targets, state):
         raise RuntimeError("boom inside the method")
 
 
@@ -96,12 +98,20 @@ def test_failing_and_inapplicable_methods_become_notes(tabular):
         registry._REGISTRY.pop("zz_broken_for_test", None)
 
 
-def test_applicability_rules():
-    cam = type("CAMLike", (Explainer,), {"name": "grad_cam", "needs_gradients": True})
-    att = type("Att", (Explainer,), {"name": "attention_weights"})
-    assert applicability(cam, MLP(3, 2), "tabular") is not None
+def test_applicability_is_read_from_what_a_method_declares():
+    # names no longer matter: a class that calls itself "grad_cam" but declares nothing applies anywhere
+    plain = type("Plain", (Explainer,), {"name": "grad_cam"})
+    assert applicability(plain, MLP(3, 2), "tabular") is None
+    cam = type("LayerNeeding", (Explainer,), {"name": "x", "needs_gradients": True, "needs_layer": True,
+                                              "layouts": ("timeseries", "image")})
+    att = type("Att", (Explainer,), {"name": "y", "needs_attention": True})
+    assert "not tabular" in applicability(cam, MLP(3, 2), "tabular")
     assert applicability(cam, CNN1d(1, 2), "timeseries") is None
+    assert "layer" in applicability(cam, torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 2)), "timeseries")
     assert "attention" in applicability(att, CNN1d(1, 2), "timeseries")
+    scripted = torch.jit.script(CNN1d(1, 2))
+    assert "TorchScript" in applicability(lumos.GradCAM, scripted, "timeseries")
+    assert applicability(lumos.Saliency, scripted, "timeseries") is None
 
 
 def test_deletion_curve_and_aopc_exact_on_linear_model():

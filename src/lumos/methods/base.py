@@ -39,13 +39,13 @@ from lumos.core.registry import closest
 from lumos.core.validate import as_array, check_finite, require_float, resolve_target, targets_of
 from lumos.core.view import model_view
 
-LAYOUTS = ("tabular", "series", "image")
+LAYOUTS = ("tabular", "timeseries", "image")
 
 
 def layout_of(shape: tuple[int, ...]) -> str:
-    """``"tabular"`` for (N, d), ``"series"`` for (N, C, T), ``"image"`` for (N, C, H, W)
+    """``"tabular"`` for (N, d), ``"timeseries"`` for (N, C, T), ``"image"`` for (N, C, H, W)
     (and ``"volume"`` for more axes)."""
-    return {2: "tabular", 3: "series", 4: "image"}.get(len(shape), "volume")
+    return {2: "tabular", 3: "timeseries", 4: "image"}.get(len(shape), "volume")
 
 
 class Targets:
@@ -196,7 +196,7 @@ class Explainer:
     name: ClassVar[str] = ""
     # -- declared capabilities ------------------------------------------------------
     layouts: ClassVar[tuple[str, ...]] = LAYOUTS
-    """Input layouts the method explains (``tabular`` (N, d), ``series`` (N, C, T), ``image``)."""
+    """Input layouts the method explains (``tabular`` (N, d), ``timeseries`` (N, C, T), ``image``)."""
     needs_gradients: ClassVar[bool] = False
     """Needs a torch module (takes gradients or hooks)."""
     needs_layer: ClassVar[bool] = False
@@ -414,7 +414,7 @@ class Explainer:
         return f"{type(self).__name__}({params})"
 
 
-_LAYOUT_SHAPES = {"tabular": "(N, d)", "series": "(N, C, T)", "image": "(N, C, H, W)"}
+_LAYOUT_SHAPES = {"tabular": "(N, d)", "timeseries": "(N, C, T)", "image": "(N, C, H, W)"}
 
 
 def _part(given, sl: slice):

@@ -1,21 +1,18 @@
 """Run every registered method that applies to a model and a data layout.
 
-Applicability is decided from the registry, not from a hard-coded list, so families that
-land later (relevance, CAM, model-agnostic) are picked up automatically:
-
-- a method with ``needs_gradients`` needs a torch model;
-- CAM-like methods (name containing ``cam``) need a convolutional or recurrent layer and
-  inputs with a spatial or temporal axis;
-- attention methods need a module whose class name contains ``Attention``;
-- a global method (``scope = "global"``: permutation importance) runs once on labelled data.
+Applicability is read from what each registered explainer declares
+(:meth:`lumos.methods.base.Explainer.applicability`: gradients need a torch model, the CAM
+family a layer over space or time, attention a model returning its weights, each method
+its input layouts), so families that land later are picked up automatically. A global
+method (``scope = "global"``: permutation importance) runs once on labelled data.
 
 A method that fails is recorded with its error message instead of stopping the report.
 Options that speed a method up for a report (fewer LIME / SHAP samples, a background
-set, the seed) are passed only when the method's signature names them.
+set, the seed) are passed only when the method declares them
+(:func:`lumos.core.registry.options_of`).
 """
 from __future__ import annotations
 
-import inspect
 import time
 from dataclasses import dataclass, field
 
@@ -61,50 +58,17 @@ def family_of(cls: type) -> str:
     return parts[2] if len(parts) > 2 and parts[1] == "methods" else parts[-1]
 
 
-def _explicit_params(cls: type) -> set[str]:
-    names: set[str] = set()
-    for klass in cls.__mro__:
-        for attr in ("__init__", "explain", "_explain"):
-            fn = vars(klass).get(attr)
-            if fn is None:
-                continue
-            for p in inspect.signature(fn).parameters.values():
-                if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL):
-                    names.add(p.name)
-    return names - {"self", "model", "inputs", "x", "target", "scores"}
-
-
 def is_global(cls: type) -> bool:
     return getattr(cls, "scope", "local") == "global"
 
 
-def _has_positions(model) -> bool:
-    import torch
-
-    kinds = (torch.nn.Conv1d, torch.nn.Conv2d, torch.nn.Conv3d, torch.nn.RNNBase)
-    return any(isinstance(m, kinds) for m in model.modules())
-
-
 def applicability(cls: type, model, layout: str) -> str | None:
-    """None when the method applies, else the reason it does not."""
-    import torch
-
-    name = getattr(cls, "name", cls.__name__).lower()
-    is_torch = isinstance(model, torch.nn.Module)
-    if getattr(cls, "needs_gradients", False) and not is_torch:
-        return "needs a torch model (gradients)"
-    if "cam" in name:
-        if not is_torch:
-            return "needs a torch model with a convolutional layer"
-        if layout == "tabular" or not _has_positions(model):
-            return "needs a convolutional or recurrent layer over space or time"
-    if "attention" in name and not (is_torch and any("attention" in type(m).__name__.lower() for m in model.modules())):
-        return "needs a model with an attention layer"
-    return None
+    """None when the method applies, else the reason it does not (the class's own declaration)."""
+    return cls.applicability(model, layout)
 
 
 def method_options(cls: type, seed: int, background: np.ndarray | None) -> dict:
-    accepted = _explicit_params(cls)
+    accepted = set(registry.options_of(cls))
     wanted = dict(FAST_OPTIONS.get(getattr(cls, "name", ""), {}))
     wanted.update(seed=seed, random_state=seed)
     if background is not None:
@@ -181,7 +145,8 @@ def run_methods(model, x: np.ndarray, targets: np.ndarray, layout: str, *, names
             if groups is not None:
                 opts["groups"] = groups
                 run.options["players"] = players
-        init = {k: v for k, v in opts.items() if k in _init_only(cls)}
+        config = {n for n, o in registry.options_of(cls).items() if o.where == "config"}
+        init = {k: v for k, v in opts.items() if k in config}
         call = {k: v for k, v in opts.items() if k not in init}
         start = time.perf_counter()
         try:
@@ -190,7 +155,7 @@ def run_methods(model, x: np.ndarray, targets: np.ndarray, layout: str, *, names
                 if y_eval is None:
                     run.skipped = "global method: needs labelled data"
                     continue
-                run.global_explanation = explainer.explain(x_eval, y=y_eval, **call)
+                run.global_explanation = explainer.explain(x_eval, y_eval, **call)
             else:
                 for r in range(targets.shape[1]):
                     run.explanations.append(explainer.explain(x, target=targets[:, r], **call))
@@ -199,13 +164,3 @@ def run_methods(model, x: np.ndarray, targets: np.ndarray, layout: str, *, names
             run.explanations = []
         run.seconds = time.perf_counter() - start
     return runs
-
-
-def _init_only(cls: type) -> set[str]:
-    names: set[str] = set()
-    for klass in cls.__mro__:
-        fn = vars(klass).get("__init__")
-        if fn is not None:
-            names |= {p.name for p in inspect.signature(fn).parameters.values()
-                      if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)}
-    return names - {"self", "model"}

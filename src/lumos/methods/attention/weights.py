@@ -75,7 +75,7 @@ class AttentionWeights(Explainer):
 
     needs_gradients = True
     needs_attention = True
-    layouts = ("series",)
+    layouts = ("timeseries",)
     call_options = {"lengths": None, "mask": None}
 
     def __init__(self, model, *, diagnostics: bool = True, uniform_model: torch.nn.Module | None = None, **kwargs):

@@ -63,7 +63,7 @@ class LayerMapExplainer(Explainer):
     needs_gradients = True
     needs_layer = True
     torchscript = False
-    layouts = ("series", "image")
+    layouts = ("timeseries", "image")
 
     def __init__(self, model, layer=None, *, channel_axis="auto", **kwargs):
         super().__init__(model, **kwargs)
