@@ -313,6 +313,13 @@ class Explainer:
                     chunks = [self.attribute_chunk(x[sl], Targets(_part(given, sl), np.arange(sl.start, sl.stop)),
                                                    state) for sl in self.plan(x, state)]
                     result = self._assemble(x, given, chunks, state)
+            except RuntimeError as err:
+                if "modified by an inplace operation" in str(err):
+                    raise ValueError(
+                        "the model's parameters were modified while it was being explained (a training step in "
+                        "another thread?); explain a snapshot instead, e.g. lumos.explain(copy.deepcopy(model), ...)"
+                    ) from err
+                raise
             finally:
                 if call.progress is not None:
                     call.progress.close()
