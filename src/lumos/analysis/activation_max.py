@@ -27,7 +27,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from lumos.core.guard import model_guard
+from lumos.core.view import model_view
 from lumos.core.hooks import capture_activations, find_layer
 from lumos.core.validate import check_choice, check_finite, check_positive_int
 
@@ -308,8 +308,9 @@ def activation_maximization(model: torch.nn.Module, objective, shape: Sequence[i
         x = generator(variable) if generator is not None else variable
         return x.clamp(low, high) if clip is not None and generator is not None else x
 
-    with model_guard(model), capture_activations(model, layers) as acts:
-        with model_guard(generator) if generator is not None else contextlib.nullcontext():
+    with model_view(model) as model, capture_activations(model, layers) as acts:
+        with model_view(generator) if generator is not None else contextlib.nullcontext(None) as view:
+            generator = view if generator is not None else None
             for step in range(steps):
                 x = make_input()
                 shifted = x

@@ -9,7 +9,7 @@
   arXiv 1610.01644).
 
 Layers are read with the shared hook mechanism (:func:`lumos.core.hooks.capture_activations`),
-in chunks of ``batch_size`` inputs, inside :func:`lumos.core.guard.model_guard`. The layer name
+in chunks of ``batch_size`` inputs, on a private view of the model (:func:`lumos.core.view.model_view`; the model itself is not changed). The layer name
 ``"input"`` means the raw inputs.
 """
 from __future__ import annotations
@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from lumos.core.batching import chunk_slices
-from lumos.core.guard import model_guard
+from lumos.core.view import model_view
 from lumos.core.hooks import capture_activations, find_layer
 from lumos.core.model import ModelAdapter
 from lumos.core.validate import as_array, check_choice, check_positive_int
@@ -36,19 +36,25 @@ def layer_activations(model: torch.nn.Module, layers: Sequence[str], inputs, bat
         raise TypeError(f"reading layers needs a torch model, got {type(model).__name__}")
     x = as_array(inputs)
     batch_size = check_positive_int(batch_size, "batch_size")
-    modules = {name: find_layer(model, name)[1] for name in layers if name != INPUT}
-    adapter = ModelAdapter(model, batch_size=batch_size)
+    for name in layers:
+        if name != INPUT:
+            find_layer(model, name)  # a wrong name fails here, listing the candidates
     parts: dict[str, list] = {name: [] for name in layers}
-    with model_guard(model), torch.no_grad(), capture_activations(model, modules) as store:
+    with model_view(model) as view, torch.no_grad(), capture_activations(view, layers_of(view, layers)) as store:
+        adapter = ModelAdapter(view, batch_size=batch_size)
         for sl in chunk_slices(len(x), batch_size):
             xb = adapter.to_tensor(x[sl])
-            model(xb)
+            view(xb)
             for name in layers:
                 if name != INPUT and name not in store:
                     raise ValueError(f"layer {name!r} did not run in the model's forward pass; it has no activations")
                 act = xb if name == INPUT else store[name]
                 parts[name].append(act.reshape(act.shape[0], -1).cpu().numpy().astype(np.float64))
     return {name: np.concatenate(chunks) for name, chunks in parts.items()}
+
+
+def layers_of(model: torch.nn.Module, layers: Sequence[str]) -> dict:
+    return {name: find_layer(model, name)[1] for name in layers if name != INPUT}
 
 
 @dataclass

@@ -13,7 +13,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from lumos.core.guard import model_guard
+from lumos.core.view import model_view
 from lumos.core.model import ModelAdapter
 from lumos.core.validate import as_array, check_positive_int
 
@@ -91,8 +91,8 @@ def surrogate_tree(model: Callable, inputs, max_depth: int = 3, held_out=None, t
         threshold = 0.0 if output == "raw" else 0.5
 
     def predict(batch: np.ndarray) -> np.ndarray:
-        with model_guard(adapter.model, warn_training=False):
-            scores = adapter.scores(batch)
+        with model_view(adapter.model, warn_training=False) as view:
+            scores = adapter.bound(view).scores(batch)
         return scores.argmax(1) if scores.shape[1] > 1 else (scores[:, 0] > threshold).astype(np.int64)
 
     if held_out is None:
