@@ -61,7 +61,7 @@ def test_image_regions_and_batching_do_not_change_results():
     x = np.random.default_rng(1).random((5, 1, 6, 6)).astype(np.float32)
     a = np.random.default_rng(2).normal(size=x.shape)
     big = region_perturbation(model, x, a, region=2, n_steps=9, replacement="mean")
-    small = region_perturbation(model, x, a, region=2, n_steps=9, replacement="mean", max_rows=7, batch_size=3)
+    small = region_perturbation(model, x, a, region=2, n_steps=9, replacement="mean", batch_size=3)
     np.testing.assert_allclose(big.curve, small.curve, rtol=1e-6)
     # after all 9 regions, every pixel holds the replacement (the input's mean)
     full = np.broadcast_to(x.mean(axis=(1, 2, 3), keepdims=True), x.shape)

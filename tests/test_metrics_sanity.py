@@ -109,3 +109,68 @@ def test_bad_arguments(mnist_cnn):
         model_randomisation(Saliency(model), model, X[:2], similarities=("ssim",))
     with pytest.raises(TypeError, match="torch.nn.Module"):
         model_randomisation(edges, lambda x: x.reshape(len(x), -1)[:, :2], X[:2])
+
+
+@pytest.fixture
+def small_cnn():
+    from lumos.models import CNN2d as SmallCNN
+
+    torch.manual_seed(0)
+    model = SmallCNN(1, 3, channels=(4, 8))  # features: conv 0, relu 1, pool 2, conv 3, relu 4
+    x = np.random.default_rng(0).random((6, 1, 10, 10)).astype(np.float32)
+    return model, x
+
+
+def test_gradcam_with_a_layer_object_in_every_randomisation_metric(small_cnn):
+    """The layer is given as a module OBJECT of the user's model; every randomised deep copy
+    is explained with explainer.with_model(copy), which finds the copy's own layer."""
+    from lumos import GradCAM
+    from lumos.metrics import evaluate, randomisation_spearman
+
+    model, x = small_cnn
+    conv = model.features[3]
+    assert isinstance(conv, torch.nn.Conv2d)
+    explainer = GradCAM(model, layer=conv)
+    before = model_state(model)
+    original = explainer.explain(x).values
+    for mode in ("cascading", "independent"):
+        res = model_randomisation(explainer, model, x, mode=mode)
+        assert res.stages == (["classifier", "features.3", "features.0"] if mode == "cascading"
+                              else ["features.0", "features.3", "classifier"])
+        assert all(np.isfinite(v).all() and v.shape == (3, len(x)) for v in res.scores.values())
+        assert res.mean("spearman").min() < 0.99, res.verdict  # the copies were explained, not the model
+    rho = randomisation_spearman(explainer, model, x)
+    assert rho.shape == (len(x),) and np.isfinite(rho).all()
+    lab = label_randomisation(explainer, model, x, lambda m, X, y: fit(m, X, y, epochs=1, lr=1e-2, seed=0),
+                              x, np.arange(len(x)) % 3)
+    assert lab.stages == ["label_randomised"] and np.isfinite(lab.scores["spearman"]).all()
+    table = evaluate(model, x, None, {"grad_cam": explainer}, ["randomisation_spearman"], progress=False)
+    mean = table["mean"].iloc[0] if hasattr(table, "columns") else table[0]["mean"]
+    np.testing.assert_allclose(mean, rho.mean())
+    # the explainer itself is unchanged: it still explains the user's model with its layer
+    assert explainer.model is model and explainer.layer == "features.3"
+    np.testing.assert_array_equal(explainer.explain(x).values, original)
+    assert_same_state(before, model_state(model))
+
+
+def test_explainers_without_with_model_are_deep_copied_onto_the_copy(small_cnn):
+    model, x = small_cnn
+
+    class Wrapped:
+        """A user's explainer object holding the model, without with_model."""
+
+        name = "wrapped_saliency"
+
+        def __init__(self, model):
+            self.model = model
+
+        def explain(self, inputs, target=None):
+            return Saliency(self.model).explain(inputs, target=target)
+
+    wrapped = Wrapped(model)
+    ours = model_randomisation(wrapped, model, x, mode="independent", similarities=("spearman",))
+    ref = model_randomisation(Saliency(model), model, x, mode="independent", similarities=("spearman",))
+    np.testing.assert_allclose(ours.scores["spearman"], ref.scores["spearman"])
+    assert wrapped.model is model
+    cls = model_randomisation(Saliency, model, x, mode="independent", similarities=("spearman",))
+    np.testing.assert_allclose(cls.scores["spearman"], ref.scores["spearman"])

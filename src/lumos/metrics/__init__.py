@@ -2,9 +2,25 @@
 complexity, localisation, and lumos's explainability-performance coefficient.
 
 Every metric is a plain function with an ``info`` attribute (:class:`MetricInfo`: data it
-applies to, ``higher_is_better``, what it needs). Metrics never modify the model (they
-run inside :func:`lumos.core.guard.model_guard`; randomisation works on deep copies) nor
-the attributions they are given. :func:`evaluate` runs explainers x metrics into a table.
+applies to, ``higher_is_better``, what it needs). Metrics never modify the model nor the
+attributions they are given: they evaluate a private view of the model
+(:func:`lumos.core.view.model_view`: eval mode, frozen parameters sharing the model's
+storage), so the model's training mode and ``requires_grad`` flags are never written and
+a training loop in another thread is not affected; randomisation works on deep copies,
+explained with the explainer's ``with_model(copy)``. :func:`evaluate` runs explainers x
+metrics into a table.
+
+One memory knob
+---------------
+Every metric that evaluates the model takes ``batch_size: int | None = None``: the most
+rows one model call sees (perturbed copies, noisy copies, masked copies), as for the
+explainers. ``None`` sizes calls from one input's element count
+(``RowBudget(None).rows(sample_numel, "forward")``, see :mod:`lumos.core.batching`);
+copies are built for as many inputs at a time as fill one call. Results do not depend on
+it: random draws are taken input after input from the metric's ``seed``, and stochastic
+explainers run by a metric keep each row's position (``row_offset``). Metrics that run an
+explainer (:func:`max_sensitivity`) hand it about ``batch_size`` rows at a time; the
+explainer's own ``batch_size`` bounds its model calls.
 """
 from lumos.metrics._base import MetricInfo, region_map
 from lumos.metrics.axioms import completeness_error, conservation_error, sensitivity_n

@@ -8,22 +8,29 @@
   (windows of features), time series (windows of time steps, all channels together)
   and images (r x r patches, all channels together). Every perturbation metric works
   on this map, so regions are defined once for all layouts.
+- :func:`scorer`: the adapter a metric scores perturbed copies with, bound to a private
+  view of the user's model (:func:`lumos.core.view.model_view`) and sized by the metric's
+  one memory knob ``batch_size`` (:class:`~lumos.core.batching.RowBudget`, forward calls).
 - :func:`explain_fn`: turns an explainer object, a class or a callable into one
-  function ``(model, inputs, target) -> attributions``.
+  function ``(model, inputs, target, row_offset=0) -> attributions``; an explainer asked
+  about another model (a randomised copy) is rebound with its ``with_model``.
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import inspect
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import torch
 
+from lumos.core.batching import RowBudget
 from lumos.core.explanation import Explanation
-from lumos.core.model import ModelAdapter
+from lumos.core.model import ModelAdapter, as_adapter
 from lumos.core.validate import as_array, check_finite
+from lumos.core.view import model_view
 
 LAYOUTS = ("tabular", "timeseries", "image")
 
@@ -143,6 +150,27 @@ def region_sums(values: np.ndarray, regions: np.ndarray) -> np.ndarray:
     return np.bincount(idx.ravel(), weights=flat.ravel(), minlength=n * r).reshape(n, r)
 
 
+# -- scoring --------------------------------------------------------------------------
+@contextlib.contextmanager
+def scorer(model: Any, sample_numel: int, output: str = "raw", batch_size: int | None = None
+           ) -> Iterator[ModelAdapter]:
+    """The adapter that scores a metric's inputs: ``output`` scores of a private view of
+    ``model`` (eval mode, frozen parameters sharing the user's storage: the user's model,
+    its mode and its ``requires_grad`` flags are never written, so a training loop in
+    another thread is not affected), at most ``RowBudget(batch_size).rows(sample_numel,
+    "forward")`` rows per model call. A :class:`ModelAdapter` keeps its own ``output``."""
+    base = as_adapter(model, output=output)
+    rows = RowBudget(batch_size).rows(sample_numel, "forward")
+    with model_view(base.model, warn_training=False) as view:
+        yield base.bound(view, batch_size=rows)
+
+
+def inputs_per_call(batch_size: int | None, sample_numel: int, copies: int) -> int:
+    """Inputs per chunk when each input expands into ``copies`` perturbed rows, so that a
+    chunk holds about one model call's rows (at least one input)."""
+    return RowBudget(batch_size).inputs_per_chunk(sample_numel, copies, "forward")
+
+
 # -- explainers --------------------------------------------------------------------
 def _accepts_model(fn: Callable) -> bool:
     try:
@@ -151,34 +179,37 @@ def _accepts_model(fn: Callable) -> bool:
         return False
 
 
-def explain_fn(explainer: Any) -> Callable[[Any, np.ndarray, np.ndarray], np.ndarray]:
-    """``(model, inputs, target) -> attributions`` for any explainer.
+def explain_fn(explainer: Any) -> Callable[..., np.ndarray]:
+    """``(model, inputs, target, row_offset=0) -> attributions`` for any explainer.
 
     Accepted: an object with ``.explain(inputs, target=...)`` that holds a torch model as
     ``.adapter.model`` or ``.model`` (every lumos explainer; asked about another model, it
-    is deep-copied with that model in place of its own, so a randomised copy is explained
-    with the same configuration), an explainer class (built as ``cls(model)``), or
-    a callable ``fn(inputs, target)`` / ``fn(inputs, target, model=...)`` returning an
-    :class:`Explanation` or an array.
+    is rebound with :meth:`~lumos.methods.base.Explainer.with_model`, so a randomised copy
+    is explained with the same configuration and finds its own layers; an object without
+    ``with_model`` is deep-copied with that model in place of its own), an explainer class
+    (built as ``cls(model)``), or a callable ``fn(inputs, target)`` /
+    ``fn(inputs, target, model=...)`` returning an :class:`Explanation` or an array.
+
+    ``row_offset`` (the position of the first input in a larger set) is passed on to lumos
+    explainers, so that a stochastic method draws the same noise for a row however a
+    metric chunks its inputs; other explainers do not receive it.
     """
     if isinstance(explainer, type):
-        def run(model, x, target):
-            return _values(explainer(model).explain(x, target=target))
+        def run(model, x, target, row_offset=0):
+            return _values(_explain(explainer(model), x, target, row_offset))
         return run
     if hasattr(explainer, "explain"):
-        def run(model, x, target):
+        def run(model, x, target, row_offset=0):
             obj = explainer
             bound = _bound_model(explainer)
             if bound is not None and model is not None and model is not bound:
-                # every reference to the bound model (also in nested explainers, e.g. SmoothGrad's
-                # base method) now points to ``model``; the configuration is copied
-                obj = copy.deepcopy(explainer, memo={id(bound): model})
-            return _values(obj.explain(x, target=target))
+                obj = rebind(explainer, bound, model)
+            return _values(_explain(obj, x, target, row_offset))
         return run
     if callable(explainer):
         takes_model = _accepts_model(explainer)
 
-        def run(model, x, target):
+        def run(model, x, target, row_offset=0):
             out = explainer(x, target, model=model) if takes_model else explainer(x, target)
             return _values(out)
         return run
@@ -195,6 +226,29 @@ def rebinds(explainer: Any) -> bool:
     if hasattr(explainer, "explain"):
         return _bound_model(explainer) is not None
     return callable(explainer) and _accepts_model(explainer)
+
+
+def rebind(explainer: Any, bound: torch.nn.Module, model: Any) -> Any:
+    """``explainer`` with the same configuration on ``model`` instead of ``bound``: its
+    ``with_model(model)`` (lumos explainers: layers are held by name and found again in
+    ``model``), otherwise a deep copy in which every reference to ``bound`` (also in nested
+    objects) points to ``model``."""
+    with_model = getattr(explainer, "with_model", None)
+    if callable(with_model):
+        return with_model(model)
+    return copy.deepcopy(explainer, memo={id(bound): model})
+
+
+def _is_lumos_explainer(obj: Any) -> bool:
+    from lumos.methods.base import Explainer
+
+    return isinstance(obj, Explainer)
+
+
+def _explain(obj: Any, x: np.ndarray, target: Any, row_offset: int) -> Any:
+    if row_offset and _is_lumos_explainer(obj) and obj.scope == "local":
+        return obj.explain(x, target=target, row_offset=int(row_offset))
+    return obj.explain(x, target=target)
 
 
 def _bound_model(explainer: Any):

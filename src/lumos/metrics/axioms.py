@@ -14,30 +14,26 @@ from __future__ import annotations
 import numpy as np
 
 from lumos.core.batching import chunk_slices
-from lumos.core.guard import model_guard
-from lumos.core.model import as_adapter
 from lumos.core.validate import broadcast_reference, check_positive_int
-from lumos.metrics._base import attributions_of, inputs_of, metric, region_map
+from lumos.metrics._base import attributions_of, inputs_of, inputs_per_call, metric, region_map, scorer
 
 
 def _target_scores(adapter, x, target):
-    with model_guard(adapter.model, warn_training=False):
-        scores = adapter.scores(x)
+    scores = adapter.scores(x)
     t = adapter.targets(target, scores)
     return scores[np.arange(len(t)), t], t
 
 
 @metric("completeness_error", "axioms", higher_is_better=False)
 def completeness_error(model, inputs, attributions, target=None, *, baseline=0.0, output: str = "raw",
-                       absolute: bool = True) -> np.ndarray:
+                       absolute: bool = True, batch_size: int | None = None) -> np.ndarray:
     """``sum_i Phi_i(x) - (f_t(x) - f_t(baseline))`` per input (its absolute value when
     ``absolute``); 0 for a complete method with that baseline. Lower is better."""
     x = inputs_of(inputs, attributions)
     a = attributions_of(attributions, x)
-    adapter = as_adapter(model, output=output)
-    fx, t = _target_scores(adapter, x, target)
     ref = broadcast_reference(baseline, x)
-    with model_guard(adapter.model, warn_training=False):
+    with scorer(model, x[0].size, output, batch_size) as adapter:
+        fx, t = _target_scores(adapter, x, target)
         fb = adapter.scores(ref)[np.arange(len(t)), t]
     err = a.reshape(len(x), -1).sum(axis=1, dtype=np.float64) - (fx - fb)
     return np.abs(err) if absolute else err
@@ -45,20 +41,20 @@ def completeness_error(model, inputs, attributions, target=None, *, baseline=0.0
 
 @metric("conservation_error", "axioms", higher_is_better=False)
 def conservation_error(model, inputs, attributions, target=None, *, output: str = "raw",
-                       relative: bool = True) -> np.ndarray:
+                       relative: bool = True, batch_size: int | None = None) -> np.ndarray:
     """LRP conservation: ``|sum_i R_i - f_t(x)|`` per input, divided by ``|f_t(x)|`` when
     ``relative``. Lower is better."""
     x = inputs_of(inputs, attributions)
     a = attributions_of(attributions, x)
-    fx, _ = _target_scores(as_adapter(model, output=output), x, target)
+    with scorer(model, x[0].size, output, batch_size) as adapter:
+        fx, _ = _target_scores(adapter, x, target)
     err = np.abs(a.reshape(len(x), -1).sum(axis=1, dtype=np.float64) - fx)
     return err / np.maximum(np.abs(fx), 1e-12) if relative else err
 
 
 @metric("sensitivity_n", "axioms", higher_is_better=True)
 def sensitivity_n(model, inputs, attributions, target=None, *, n: int = 10, n_subsets: int = 100, region=1,
-                  baseline=0.0, output: str = "raw", batch_size: int = 1024, max_rows: int = 8192,
-                  seed=0) -> np.ndarray:
+                  baseline=0.0, output: str = "raw", batch_size: int | None = None, seed=0) -> np.ndarray:
     """Sensitivity-n per input (Ancona et al. 2018): Pearson correlation over ``n_subsets``
     random subsets ``S`` of ``n`` regions between ``sum_{i in S} Phi_i`` and
     ``f_t(x) - f_t(x with S set to baseline)``. 1 means the attributions predict the effect
@@ -72,14 +68,13 @@ def sensitivity_n(model, inputs, attributions, target=None, *, n: int = 10, n_su
     n = check_positive_int(n, "n")
     if n > n_regions:
         raise ValueError(f"n={n} exceeds the {n_regions} regions")
-    adapter = as_adapter(model, output=output, batch_size=batch_size)
-    fx, t = _target_scores(adapter, x, target)
     ref = broadcast_reference(baseline, x).reshape(len(x), -1)
     x2 = x.reshape(len(x), -1)
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(seed)  # drawn chunk after chunk: the same draws for any batch_size
     out = np.empty(len(x))
-    with model_guard(adapter.model, warn_training=False):
-        for sl in chunk_slices(len(x), max(1, max_rows // n_subsets)):
+    with scorer(model, x[0].size, output, batch_size) as adapter:
+        fx, t = _target_scores(adapter, x, target)
+        for sl in chunk_slices(len(x), inputs_per_call(batch_size, x[0].size, n_subsets)):
             k = sl.stop - sl.start
             chosen = np.argsort(rng.random((k, n_subsets, n_regions)), axis=2)[:, :, :n]
             in_s = np.zeros((k, n_subsets, n_regions), dtype=bool)

@@ -25,10 +25,8 @@ from typing import Callable
 import numpy as np
 
 from lumos.core.batching import chunk_slices
-from lumos.core.guard import model_guard
-from lumos.core.model import as_adapter
 from lumos.core.validate import broadcast_reference
-from lumos.metrics._base import attributions_of, inputs_of, metric
+from lumos.metrics._base import attributions_of, inputs_of, inputs_per_call, metric, scorer
 
 
 def accuracy(scores: np.ndarray, labels: np.ndarray) -> float:
@@ -53,7 +51,7 @@ class EPCResult:
 @metric("epc", "explainability-performance", higher_is_better=True, needs="labels")
 def explainability_performance(model, inputs, attributions, labels, *, fractions=None, baseline=0.0,
                                performance: Callable[[np.ndarray, np.ndarray], float] = accuracy,
-                               batch_size: int = 1024, max_rows: int = 8192) -> EPCResult:
+                               batch_size: int | None = None) -> EPCResult:
     """lumos's explainability-performance coefficient (see the module docstring).
 
     All masked copies of a chunk of inputs are scored in one batched call; ties in
@@ -76,10 +74,9 @@ def explainability_performance(model, inputs, attributions, labels, *, fractions
     np.put_along_axis(rank, order, np.arange(d)[None].repeat(len(x), 0), axis=1)
     ref = broadcast_reference(baseline, x).reshape(len(x), -1)
     x2 = x.reshape(len(x), -1)
-    adapter = as_adapter(model, batch_size=batch_size)
     parts = []
-    with model_guard(adapter.model, warn_training=False):
-        for sl in chunk_slices(len(x), max(1, max_rows // len(fr))):
+    with scorer(model, x[0].size, "raw", batch_size) as adapter:
+        for sl in chunk_slices(len(x), inputs_per_call(batch_size, x[0].size, len(fr))):
             kept = rank[sl, None, :] < keep[None, :, None]
             copies = np.where(kept, x2[sl, None], ref[sl, None]).reshape(-1, *x.shape[1:])
             s = adapter.scores(copies.astype(x.dtype, copy=False))

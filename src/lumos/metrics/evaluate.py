@@ -5,11 +5,9 @@ from typing import Any
 
 import numpy as np
 
-from lumos.core.guard import model_guard
-from lumos.core.model import as_adapter
 from lumos.core.validate import as_array
 from lumos.metrics import axioms, epc, faithfulness, localisation, robustness, sanity
-from lumos.metrics._base import explain_fn, method_name, per_sample
+from lumos.metrics._base import explain_fn, method_name, per_sample, scorer
 
 METRICS = {fn.info.name: fn for fn in (
     faithfulness.region_perturbation, faithfulness.pixel_flipping, faithfulness.abpc, faithfulness.deletion,
@@ -95,8 +93,7 @@ def evaluate(model, inputs, targets=None, explainers=None, metrics=None, *, labe
     x = as_array(inputs)
     methods = _explainers(explainers)
     chosen = _metrics(metrics)
-    adapter = as_adapter(model)
-    with model_guard(adapter.model, warn_training=False):
+    with scorer(model, x[0].size) as adapter:
         t = adapter.targets(targets, adapter.scores(x))
     rows, curves = [], {}
     bar = None

@@ -13,8 +13,8 @@
   fraction of features in [0, 1].
 
 The perturbed copies of all steps of many inputs are built at once from a rank map (the
-order of each feature's region) and scored in batched calls of ``max_rows`` rows; a copy
-that equals the previous step's copy is not scored twice.
+order of each feature's region) and scored in model calls of at most ``batch_size`` rows
+(see :mod:`lumos.metrics`); a copy that equals the previous step's copy is not scored twice.
 """
 from __future__ import annotations
 
@@ -24,10 +24,9 @@ import numpy as np
 from scipy import ndimage
 
 from lumos.core.batching import chunk_slices
-from lumos.core.guard import model_guard
 from lumos.core.model import as_adapter
 from lumos.core.validate import broadcast_reference, check_choice, check_positive_int
-from lumos.metrics._base import attributions_of, inputs_of, metric, region_map, region_sums
+from lumos.metrics._base import attributions_of, inputs_of, metric, region_map, region_sums, scorer
 
 ORDERS = ("morf", "lerf", "random")
 REPLACEMENTS = ("uniform", "constant", "mean", "blur")
@@ -80,13 +79,15 @@ def region_order(attributions: np.ndarray, regions: np.ndarray, order: str, abso
 
 
 def perturbation_scores(adapter, start: np.ndarray, fill: np.ndarray, feature_rank: np.ndarray,
-                        counts: np.ndarray, target: np.ndarray, max_rows: int = 4096) -> np.ndarray:
+                        counts: np.ndarray, target: np.ndarray, batch_size: int | None = None) -> np.ndarray:
     """Target scores of the copies ``where(feature_rank < counts[s], fill, start)``.
 
     ``start``, ``fill``: (N, ...) ; ``feature_rank``: (N, D) rank of each feature's region;
     ``counts``: (S,) increasing numbers of regions taken from ``fill``. Returns (N, S).
 
-    Copies are scored in batched calls of up to ``max_rows`` rows. A copy identical to the
+    ``adapter``: a model or a :class:`~lumos.core.model.ModelAdapter` (its ``output`` is
+    kept), evaluated on a private view. Copies are scored in model calls of at most
+    ``batch_size`` rows (None: sized from the element count). A copy identical to the
     previous one of the same input (its new regions already held the fill value, e.g. black
     background replaced by black) is not scored again: it gets the previous score, which is
     exact because the model sees the same input.
@@ -107,12 +108,12 @@ def perturbation_scores(adapter, start: np.ndarray, fill: np.ndarray, feature_ra
     needed[:, 1:] = np.diff(at, axis=1) > 0
     rows, steps = np.nonzero(needed)
     values = np.zeros(rows.size, dtype=np.float64)
-    with model_guard(adapter.model, warn_training=False):
-        for sl in chunk_slices(rows.size, max_rows):
+    with scorer(adapter, start2.shape[1], batch_size=batch_size) as bound:
+        for sl in chunk_slices(rows.size, bound.batch_size):
             r, st = rows[sl], steps[sl]
             taken = feature_rank[r] < counts[st][:, None]
             copies = np.where(taken, fill2[r], start2[r])
-            scores = adapter.scores(copies.reshape(-1, *shape))
+            scores = bound.scores(copies.reshape(-1, *shape))
             values[sl] = scores[np.arange(r.size), target[r]]
     out = np.zeros(needed.shape, dtype=np.float64)
     out[rows, steps] = values
@@ -151,9 +152,9 @@ def blur(x: np.ndarray, sigma: float) -> np.ndarray:
 def _prepare(model, inputs, attributions, target, output, batch_size):
     x = inputs_of(inputs, attributions)
     a = attributions_of(attributions, x)
-    adapter = as_adapter(model, output=output, batch_size=batch_size)
-    with model_guard(adapter.model, warn_training=False):
-        scores = adapter.scores(x)
+    adapter = as_adapter(model, output=output)  # scored on a private view by scorer()
+    with scorer(adapter, x[0].size, batch_size=batch_size) as bound:
+        scores = bound.scores(x)
     t = adapter.targets(target, scores)
     return x, a, adapter, t
 
@@ -162,7 +163,7 @@ def _prepare(model, inputs, attributions, target, output, batch_size):
 def region_perturbation(model, inputs, attributions, target=None, *, order: str = "morf", region=1,
                         n_steps: int | None = None, replacement="uniform", value: float = 0.0,
                         sigma: float = 2.0, noise_range=None, absolute: bool = False, output: str = "softmax",
-                        batch_size: int = 1024, max_rows: int = 8192, seed=0) -> PerturbationCurve:
+                        batch_size: int | None = None, seed=0) -> PerturbationCurve:
     """Region perturbation (Samek et al. 2017) and its AOPC.
 
     Regions (see :func:`lumos.metrics._base.region_map`: windows for tables and series,
@@ -188,7 +189,7 @@ def region_perturbation(model, inputs, attributions, target=None, *, order: str 
     feature_rank = rank[:, regions.reshape(-1)]
     fill = _replacement(x, replacement, value, sigma, noise_range, seed)
     counts = np.arange(steps + 1)
-    curve = perturbation_scores(adapter, x, fill, feature_rank, counts, t, max_rows)
+    curve = perturbation_scores(adapter, x, fill, feature_rank, counts, t, batch_size)
     aopc = (curve[:, :1] - curve).mean(axis=1)
     return PerturbationCurve(curve, aopc, order, n_regions, counts / n_regions, t)
 
@@ -219,7 +220,7 @@ def _auc(curve: np.ndarray) -> np.ndarray:
 
 
 def _petsiuk(model, inputs, attributions, target, insert: bool, region, n_steps, baseline, sigma, absolute,
-             output, batch_size, max_rows) -> PerturbationCurve:
+             output, batch_size) -> PerturbationCurve:
     x, a, adapter, t = _prepare(model, inputs, attributions, target, output, batch_size)
     regions = region_map(x.shape[1:], region)
     n_regions = int(regions.max()) + 1
@@ -231,28 +232,27 @@ def _petsiuk(model, inputs, attributions, target, insert: bool, region, n_steps,
         start, fill = blur(x, sigma) if baseline is None else broadcast_reference(baseline, x), x
     else:
         start, fill = x, broadcast_reference(0.0 if baseline is None else baseline, x)
-    curve = perturbation_scores(adapter, start, fill, feature_rank, counts, t, max_rows)
+    curve = perturbation_scores(adapter, start, fill, feature_rank, counts, t, batch_size)
     return PerturbationCurve(curve, _auc(curve), "morf", n_regions, counts / n_regions, t)
 
 
 @metric("deletion", "faithfulness", higher_is_better=False)
 def deletion(model, inputs, attributions, target=None, *, region=1, n_steps: int = 100, baseline=None,
-             absolute: bool = False, output: str = "softmax", batch_size: int = 1024,
-             max_rows: int = 8192) -> PerturbationCurve:
+             absolute: bool = False, output: str = "softmax", batch_size: int | None = None) -> PerturbationCurve:
     """Deletion AUC (Petsiuk et al. 2018): features are set to ``baseline`` (default 0),
     most relevant region first, in ``n_steps`` equal fractions; the score is the trapezoid
     area under the class probability over the deleted fraction in [0, 1]. Lower is better."""
     return _petsiuk(model, inputs, attributions, target, False, region, n_steps, baseline, 0.0, absolute,
-                    output, batch_size, max_rows)
+                    output, batch_size)
 
 
 @metric("insertion", "faithfulness", higher_is_better=True)
 def insertion(model, inputs, attributions, target=None, *, region=1, n_steps: int = 100, baseline=None,
-              sigma: float = 5.0, absolute: bool = False, output: str = "softmax", batch_size: int = 1024,
-              max_rows: int = 8192) -> PerturbationCurve:
+              sigma: float = 5.0, absolute: bool = False, output: str = "softmax",
+              batch_size: int | None = None) -> PerturbationCurve:
     """Insertion AUC (Petsiuk et al. 2018): starting from a Gaussian blur of the input
     (``sigma``; or ``baseline`` when given), the original features are inserted, most
     relevant region first, in ``n_steps`` equal fractions; the score is the trapezoid
     area under the class probability over the inserted fraction. Higher is better."""
     return _petsiuk(model, inputs, attributions, target, True, region, n_steps, baseline, sigma, absolute,
-                    output, batch_size, max_rows)
+                    output, batch_size)

@@ -13,10 +13,8 @@ import numpy as np
 
 from lumos.core.batching import chunk_slices
 from lumos.core.explanation import Explanation
-from lumos.core.guard import model_guard
-from lumos.core.model import as_adapter
 from lumos.core.validate import broadcast_reference, check_choice, check_positive_int
-from lumos.metrics._base import attributions_of, explain_fn, inputs_of, metric, region_map
+from lumos.metrics._base import attributions_of, explain_fn, inputs_of, inputs_per_call, metric, region_map, scorer
 
 PERTURBATIONS = ("removal", "gaussian")
 
@@ -24,7 +22,7 @@ PERTURBATIONS = ("removal", "gaussian")
 @metric("infidelity", "robustness", higher_is_better=False)
 def infidelity(model, inputs, attributions, target=None, *, perturbation: str = "removal", n_samples: int = 64,
                noise_std: float = 0.1, p: float = 0.5, region=1, baseline=0.0, normalise: bool = False,
-               output: str = "raw", batch_size: int = 1024, max_rows: int = 8192, seed=0) -> np.ndarray:
+               output: str = "raw", batch_size: int | None = None, seed=0) -> np.ndarray:
     """Infidelity per input (Yeh et al. 2019), lower is better.
 
     ``INFD(Phi, f, x) = mean_s (I_s^T Phi - (f(x) - f(x - I_s)))^2`` over ``n_samples``
@@ -46,19 +44,18 @@ def infidelity(model, inputs, attributions, target=None, *, perturbation: str = 
     n_samples = check_positive_int(n_samples, "n_samples")
     x = inputs_of(inputs, attributions)
     a = np.asarray(attributions_of(attributions, x), dtype=np.float64).reshape(x.shape[0], -1)
-    adapter = as_adapter(model, output=output, batch_size=batch_size)
     ref = broadcast_reference(baseline, x).reshape(x.shape[0], -1)
     regions = region_map(x.shape[1:], region).reshape(-1)
     n_regions = int(regions.max()) + 1
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(seed)  # drawn chunk after chunk: the same draws for any batch_size
     n, d = x.shape[0], a.shape[1]
     x2 = x.reshape(n, -1)
     out = np.empty(n)
-    with model_guard(adapter.model, warn_training=False):
+    with scorer(model, d, output, batch_size) as adapter:
         f0 = adapter.scores(x)
         t = adapter.targets(target, f0)
         f0 = f0[np.arange(n), t]
-        for sl in chunk_slices(n, max(1, max_rows // n_samples)):
+        for sl in chunk_slices(n, inputs_per_call(batch_size, d, n_samples)):
             k = sl.stop - sl.start
             if perturbation == "removal":
                 m = (rng.random((k, n_samples, n_regions)) < p)[:, :, regions]
@@ -80,32 +77,35 @@ def infidelity(model, inputs, attributions, target=None, *, perturbation: str = 
 
 @metric("max_sensitivity", "robustness", higher_is_better=False, needs="explainer")
 def max_sensitivity(explainer, model, inputs, target=None, *, radius: float = 0.02, n_samples: int = 10,
-                    relative: bool = False, max_rows: int = 2048, seed=0) -> np.ndarray:
+                    relative: bool = False, batch_size: int | None = None, seed=0) -> np.ndarray:
     """Max-sensitivity per input (Yeh et al. 2019), lower is better.
 
     ``SENS_MAX = max_s ||Phi(x + u_s) - Phi(x)||_2`` with ``u_s ~ U[-radius, radius]`` per
     feature, ``n_samples`` samples, the target fixed to the one explained at ``x``
-    (``relative=True`` divides by ``||Phi(x)||_2``). The explainer runs once on all noisy
-    copies of a chunk of inputs.
+    (``relative=True`` divides by ``||Phi(x)||_2``). The explainer runs once on each chunk
+    of inputs followed by their noisy copies (about ``batch_size`` rows; the explainer's own
+    ``batch_size`` bounds its model calls). Each input and its copies keep their positions
+    in the whole batch (``row_offset``), so a stochastic explainer draws the same noise for
+    them whatever the chunking.
     """
     if radius <= 0:
         raise ValueError(f"radius must be > 0, got {radius}")
     n_samples = check_positive_int(n_samples, "n_samples")
     run = explain_fn(explainer)
     x = inputs_of(inputs)
-    adapter = as_adapter(model)
-    with model_guard(adapter.model, warn_training=False):
+    with scorer(model, x[0].size, "raw", batch_size) as adapter:
         t = adapter.targets(target, adapter.scores(x))
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(seed)  # drawn chunk after chunk: the same draws for any batch_size
     n = x.shape[0]
     out = np.empty(n)
-    for sl in chunk_slices(n, max(1, max_rows // (n_samples + 1))):
+    for sl in chunk_slices(n, inputs_per_call(batch_size, x[0].size, n_samples + 1)):
         k = sl.stop - sl.start
         noisy = x[sl, None] + rng.uniform(-radius, radius, (k, n_samples) + x.shape[1:])
-        batch = np.concatenate([x[sl], noisy.reshape(-1, *x.shape[1:]).astype(x.dtype)])
-        tt = np.concatenate([t[sl], np.repeat(t[sl], n_samples)])
-        phi = np.asarray(run(model, batch, tt), dtype=np.float64).reshape(batch.shape[0], -1)
-        base, moved = phi[:k], phi[k:].reshape(k, n_samples, -1)
+        batch = np.concatenate([x[sl, None], noisy.astype(x.dtype)], axis=1).reshape(-1, *x.shape[1:])
+        tt = np.repeat(t[sl], n_samples + 1)
+        phi = np.asarray(run(model, batch, tt, row_offset=sl.start * (n_samples + 1)), dtype=np.float64)
+        phi = phi.reshape(k, n_samples + 1, -1)
+        base, moved = phi[:, 0], phi[:, 1:]
         dist = np.linalg.norm(moved - base[:, None], axis=2).max(axis=1)
         if relative:
             dist = dist / np.maximum(np.linalg.norm(base, axis=1), 1e-30)

@@ -9,6 +9,10 @@ parameters (or the labels it was trained on) are randomised. lumos
   seed (or a normal with the layer's weight scale where a layer has none);
 - retrains a re-initialised copy on permuted labels with a training function you give
   (*label randomisation*);
+- explains each copy with the explainer's ``with_model(copy)``: the same configuration,
+  with layers held by name so that a Grad-CAM layer given as a module object is found
+  again in the copy (objects without ``with_model`` are deep-copied onto the copy,
+  classes are built on it, callables taking ``model=`` receive it);
 - compares each randomised explanation with the original per input by Spearman rank
   correlation, SSIM and top-k intersection (of ``|Phi|`` by default, as the sign of
   gradients is not identified);
@@ -34,10 +38,8 @@ import numpy as np
 import torch
 from scipy import ndimage, stats
 
-from lumos.core.guard import model_guard
-from lumos.core.model import as_adapter
 from lumos.core.validate import check_choice
-from lumos.metrics._base import explain_fn, inputs_of, metric, rebinds
+from lumos.metrics._base import explain_fn, inputs_of, metric, rebinds, scorer
 
 MODES = ("cascading", "independent")
 SIMILARITIES = ("spearman", "ssim", "topk")
@@ -190,8 +192,7 @@ def _prepare(explainer, model, inputs, target):
         )
     run = explain_fn(explainer)
     x = inputs_of(inputs)
-    adapter = as_adapter(model)
-    with model_guard(model, warn_training=False):
+    with scorer(model, x[0].size) as adapter:
         t = adapter.targets(target, adapter.scores(x))
     original = np.array(run(model, x, t), dtype=np.float64)
     return run, x, t, original
