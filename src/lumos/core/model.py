@@ -32,6 +32,42 @@ def _first(out: Any) -> Any:
     return out
 
 
+_MODEL_ERRORS = (RuntimeError, ValueError, IndexError, TypeError, AssertionError, KeyError, AttributeError)
+
+
+def expected_input(model) -> str:
+    """What the model's first layer expects, for error messages ("12 features", "2 channels")."""
+    if not isinstance(model, torch.nn.Module):
+        return ""
+    for m in model.modules():
+        if isinstance(m, torch.nn.Linear):
+            return f"its first layer takes {m.in_features} features"
+        if isinstance(m, torch.nn.modules.conv._ConvNd):
+            return f"its first layer takes {m.in_channels} channels ({type(m).__name__})"
+        if isinstance(m, torch.nn.RNNBase):
+            return f"its first layer takes {m.input_size} features per step ({type(m).__name__})"
+    return ""
+
+
+def model_error(err: BaseException, shape, dtype) -> ValueError:
+    """The one message for a model that failed on lumos's inputs: what it was given, what
+    its first layer expects, and the model's own words."""
+    own = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    return ValueError(f"the model could not process inputs of shape {tuple(shape)} (dtype {dtype}): {own}")
+
+
+def run_model(model, x, **kwargs):
+    """``model(x, **kwargs)`` with a model failure turned into one clear ``ValueError``."""
+    try:
+        return model(x, **kwargs)
+    except _MODEL_ERRORS as err:
+        error = model_error(err, x.shape, x.dtype)
+        hint = expected_input(model)
+        if hint:
+            error = ValueError(f"{error}; {hint}")
+        raise error from err
+
+
 class ModelAdapter:
     """Wraps a model so that explainers see batched scores.
 
@@ -123,13 +159,7 @@ class ModelAdapter:
             raise TypeError("forward() with gradients needs a torch.nn.Module")
         if self.on_rows is not None:
             self.on_rows(x.shape[0])
-        try:
-            out = _first(self.model(x))
-        except (RuntimeError, ValueError, IndexError) as err:
-            raise ValueError(
-                f"the model could not process inputs of shape {tuple(x.shape)} "
-                f"(dtype {x.dtype}): {str(err).splitlines()[0]}"
-            ) from err
+        out = _first(run_model(self.model, x))
         if not isinstance(out, torch.Tensor):
             raise TypeError(f"the model returned {type(out).__name__}, expected a tensor of scores")
         scores = self.transform(out)
@@ -158,13 +188,7 @@ class ModelAdapter:
         arr = x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
         if self.on_rows is not None:
             self.on_rows(arr.shape[0])
-        try:
-            raw = _first(self.model(arr))
-        except (RuntimeError, ValueError, IndexError, TypeError) as err:
-            raise ValueError(
-                f"the model could not process inputs of shape {arr.shape} (dtype {arr.dtype}): "
-                f"{str(err).splitlines()[0] if str(err) else type(err).__name__}"
-            ) from err
+        raw = _first(run_model(self.model, arr))
         if isinstance(raw, torch.Tensor):
             raw = raw.detach().cpu()
         out = np.asarray(raw)

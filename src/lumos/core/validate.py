@@ -14,7 +14,12 @@ import torch
 def as_array(inputs: Any, name: str = "inputs") -> np.ndarray:
     """Return ``inputs`` as a numpy array with a batch axis, checked for NaN/inf."""
     if isinstance(inputs, torch.Tensor):
-        arr = inputs.detach().cpu().numpy()
+        if inputs.device.type == "meta":
+            raise ValueError(f"{name} are a meta tensor (a shape without data); pass real values")
+        if inputs.is_complex():
+            raise TypeError(f"{name} are complex ({inputs.dtype}); lumos explains real-valued inputs: pass the real "
+                            "and imaginary parts (or magnitude and phase) as separate channels")
+        arr = inputs.detach().cpu().resolve_conj().numpy()
     else:
         try:
             arr = np.asarray(inputs)

@@ -143,6 +143,9 @@ def model_view(model, device=None, warn_training: bool = True) -> Iterator:
             raise ValueError(f"device={device!r} applies to torch models; this model is a {type(model).__name__}")
         yield model
         return
+    if any(t.device.type == "meta" for t in list(model.parameters()) + list(model.buffers())):
+        raise ValueError("the model's parameters are on the meta device (shapes without values): load its weights "
+                         "first, e.g. model.to_empty(device='cpu') followed by model.load_state_dict(...)")
     if warn_training:
         _warn_training(model)
     if viewable(model):

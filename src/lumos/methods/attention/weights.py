@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from lumos.core.batching import expansion_chunks
-from lumos.core.model import accepts_keyword as _accepts
+from lumos.core.model import accepts_keyword as _accepts, run_model
 from lumos.core.registry import register
 from lumos.core.view import model_view
 from lumos.methods.attention.diagnostics import kendall_tau_rows, total_variation
@@ -106,7 +106,7 @@ class AttentionWeights(Explainer):
 
     @staticmethod
     def _call(model, x, kw, **extra):
-        return model(x, **kw, **extra)
+        return run_model(model, x, **kw, **extra)
 
     def attribute_chunk(self, x, targets, state):
         rows = targets.index

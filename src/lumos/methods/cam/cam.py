@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from lumos.core.hooks import capture_activations, find_layer
+from lumos.core.model import run_model
 from lumos.core.registry import register
 from lumos.methods.base import Chunk, Explainer, State
 from lumos.methods.cam.layers import (has_positions, input_positions, probe, resolve_positional_layer,
@@ -159,7 +160,7 @@ class CAM(LayerMapExplainer):
         if self.layer is not None:
             fname, module = find_layer(model, self.layer)
             with capture_activations(model, {fname: module}) as store, torch.no_grad():
-                model(xp)
+                run_model(model, xp)
             act = to_channels_first(store[fname], module, self.channel_axis) if fname in store else None
             if act is None or not _gap_matches(act, linear, logits):
                 raise ValueError(

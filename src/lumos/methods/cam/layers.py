@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from lumos.core.hooks import capture_activations, find_layer, named_layers
+from lumos.core.model import _first, run_model
 
 _MODES = {1: "linear", 2: "bilinear", 3: "trilinear"}
 
@@ -55,14 +56,14 @@ def probe(model: nn.Module, x: torch.Tensor) -> list[tuple[str, nn.Module, torch
     ``"auto"`` channels-first layout), and last ``("", model, model output)``."""
     layers = named_layers(model)
     with capture_activations(model, layers) as store, torch.no_grad():
-        out = model(x)
+        out = _first(run_model(model, x))
     rows = []
     for name, act in store.items():
         module = layers[name]
         if not isinstance(act, torch.Tensor):
             continue
         rows.append((name, module, to_channels_first(act, module)))
-    rows.append(("", model, out[0] if isinstance(out, (tuple, list)) else out))
+    rows.append(("", model, out))
     return rows
 
 
@@ -85,7 +86,7 @@ def resolve_positional_layer(model: nn.Module, layer, x1: torch.Tensor, channel_
         return name, named_layers(model)[name]
     name, module = find_layer(model, layer)
     with capture_activations(model, {name: module}) as store, torch.no_grad():
-        model(x1)
+        run_model(model, x1)
     if name not in store:
         raise ValueError(f"layer {name!r} did not run during the forward pass; candidates: {shown}")
     act = to_channels_first(store[name], module, channel_axis)
