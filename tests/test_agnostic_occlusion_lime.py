@@ -188,3 +188,36 @@ def test_compose_equals_numpy_where_for_every_dtype_and_layout(dtype):
     assert np.array_equal(out, expected)
     one = compose(x[:, ::-1], ref[0], masks, groups)  # a single reference, a strided sample
     assert np.array_equal(one, np.where(masks[:, groups], x[:, ::-1], ref[0]))
+
+
+def test_lime_mask_blocks_equal_one_block():
+    rng = np.random.default_rng(6)
+    w = rng.normal(size=10)
+    f = lambda z: np.tanh(z @ w)[:, None]  # noqa: E731
+    x = rng.normal(size=(3, 10))
+    one = Lime(f, n_samples=400, sampling="mask", seed=1).explain(x)
+    blocked = Lime(f, n_samples=400, sampling="mask", seed=1)
+    blocked.design_elements = 10 * 30  # blocks of 30 samples per input
+    many = blocked.explain(x)
+    for key in ("coefficients", "intercept", "r2", "local_prediction"):
+        np.testing.assert_allclose(many.extras[key], one.extras[key], rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(many.values, one.values, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("options,call", [({"sampling": "mask"}, {}), ({"share_samples": False}, {"training": True}),
+                                          ({}, {"training": True})])
+def test_lime_rows_seeded_by_their_dataset_position(options, call):
+    """Row i draws from (seed, row_offset + i): explaining a dataset in parts with their
+    offsets (as explain_dataset does) gives the values of one call."""
+    rng = np.random.default_rng(7)
+    train = rng.normal(size=(100, 5))
+    f = lambda z: np.tanh(z @ np.arange(1.0, 6.0) / 5)[:, None]  # noqa: E731
+    x = train[:5]
+    kw = {"training_data": train} if call else {}
+    whole = Lime(f, n_samples=200, seed=3, **options).explain(x, **kw)
+    parts = [Lime(f, n_samples=200, seed=3, **options).explain(x[:2], **kw),
+             Lime(f, n_samples=200, seed=3, **options).explain(x[2:], row_offset=2, **kw)]
+    np.testing.assert_array_equal(np.concatenate([p.values for p in parts]), whole.values)
+    shifted = Lime(f, n_samples=200, seed=3, **options).explain(x[2:], **kw)
+    if options.get("sampling") == "mask" or options.get("share_samples") is False:
+        assert not np.allclose(shifted.values, whole.values[2:])  # other rows, other draws

@@ -120,3 +120,19 @@ def test_default_names_say_where_a_feature_or_group_lies():
     exp = PermutationImportance(model, n_repeats=2).explain(x, (x.sum((1, 2)) > 0).astype(int),
                                                            groups=window_groups((2, 30), (None, 10))[0])
     assert exp.feature_names == ["t 0–9", "t 10–19", "t 20–29"]
+
+
+def test_labels_positional_or_as_y_once(fitted):
+    clf, x, y = fitted
+    a = PermutationImportance(clf.predict_proba, n_repeats=2).explain(x, y)
+    b = PermutationImportance(clf.predict_proba, n_repeats=2).explain(x, y=y)
+    c = PermutationImportance(clf.predict_proba, n_repeats=2).explain(x, target=y)
+    np.testing.assert_array_equal(a.values, b.values)
+    np.testing.assert_array_equal(a.values, c.values)
+    with pytest.raises(ValueError, match="twice"):
+        PermutationImportance(clf.predict_proba).explain(x, y, y=y)
+    with pytest.raises(ValueError, match="one per input"):
+        PermutationImportance(clf.predict_proba).explain(x, y=y[:-1])
+    fresh = PermutationImportance(clf.predict_proba, n_repeats=2, seed=None).explain(x, y)
+    again = PermutationImportance(clf.predict_proba, n_repeats=2, seed=fresh.params["seed"]).explain(x, y)
+    np.testing.assert_array_equal(fresh.values, again.values)

@@ -151,3 +151,75 @@ def test_torch_mlp_efficiency():
     ex = ExactShapley(model).explain(x, background=bg)
     np.testing.assert_allclose(exp.values, ex.values, atol=1e-5)
     np.testing.assert_allclose(ex.delta, 0, atol=1e-5)
+
+
+def test_kernel_blocks_equal_one_block_and_keep_efficiency():
+    """A budget generated, evaluated and reduced in many blocks (forced small) gives the
+    one-block result: the same coalitions drawn in the same order, the normal equations
+    summed over the blocks (duplicates across blocks count twice with their weight each,
+    as when merged). Efficiency holds exactly however the design is blocked."""
+    rng = np.random.default_rng(3)
+    d = 12
+    w = rng.normal(size=(d, 2))
+    f = lambda z: np.tanh(z @ w) + z[:, [0]] * z[:, [5]]  # noqa: E731
+    x, bg = rng.normal(size=(5, d)), rng.normal(size=(4, d))
+    one = KernelShap(f, n_samples=1500, seed=2).explain(x, background=bg)
+    blocked = KernelShap(f, n_samples=1500, seed=2)
+    blocked.design_elements = 40 * d  # blocks of 40 coalitions: enumerated sizes split too
+    many = blocked.explain(x, background=bg)
+    # duplicates are merged within a block only: as many coalitions or more in 38 blocks
+    assert int(one.extras["n_coalitions"]) <= int(many.extras["n_coalitions"]) <= 1500
+    np.testing.assert_allclose(many.values, one.values, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(many.delta, 0, atol=1e-12)
+    np.testing.assert_allclose(many.values.sum(1) + many.base_value, many.target_score(), rtol=0, atol=1e-12)
+
+
+def test_sampling_shapley_blocks_equal_one_block():
+    rng = np.random.default_rng(4)
+    d = 6
+    w = rng.normal(size=(d, 2))
+    f = lambda z: np.tanh(z @ w) * z[:, [1]]  # noqa: E731
+    x, bg = rng.normal(size=(3, d)), rng.normal(size=(5, d))
+    one = SamplingShapley(f, n_permutations=10, seed=1).explain(x, background=bg)
+    blocked = SamplingShapley(f, n_permutations=10, seed=1)
+    blocked.design_elements = 1  # one antithetic pair per block
+    many = blocked.explain(x, background=bg)
+    np.testing.assert_allclose(many.values, one.values, rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(many.extras["std_error"], one.extras["std_error"], rtol=1e-9)
+    np.testing.assert_allclose(many.delta, 0, atol=1e-12)
+
+
+@pytest.mark.parametrize("cls,opts", [(KernelShap, {"n_samples": 60}), (SamplingShapley, {"n_permutations": 4})])
+def test_rows_do_not_depend_on_the_batch_and_seed_none_is_recorded(problem, cls, opts):
+    f, x, bg = problem
+    whole = cls(f, seed=8, **opts).explain(x, background=bg)
+    parts = [cls(f, seed=8, **opts).explain(x[:1], background=bg),
+             cls(f, seed=8, **opts).explain(x[1:], background=bg, row_offset=1)]
+    np.testing.assert_allclose(np.concatenate([p.values for p in parts]), whole.values, rtol=1e-12, atol=1e-14)
+    fresh = cls(f, seed=None, **opts).explain(x, background=bg)
+    again = cls(f, seed=fresh.params["seed"], **opts).explain(x, background=bg)
+    np.testing.assert_array_equal(fresh.values, again.values)
+
+
+def test_progress_totals_are_the_rows_evaluated(problem, monkeypatch):
+    import lumos.methods.base as base
+
+    bars = []
+
+    class Recorder:
+        def __init__(self, enabled, total, label):
+            self.total, self.rows = total, 0
+            bars.append(self)
+
+        def update(self, rows):
+            self.rows += rows
+
+        def close(self):
+            pass
+
+    monkeypatch.setattr(base, "Progress", Recorder)
+    f, x, bg = problem
+    for explainer in (ExactShapley(f), KernelShap(f, n_samples=90), SamplingShapley(f, n_permutations=6)):
+        bars.clear()
+        explainer.explain(x, background=bg)
+        assert bars[0].total == bars[0].rows > len(x) * len(bg) * 10

@@ -1,68 +1,102 @@
-"""Shared plumbing of the model-agnostic explainers: the target score of many composed
-inputs, evaluated chunk by chunk (one ``adapter.scores`` call per chunk)."""
+"""Shared plumbing of the model-agnostic explainers.
+
+They implement the explainer template (:mod:`lumos.methods.base`): the template validates
+the inputs and targets, opens the call's private view of the model and plans chunks of
+inputs under the one :class:`~lumos.core.batching.RowBudget`; the adapter bound to the
+call (``state.adapter``) already evaluates at most the budget's rows per model call, so
+the methods here only compose perturbed inputs and send them to ``state.adapter.scores``.
+
+What a method builds per input besides the model's rows (coalitions, LIME samples,
+orderings and their values) is generated in blocks of at most :attr:`design_elements`
+elements, so memory does not grow with the sampling budget.
+"""
 from __future__ import annotations
+
+from typing import ClassVar
 
 import numpy as np
 
 from lumos.core.batching import expansion_chunks
+from lumos.core.validate import broadcast_reference
 from lumos.methods.agnostic.masking import compose
 from lumos.methods.base import Explainer
+
+DESIGN_ELEMENTS = 2**21
+"""Default bound on the elements of one block of a sampling design (coalitions, samples,
+orderings) and of the values held for it: 16 MB in float64."""
 
 
 class AgnosticExplainer(Explainer):
     """Base of the perturbation explainers: any torch module or ``numpy -> scores``
-    callable (e.g. ``clf.predict_proba``); no gradients are taken."""
+    callable (e.g. ``clf.predict_proba``); no gradients are taken. Integer inputs are
+    perturbed as float32."""
 
     needs_gradients = False
-    element_budget = 2**22
-    """Without an explicit ``batch_size``, one model call gets about this many input
-    elements (at least 256 and at most 65,536 rows): perturbation methods send hundreds
-    of thousands of rows, and small calls would spend their time in call overhead."""
+    design_elements: ClassVar[int] = DESIGN_ELEMENTS
+    """Elements of one block of the sampling design (and of its values) held at once."""
 
-    def __init__(self, model, *, batch_size: int | None = None, **kwargs):
-        self._auto_batch = batch_size is None
-        super().__init__(model, batch_size=256 if batch_size is None else batch_size, **kwargs)
+    def _validate(self, inputs) -> np.ndarray:
+        x = super()._validate(inputs)
+        return x if np.issubdtype(x.dtype, np.floating) else x.astype(np.float32)
 
-    def _size_batches(self, x: np.ndarray) -> None:
-        if self._auto_batch:
-            self.adapter.batch_size = int(np.clip(self.element_budget // max(x[0].size, 1), 256, 65536))
+    @staticmethod
+    def scored(x: np.ndarray, targets, state):
+        """The scores of a chunk, its targets and the target scores ``f_t(x)``."""
+        scores = state.adapter.scores(x)
+        t = targets(scores)
+        return scores, t, scores[np.arange(x.shape[0]), t]
 
-    def _run(self, x, target, **options):
-        self._size_batches(x)
-        return super()._run(x, target, **options)
 
-    def _target_scores(self, batch: np.ndarray, target: np.ndarray) -> np.ndarray:
-        """``f_t(batch)`` for a flat batch and one target per row."""
-        s = self.adapter.scores(batch)
-        return s[np.arange(s.shape[0]), target]
+def row_reference(ref, x: np.ndarray, name: str = "baseline") -> np.ndarray:
+    """A baseline checked once for the batch ``x``: ``(1, *S)`` when shared by every input
+    (None, a scalar, one sample), ``(N, *S)`` when given per input. Take a chunk's rows
+    with :func:`reference_rows`."""
+    if ref is None or np.ndim(ref) < x.ndim:
+        try:
+            return broadcast_reference(ref, x[:1], name)
+        except ValueError:
+            pass  # the message names the batch's shape below
+    return broadcast_reference(ref, x, name)
 
-    def coalition_values(self, x: np.ndarray, target: np.ndarray, masks: np.ndarray, reference: np.ndarray,
-                         groups: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
-        """``v[n, m] = Σ_b w_b f_t(compose(x_n, reference_b, masks_m))``.
 
-        ``reference`` is a background ``(B, *S)`` shared by all inputs (``weights`` sum
-        to 1; uniform when None). Inputs and coalitions are split into chunks of about
-        ``batch_size`` composed rows, each evaluated in one call of the model.
-        """
-        n, m, b = x.shape[0], masks.shape[0], reference.shape[0]
-        w = np.full(b, 1.0 / b) if weights is None else weights
-        out = np.empty((n, m))
-        if m == 0:
-            return out
-        per_copy = max(1, self.adapter.batch_size // b)
-        chunks = list(expansion_chunks(n, m, per_copy))
-        # one buffer for every chunk: a fresh multi-MB array per chunk costs a page fault per
-        # 4 kB page each time (glibc returns large blocks to the system when freed)
-        per_row = int(np.prod(x.shape[1:], dtype=np.int64))
-        most = max((rows.stop - rows.start) * (cols.stop - cols.start) for rows, cols in chunks)
-        store = np.empty(most * b * per_row, dtype=np.result_type(x, reference))
-        for rows, cols in chunks:
-            xs, ms = x[rows], masks[cols]
-            r, c = xs.shape[0], ms.shape[0]
-            batch = store[:r * c * b * per_row].reshape(r, c, b, *x.shape[1:])
-            for xi, buf in zip(xs, batch):
-                compose(xi, reference, ms, groups, out=buf)  # (c, B, *S) written in place
-            t = np.repeat(target[rows], c * b)
-            f = self._target_scores(batch.reshape(r * c * b, *x.shape[1:]), t)
-            out[rows, cols] = (f.reshape(r, c, b) * w).sum(-1)  # row-wise: equal rows give equal values
+def reference_rows(ref: np.ndarray, index: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """The references of the inputs at batch positions ``index`` (a broadcast view when shared)."""
+    return np.broadcast_to(ref if ref.shape[0] == 1 else ref[index], shape)
+
+
+def target_scores(adapter, batch: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """``f_t(batch)`` for a flat batch and one target per row."""
+    s = adapter.scores(batch)
+    return s[np.arange(s.shape[0]), target]
+
+
+def coalition_values(adapter, x: np.ndarray, target: np.ndarray, masks: np.ndarray, reference: np.ndarray,
+                     groups: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
+    """``v[n, m] = Σ_b w_b f_t(compose(x_n, reference_b, masks_m))``.
+
+    ``reference`` is a background ``(B, *S)`` shared by all inputs (``weights`` sum to 1;
+    uniform when None). Inputs and coalitions are split into blocks of at most the
+    adapter's ``batch_size`` composed rows, each evaluated in one call of the model.
+    """
+    n, m, b = x.shape[0], masks.shape[0], reference.shape[0]
+    w = np.full(b, 1.0 / b) if weights is None else weights
+    out = np.empty((n, m))
+    if m == 0:
         return out
+    per_copy = max(1, adapter.batch_size // b)
+    chunks = list(expansion_chunks(n, m, per_copy))
+    # one buffer for every chunk: a fresh multi-MB array per chunk costs a page fault per
+    # 4 kB page each time (glibc returns large blocks to the system when freed)
+    per_row = int(np.prod(x.shape[1:], dtype=np.int64))
+    most = max((rows.stop - rows.start) * (cols.stop - cols.start) for rows, cols in chunks)
+    store = np.empty(most * b * per_row, dtype=np.result_type(x, reference))
+    for rows, cols in chunks:
+        xs, ms = x[rows], masks[cols]
+        r, c = xs.shape[0], ms.shape[0]
+        batch = store[:r * c * b * per_row].reshape(r, c, b, *x.shape[1:])
+        for xi, buf in zip(xs, batch):
+            compose(xi, reference, ms, groups, out=buf)  # (c, B, *S) written in place
+        t = np.repeat(target[rows], c * b)
+        f = target_scores(adapter, batch.reshape(r * c * b, *x.shape[1:]), t)
+        out[rows, cols] = (f.reshape(r, c, b) * w).sum(-1)  # row-wise: equal rows give equal values
+    return out

@@ -30,7 +30,13 @@ is fitted in closed form (vectorised over inputs) on an interpretable representa
 group size); ``extras`` holds the coefficients per group, the intercept, the weighted
 R² of the surrogate (``r2``; a poor fit means the explanation should not be trusted) and
 its prediction at x (``local_prediction``). Random numbers come from a generator seeded
-with ``(seed, i)`` for input i (mask sampling) or ``(seed, 0)`` for the shared tabular set.
+with ``(seed, row_offset + i)`` for input i (mask sampling, unshared tabular sets; ``row_offset``
+is the input's position in a dataset, so ``explain_dataset`` gives the values of one call)
+or ``(seed, 0)`` for the shared tabular set (the set of the dataset's first row).
+
+Memory: mask samples are drawn and fitted in blocks (:func:`blocked_ridge`), so nothing of
+size ``n_samples x groups`` is kept per input; tabular sample sets are fitted for as many
+inputs at a time as the row budget allows.
 """
 from __future__ import annotations
 
@@ -40,10 +46,10 @@ import numpy as np
 from scipy.special import ndtr, ndtri
 
 from lumos.core.registry import register
-from lumos.core.validate import broadcast_reference, check_choice, check_positive_int
-from lumos.methods.agnostic.base import AgnosticExplainer
-from lumos.methods.agnostic.masking import (as_background, as_inputs, resolve_groups, spread,
-                                            superpixel_groups, window_groups)
+from lumos.core.validate import check_choice, check_positive_int
+from lumos.methods.agnostic.base import AgnosticExplainer, coalition_values, row_reference
+from lumos.methods.agnostic.masking import as_background, resolve_groups, spread, superpixel_groups, window_groups
+from lumos.methods.base import Chunk, State
 
 
 def weighted_ridge(z: np.ndarray, y: np.ndarray, w: np.ndarray, alpha: float):
@@ -69,6 +75,41 @@ def weighted_ridge(z: np.ndarray, y: np.ndarray, w: np.ndarray, alpha: float):
     ss_tot = (wn * yc ** 2).sum(1)
     r2 = 1 - (wn * resid ** 2).sum(1) / np.where(ss_tot > 0, ss_tot, 1.0)
     return coef, intercept, np.where(ss_tot > 0, r2, 1.0)
+
+
+def blocked_ridge(blocks, y: np.ndarray, w: np.ndarray, alpha: float):
+    """``weighted_ridge`` for one problem whose samples are regenerated block by block.
+
+    ``blocks()`` yields ``(slice, z[slice])`` with ``z`` the (M, G) representation; ``y`` and
+    ``w`` are (M,). Three passes over the blocks (weighted mean of z, centred normal
+    equations, residuals) compute what ``weighted_ridge`` computes with the same centring;
+    nothing of size M x G is kept. Returns coef (G,), intercept and the weighted R².
+    """
+    wn = w / w.sum()
+    zm = None
+    for sl, z in blocks():
+        part = wn[sl] @ z
+        zm = part if zm is None else zm + part
+    ym = (wn * y).sum()
+    yc = y - ym
+    a = np.zeros((zm.shape[0], zm.shape[0]))
+    b = np.zeros(zm.shape[0])
+    for sl, z in blocks():
+        zc = z - zm
+        zw = zc * w[sl, None]
+        a += zw.T @ zc
+        b += zw.T @ yc[sl]
+    a += alpha * np.eye(zm.shape[0])
+    try:
+        coef = np.linalg.solve(a, b)
+    except np.linalg.LinAlgError:
+        coef = np.linalg.lstsq(a, b, rcond=None)[0]
+    resid = yc.copy()
+    for sl, z in blocks():
+        resid[sl] -= (z - zm) @ coef
+    ss_tot = (wn * yc ** 2).sum()
+    r2 = 1 - (wn * resid ** 2).sum() / ss_tot if ss_tot > 0 else 1.0
+    return coef, ym - zm @ coef, r2
 
 
 def shared_design_ridge(z: np.ndarray, y: np.ndarray, z_self: np.ndarray, y_self: np.ndarray,
@@ -168,17 +209,21 @@ class Lime(AgnosticExplainer):
         Tabular sampling: one perturbation set per call shared by every row (fast; a row's
         explanation does not depend on the batch) or, with False, an independent set per
         row as lime draws it (errors of different rows independent; N times the model rows).
-    seed : int, default 0
+    seed : int or None, default 0
+        None draws a fresh seed, recorded in the explanation's ``params``.
 
     ``explain(x, target, baseline=0.0, training_data=None, groups=None, feature_names=None)``;
     ``baseline="mean"`` replaces a switched-off group by its mean in x, channel by channel
     (lime's image default).
     """
 
+    stochastic = True
+    call_options = {"baseline": 0.0, "training_data": None, "groups": None, "feature_names": None}
+
     def __init__(self, model, *, n_samples: int = 5000, kernel_width: float | None = None, alpha: float = 1.0,
                  sampling: str = "auto", discretize: bool = False, categorical_features=(),
                  n_segments: int | None = None, segmentation: str = "slic", share_samples: bool = True,
-                 seed: int = 0, **kwargs):
+                 seed: int | None = 0, **kwargs):
         super().__init__(model, **kwargs)
         self.n_samples = check_positive_int(n_samples, "n_samples", minimum=2)
         if kernel_width is not None and not (np.isfinite(kernel_width) and kernel_width > 0):
@@ -201,35 +246,65 @@ class Lime(AgnosticExplainer):
                 "categorical_features": list(self.categorical_features), "n_segments": self.n_segments,
                 "segmentation": self.segmentation, "share_samples": self.share_samples, "seed": self.seed}
 
-    def _rng(self, i: int) -> np.random.Generator:
-        return np.random.default_rng([self.seed if self.seed is not None else 0, i])
-
     def _width(self, d: int) -> float:
         return self.kernel_width if self.kernel_width is not None else 0.75 * math.sqrt(d)
 
-    def _explain(self, x, target, scores, baseline=0.0, training_data=None, groups=None, feature_names=None):
-        x = as_inputs(x)
+    # -- the template ---------------------------------------------------------------
+    def prepare(self, x, call, baseline=0.0, training_data=None, groups=None, feature_names=None):
         mode = self.sampling
         if mode == "auto":
             mode = "tabular" if x.ndim == 2 and training_data is not None and groups is None else "mask"
+        state = State(call, mode=mode, feature_names=feature_names)
         if mode == "tabular":
             if x.ndim != 2:
                 raise ValueError(f"tabular sampling needs (N, d) inputs, got {x.shape}; use sampling='mask'")
-            coef, intercept, r2, rep_self = self._tabular(x, target, scores,
-                                                          as_background(training_data, x, "training_data"))
-            group_maps, n_groups = [np.arange(x.shape[1])] * x.shape[0], x.shape[1]
+            data = as_background(training_data, x, "training_data")
+            state.stats = TabularStatistics(np.asarray(data, dtype=np.float64), self.categorical_features,
+                                            self.discretize)
+            state.shared = state.shared_scores = None
+            if self.share_samples:  # drawn with row 0's generator (seed, 0), whatever the row offset
+                rng = np.random.default_rng(np.random.SeedSequence([int(call.seed), 0]))
+                state.shared = self._draw(state.stats, rng, self.n_samples - 1, x.shape[1])
+            return state
+        state.per_mean = isinstance(baseline, str)
+        if state.per_mean and baseline != "mean":
+            raise ValueError(f"baseline must be a number, an array or 'mean', got {baseline!r}")
+        state.base = None if state.per_mean else row_reference(baseline, x).astype(x.dtype, copy=False)
+        if groups is not None or x.ndim <= 3:  # one group map for every input
+            state.maps = [self._group_map(x[0], groups, call.seed)] * x.shape[0]
+        else:  # superpixels of each image
+            state.maps = [self._group_map(xi, None, call.seed) for xi in x]
+        state.n_groups = max(g for _, g in state.maps)
+        return state
+
+    def expansion(self, state):
+        return self.n_samples
+
+    def expected_rows(self, x, state):
+        if state.mode == "tabular":
+            n = x.shape[0]
+            return n + (self.n_samples - 1) * (1 if self.share_samples else n)
+        return super().expected_rows(x, state)
+
+    def attribute_chunk(self, x, targets, state):
+        scores, t, f_x = self.scored(x, targets, state)
+        if state.mode == "tabular":
+            coef, intercept, r2, rep_self = self._tabular(x, t, f_x, targets.index, state)
+            maps = np.broadcast_to(np.arange(x.shape[1]), x.shape)
+            values = coef
         else:
-            rep, y, w, group_maps, n_groups = self._mask(x, target, baseline, groups)
-            coef, intercept, r2 = weighted_ridge(rep, y, w, self.alpha)
-            rep_self = rep[:, 0]
-        values = np.stack([spread(c, g, n_groups) for c, g in zip(coef, group_maps)])
+            coef, intercept, r2, rep_self = self._mask(x, t, targets.index, state)
+            maps = np.stack([state.maps[i][0] for i in targets.index])
+            values = np.stack([spread(c[:g], m, g) for c, (m, g) in zip(coef, (state.maps[i] for i in targets.index))])
         extras = {"coefficients": coef, "intercept": intercept, "r2": r2,
-                  "local_prediction": intercept + (rep_self * coef).sum(1),
-                  "groups": np.stack(group_maps).astype(np.int32)}
-        return self._result(values, x, target, scores, feature_names=feature_names, extras=extras)
+                  "local_prediction": intercept + (rep_self * coef).sum(1), "groups": maps.astype(np.int32)}
+        return Chunk(values, scores, t, extras)
+
+    def finish(self, x, result, state):
+        result.feature_names = state.feature_names
 
     # -- masks over feature groups ---------------------------------------------
-    def _group_map(self, xi, groups):
+    def _group_map(self, xi, groups, seed):
         if groups is not None:
             return resolve_groups(groups, xi.shape)
         if xi.ndim == 1:
@@ -237,89 +312,89 @@ class Lime(AgnosticExplainer):
         if xi.ndim == 2:  # (C, T): contiguous segments across all channels
             return window_groups(xi.shape, (None, math.ceil(xi.shape[1] / (self.n_segments or 10))))
         if xi.ndim == 3:
-            return resolve_groups(superpixel_groups(xi, self.segmentation, self.n_segments or 50, seed=self.seed)[0],
+            return resolve_groups(superpixel_groups(xi, self.segmentation, self.n_segments or 50, seed=seed)[0],
                                   xi.shape)
         raise ValueError(f"cannot derive feature groups for samples of shape {xi.shape}; pass groups=")
 
-    def _mask(self, x, target, baseline, groups, offset=0):
-        per_mean = isinstance(baseline, str)
-        if per_mean and baseline != "mean":
-            raise ValueError(f"baseline must be a number, an array or 'mean', got {baseline!r}")
-        base = None if per_mean else broadcast_reference(baseline, x).astype(x.dtype, copy=False)
-        maps = [self._group_map(xi, groups) for xi in x]
-        sizes = {g for _, g in maps}
-        if len(sizes) != 1:  # superpixels differ per image: explain one input at a time
-            parts = [self._mask(x[i:i + 1], target[i:i + 1], baseline if per_mean else base[i:i + 1],
-                                maps[i][0], offset=i) for i in range(x.shape[0])]
-            return self._pad(parts)
-        n_groups = sizes.pop()
-        reps, ys = [], []
-        for i, (xi, (gm, _)) in enumerate(zip(x, maps)):
-            rng = self._rng(offset + i)
-            z = rng.random((self.n_samples, n_groups)) < 0.5
-            z[0] = True
-            if per_mean:
+    def _blocks(self, call, i: int, n_groups: int):
+        """``() -> iterator of (slice, z)``: the samples of input ``i`` (batch position) in
+        blocks, z[0] all on; drawn from the row's generator (seed, row_offset + i), so that
+        they do not depend on the batch or on the block size."""
+        m = self.n_samples
+        size = max(1, self.design_elements // n_groups)
+
+        def blocks():
+            rng = call.rng(i)
+            for start in range(0, m, size):
+                z = rng.random((min(size, m - start), n_groups)) < 0.5
+                if start == 0:
+                    z[0] = True
+                yield slice(start, start + z.shape[0]), z.astype(np.float64)
+
+        return blocks
+
+    def _mask(self, x, target, index, state):
+        """Per input: samples in blocks, their coalition values, the kernel weights, then
+        the ridge over the blocks (coefficients padded to the call's most groups)."""
+        n, g_max = x.shape[0], state.n_groups
+        coef, intercept, r2 = np.zeros((n, g_max)), np.empty(n), np.empty(n)
+        for j, i in enumerate(index):
+            xi = x[j]
+            gm, n_groups = state.maps[i]
+            if state.per_mean:
                 # mean of each group in each channel (lime's image default)
                 key = gm * xi.shape[0] + (np.arange(xi.shape[0]).reshape((-1,) + (1,) * (xi.ndim - 1))
                                           if xi.ndim > 1 else 0)
                 sums = np.bincount(key.ravel(), weights=xi.ravel().astype(np.float64))
                 ref = (sums / np.maximum(np.bincount(key.ravel()), 1))[key].astype(x.dtype)
             else:
-                ref = base[i]
-            ys.append(self.coalition_values(xi[None], target[i:i + 1], z, ref[None], gm)[0])
-            reps.append(z.astype(np.float64))
-        rep, y = np.stack(reps), np.stack(ys)
-        dist2 = (1.0 - rep).sum(2)
-        w = np.exp(-dist2 / self._width(n_groups) ** 2)
-        return rep, y, w, [m for m, _ in maps], n_groups
-
-    @staticmethod
-    def _pad(parts):
-        # different numbers of superpixels per image: fit each separately by padding
-        # the representation with constant-zero columns (their coefficient is 0 under ridge)
-        g = max(p[4] for p in parts)
-        rep = np.concatenate([np.pad(p[0], ((0, 0), (0, 0), (0, g - p[4]))) for p in parts])
-        return rep, np.concatenate([p[1] for p in parts]), np.concatenate([p[2] for p in parts]), \
-            [m for p in parts for m in p[3]], g
+                ref = state.base[0 if state.base.shape[0] == 1 else i]
+            blocks = self._blocks(state.call, int(i), n_groups)
+            y, w = np.empty(self.n_samples), np.empty(self.n_samples)
+            for sl, z in blocks():
+                y[sl] = coalition_values(state.adapter, xi[None], target[j:j + 1], z > 0, ref[None], gm)[0]
+                w[sl] = np.exp(-(1.0 - z).sum(1) / self._width(n_groups) ** 2)
+            coef[j, :n_groups], intercept[j], r2[j] = blocked_ridge(blocks, y, w, self.alpha)
+        rep_self = np.zeros((n, g_max))  # the input itself: every group on (padding off)
+        for j, i in enumerate(index):
+            rep_self[j, :state.maps[i][1]] = 1.0
+        return coef, intercept, r2, rep_self
 
     # -- tabular sampling from training statistics -------------------------------
-    def _tabular(self, x, target, scores_x, data):
-        stats = TabularStatistics(np.asarray(data, dtype=np.float64), self.categorical_features, self.discretize)
+    def _tabular(self, x, target, y_self, index, state):
+        stats, call = state.stats, state.call
         n, d = x.shape
         m = self.n_samples
-        y_self = np.asarray(scores_x, dtype=np.float64)[np.arange(n), target]  # f(x), already known
         xf = x.astype(np.float64)
+        y_self = np.asarray(y_self, dtype=np.float64)
         rep_self = np.where(stats.continuous & (not self.discretize), (xf - stats.mean) / stats.std, 1.0)
         if self.share_samples:
-            values, bins = self._draw(stats, self._rng(0), m - 1, d)
-            y_shared = self.adapter.scores(values.astype(x.dtype, copy=False))[:, target].T
+            values, bins = state.shared
+            if state.shared_scores is None:  # the shared set, evaluated once per call (after f(x))
+                state.shared_scores = state.adapter.scores(values.astype(x.dtype, copy=False))
+            y_shared = state.shared_scores[:, target].T
             if not self.discretize and not stats.categorical:  # one design shared by every row
                 z = (values - stats.mean) / stats.std
                 coef, intercept, r2 = shared_design_ridge(z, y_shared, rep_self, y_self, self._width(d), self.alpha)
                 return coef, intercept, r2, rep_self
-        out = []
-        chunk = max(1, 2**22 // (m * d))
-        for lo in range(0, n, chunk):
-            rows = np.arange(lo, min(n, lo + chunk))
-            if self.share_samples:
-                vals, bns, y_drawn = values[None], None if bins is None else bins[None], y_shared[rows]
-            else:  # an independent set per row, seeded by (seed, i)
-                drawn = [self._draw(stats, self._rng(i), m - 1, d) for i in rows]
-                vals = np.stack([v for v, _ in drawn])
-                bns = None if drawn[0][1] is None else np.stack([b for _, b in drawn])
-                f = self.adapter.scores(vals.reshape(-1, d).astype(x.dtype, copy=False)).reshape(len(rows), m - 1, -1)
-                y_drawn = f[np.arange(len(rows)), :, target[rows]]
-            rep = np.empty((len(rows), m, d))
-            rep[:, 1:] = (vals - stats.mean) / stats.std
-            if self.discretize:
-                rep[:, 1:] = bns == stats.bin_of(xf[rows])[:, None]
-            for j in stats.categorical:
-                rep[:, 1:, j] = vals[..., j] == xf[rows, j, None]
-            rep[:, 0] = rep_self[rows]
-            y = np.concatenate([y_self[rows, None], y_drawn], 1)
-            w = np.exp(-((rep - rep[:, :1]) ** 2).sum(2) / self._width(d) ** 2)
-            out.append(weighted_ridge(rep, y, w, self.alpha))
-        coef, intercept, r2 = (np.concatenate(parts) for parts in zip(*out))
+            vals, bns, y_drawn = values[None], None if bins is None else bins[None], y_shared
+        else:  # an independent set per row, seeded by (seed, row_offset + i)
+            drawn = [self._draw(stats, call.rng(int(i)), m - 1, d) for i in index]
+            vals = np.stack([v for v, _ in drawn])
+            bns = None if drawn[0][1] is None else np.stack([b for _, b in drawn])
+            f = state.adapter.scores(vals.reshape(-1, d).astype(x.dtype, copy=False)).reshape(n, m - 1, -1)
+            y_drawn = f[np.arange(n), :, target]
+        # (n, m, d): the plan's chunks keep n * m within the row budget
+        rep = np.empty((n, m, d))
+        rep[:, 1:] = (vals - stats.mean) / stats.std
+        if self.discretize:
+            rep[:, 1:] = bns == stats.bin_of(xf)[:, None]
+        for j in stats.categorical:
+            rep[:, 1:, j] = vals[..., j] == xf[:, j, None]
+        rep[:, 0] = rep_self
+        y = np.concatenate([y_self[:, None], y_drawn], 1)
+        w = np.exp(-((rep - rep[:, :1]) ** 2).sum(2) / self._width(d) ** 2)
+        coef, intercept, r2 = weighted_ridge(rep, y, w, self.alpha)
         return coef, intercept, r2, rep_self
 
     def _draw(self, stats, rng, m, d):

@@ -14,12 +14,11 @@ from typing import Callable
 
 import numpy as np
 
-from lumos.core.explanation import Explanation
-from lumos.core.guard import model_guard
 from lumos.core.registry import register
-from lumos.core.validate import as_array, check_positive_int
+from lumos.core.validate import check_positive_int
 from lumos.methods.agnostic.base import AgnosticExplainer
-from lumos.methods.agnostic.masking import as_inputs, group_names, resolve_groups
+from lumos.methods.agnostic.masking import group_names, resolve_groups
+from lumos.methods.base import Chunk, State
 
 SCORINGS = ("accuracy", "roc_auc", "log_loss", "mse")
 
@@ -72,16 +71,22 @@ class PermutationImportance(AgnosticExplainer):
     per_class : bool, default False
         Also score the rows of each true class separately (``extras["per_class"]``,
         shape (n_classes, n_features); per-class recall for accuracy, one-vs-rest AUC).
-    seed : int, default 0
+    seed : int or None, default 0
+        Seeds the permutations (shared by all features); None draws a fresh seed, recorded
+        in the explanation's ``params``.
 
-    ``explain(X, y, groups=None, permutations=None, feature_names=None)``; ``permutations``
+    ``explain(X, y, groups=None, permutations=None, feature_names=None)``: the true labels
+    ``y`` are the ``target`` argument (``explain(X, y=y)`` is accepted too); ``permutations``
     are row orders ``(n_repeats, N)`` shared by all features or ``(n_features, n_repeats, N)``.
     """
 
     scope = "global"
+    needs_labels = True
+    stochastic = True
+    call_options = {"y": None, "groups": None, "permutations": None, "feature_names": None}
 
     def __init__(self, model, *, scoring: str | Callable = "accuracy", n_repeats: int = 5,
-                 per_class: bool = False, threshold: float | None = None, seed: int = 0, **kwargs):
+                 per_class: bool = False, threshold: float | None = None, seed: int | None = 0, **kwargs):
         super().__init__(model, **kwargs)
         if not callable(scoring) and scoring not in SCORINGS:
             raise ValueError(f"scoring must be one of {SCORINGS} or a callable(y_true, scores), got {scoring!r}")
@@ -124,32 +129,44 @@ class PermutationImportance(AgnosticExplainer):
             return float(roc_auc_score(y, p[:, 1]))
         return float(roc_auc_score(y, p, multi_class="ovr", labels=np.arange(p.shape[1])))
 
-    # -- explanation ----------------------------------------------------------
-    def explain(self, inputs, y=None, target=None, *, groups=None, permutations=None,
-                feature_names=None) -> Explanation:
+    # -- the template ---------------------------------------------------------
+    def _validate_target(self, target, n):
+        if target is None:  # the labels may come as the option y= (checked in attribute_chunk)
+            return None
+        return super()._validate_target(target, n)
+
+    def prepare(self, x, call, y=None, groups=None, permutations=None, feature_names=None):
+        labels = None if y is None else super()._validate_target(y, x.shape[0])
+        groups, n_groups = resolve_groups(groups, x.shape[1:])
+        perms = self._permutations(permutations, n_groups, x.shape[0], call)
+        return State(call, y=labels, groups=groups, n_groups=n_groups, perms=perms, feature_names=feature_names)
+
+    def expansion(self, state):
+        return state.n_groups * self.n_repeats
+
+    def attribute_chunk(self, x, targets, state):
+        y = targets.given
+        if state.y is not None:
+            if y is not None:
+                raise ValueError("permutation importance got the labels twice: give them once, explain(X, y) "
+                                 "or explain(X, y=y)")
+            y = state.y
         if y is None:
             raise ValueError("permutation importance needs the true targets: explain(X, y)")
-        if target is not None:
-            raise ValueError("permutation importance scores all outputs against y; target must be None")
-        x = as_inputs(inputs)
-        y = as_array(np.asarray(y)[:, None] if np.ndim(y) == 1 else y, "y")[:, 0]
-        if y.shape[0] != x.shape[0]:
-            raise ValueError(f"y has {y.shape[0]} entries but there are {x.shape[0]} inputs")
-        groups, n_groups = resolve_groups(groups, x.shape[1:])
-        perms = self._permutations(permutations, n_groups, x.shape[0])
-        self._size_batches(x)
-        with model_guard(self.adapter.model):
-            raw, per_class = self._importances(x, y, groups, n_groups, perms)
-        extras = {"importances": raw, "std": raw.std(axis=1), "groups": groups.astype(np.int32)[None]}
+        raw, per_class = self._importances(state.adapter, x, y, state)
+        extras = {"importances": raw, "std": raw.std(axis=1), "groups": state.groups.astype(np.int32)[None]}
         if per_class is not None:
             extras.update(per_class=per_class.mean(2), per_class_std=per_class.std(2))
-        names = feature_names or group_names(groups, n_groups)
-        return Explanation(values=raw.mean(axis=1), method=self.name, params=self.params(), feature_names=names,
-                           extras=extras, scope="global", meta={"n_samples": x.shape[0]})
+        return Chunk(raw.mean(axis=1), extras=extras)  # global: the one chunk is the whole set
 
-    def _permutations(self, permutations, n_groups, n):
+    def finish(self, x, result, state):
+        result.feature_names = [str(n) for n in (state.feature_names or group_names(state.groups, state.n_groups))]
+        result.meta = {"n_samples": x.shape[0]}
+        result.inputs = None  # a global explanation describes the features, not the rows
+
+    def _permutations(self, permutations, n_groups, n, call):
         if permutations is None:
-            rng = np.random.default_rng(self.seed)
+            rng = call.shared_rng()
             return np.stack([[rng.permutation(n) for _ in range(self.n_repeats)] for _ in range(n_groups)])
         p = np.asarray(permutations)
         if p.ndim == 2:
@@ -161,9 +178,10 @@ class PermutationImportance(AgnosticExplainer):
             raise ValueError("every row of permutations must be a permutation of range(N)")
         return p
 
-    def _importances(self, x, y, groups, n_groups, perms):
+    def _importances(self, adapter, x, y, state):
+        groups, n_groups, perms = state.groups, state.n_groups, state.perms
         n, r = x.shape[0], self.n_repeats
-        base_scores = self.adapter.scores(x)
+        base_scores = adapter.scores(x)
         classes = np.unique(y).astype(np.int64) if self.per_class else None
         baseline = self._score(y, base_scores)
         raw = np.empty((n_groups, r))
@@ -171,11 +189,11 @@ class PermutationImportance(AgnosticExplainer):
         base_cls = None if classes is None else [self._score(y, base_scores, c) for c in classes]
         member = np.eye(n_groups, dtype=bool)[:, groups]  # (G, *S)
         copies = [(g, k) for g in range(n_groups) for k in range(r)]
-        per_call = max(1, self.adapter.batch_size // n)
+        per_call = max(1, adapter.batch_size // n)  # whole permuted copies of the set per model call
         for start in range(0, len(copies), per_call):
             chunk = copies[start:start + per_call]
             batch = np.stack([np.where(member[g], x[perms[g, k]], x) for g, k in chunk])
-            s = self.adapter.scores(batch.reshape(len(chunk) * n, *x.shape[1:])).reshape(len(chunk), n, -1)
+            s = adapter.scores(batch.reshape(len(chunk) * n, *x.shape[1:])).reshape(len(chunk), n, -1)
             for (g, k), sk in zip(chunk, s):
                 raw[g, k] = baseline - self._score(y, sk)
                 if classes is not None:

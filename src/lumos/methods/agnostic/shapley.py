@@ -17,17 +17,28 @@ correlated: the values then explain the model under feature independence, not th
   constraint, paired sampling and complete enumeration of the smallest/largest sizes.
 - :class:`SamplingShapley` averages marginal contributions over antithetic permutations
   (Strumbelj & Kononenko 2014, doi:10.1007/s10115-013-0679-x).
+
+*Memory.* KernelSHAP's coalitions and SamplingShapley's orderings are generated in blocks
+of about ``design_elements`` elements, evaluated block by block and reduced as they come
+(the normal equations of the regression, the sums of the contributions), so a budget of a
+million coalitions of a 784-pixel image needs no more memory than one of a hundred
+thousand. The random draws are made in the same order whatever the block size: a budget
+that fits one block gives the coalitions of an unblocked computation.
 """
 from __future__ import annotations
 
+import copy
 import math
+from itertools import combinations, islice
 
 import numpy as np
 
+from lumos.core.batching import chunk_slices
 from lumos.core.registry import register
 from lumos.core.validate import check_positive_int
-from lumos.methods.agnostic.base import AgnosticExplainer
-from lumos.methods.agnostic.masking import as_background, as_inputs, resolve_groups, spread
+from lumos.methods.agnostic.base import AgnosticExplainer, coalition_values
+from lumos.methods.agnostic.masking import as_background, resolve_groups, spread
+from lumos.methods.base import Chunk, State
 
 
 def kmeans_background(data, k: int = 50, seed: int = 0, round_values: bool = True) -> tuple[np.ndarray, np.ndarray]:
@@ -61,7 +72,11 @@ class ShapleyExplainer(AgnosticExplainer):
     feature_names=None)``; ``background`` rows are shaped like the samples.
     """
 
-    def __init__(self, model, *, n_background: int | None = None, seed: int = 0, **kwargs):
+    needs_background = True
+    stochastic = True
+    call_options = {"background": None, "background_weights": None, "groups": None, "feature_names": None}
+
+    def __init__(self, model, *, n_background: int | None = None, seed: int | None = 0, **kwargs):
         super().__init__(model, **kwargs)
         self.n_background = None if n_background is None else check_positive_int(n_background, "n_background")
         self.seed = seed
@@ -69,24 +84,54 @@ class ShapleyExplainer(AgnosticExplainer):
     def params(self):
         return {**super().params(), "n_background": self.n_background, "seed": self.seed}
 
-    def _explain(self, x, target, scores, background=None, background_weights=None, groups=None,
-                 feature_names=None):
-        x = as_inputs(x)
+    # -- the template ---------------------------------------------------------------
+    def prepare(self, x, call, background=None, background_weights=None, groups=None, feature_names=None):
         bg = as_background(background, x)
         if background_weights is None and self.n_background is not None and bg.shape[0] > self.n_background:
-            bg, background_weights = kmeans_background(bg, self.n_background, seed=self.seed)
+            bg, background_weights = kmeans_background(bg, self.n_background, seed=call.seed)
             bg = bg.astype(x.dtype)
         w = self._weights(background_weights, bg.shape[0])
         groups, n_groups = resolve_groups(groups, x.shape[1:])
-        base = np.stack([(self._target_scores(bg, np.full(bg.shape[0], t)) * w).sum() for t in np.unique(target)])
-        base = base[np.searchsorted(np.unique(target), target)]
-        f_x = scores[np.arange(x.shape[0]), target]
-        phi, extras = self._shapley(x, target, bg, w, groups, n_groups, f_x, base)
-        values = spread(phi, groups, n_groups)
-        delta = values.reshape(x.shape[0], -1).sum(1) - (f_x - base)
-        extras = {"group_values": phi, "groups": np.broadcast_to(groups, x.shape).astype(np.int32), **extras}
-        return self._result(values, x, target, scores, base_value=base, delta=delta,
-                            feature_names=feature_names, extras=extras)
+        state = State(call, bg=bg, w=w, groups=groups, n_groups=n_groups, feature_names=feature_names)
+        self._design(state)
+        state.bg_scores = call.adapter.scores(bg)  # (B, K): the base value E_b f_t(b) of every target
+        return state
+
+    def _design(self, state) -> None:
+        """Add the method's per-call design (coalitions, orderings) to ``state``."""
+
+    def _width(self, state) -> int:
+        """Values held per input at once (coalition values of one block), for the plan."""
+        raise NotImplementedError
+
+    def plan(self, x, state):
+        # model calls are bounded by the adapter's budget inside coalition_values; the
+        # inputs of a chunk share the generated design, so chunks are as large as the
+        # memory of its values allows
+        per = max(1, self.design_elements // max(1, self._width(state)))
+        return list(chunk_slices(x.shape[0], per))
+
+    def attribute_chunk(self, x, targets, state):
+        scores, t, f_x = self.scored(x, targets, state)
+        base = self._base(t, state)
+        phi, extras = self._shapley(x, t, f_x, base, state)
+        values = spread(phi, state.groups, state.n_groups)
+        extras = {"group_values": phi, "groups": np.broadcast_to(state.groups, x.shape).astype(np.int32), **extras}
+        return Chunk(values, scores, t, extras)
+
+    def finish(self, x, result, state):
+        rows = np.arange(len(result.target))
+        result.base_value = self._base(result.target, state)
+        f_x = result.prediction[rows, result.target]
+        result.delta = result.values.reshape(len(rows), -1).sum(1) - (f_x - result.base_value)
+        result.feature_names = state.feature_names
+
+    @staticmethod
+    def _base(target, state) -> np.ndarray:
+        """``E_b f_t(b)`` (background-weighted) for each row's target."""
+        classes = np.unique(target)
+        base = np.stack([(state.bg_scores[:, c] * state.w).sum() for c in classes])
+        return base[np.searchsorted(classes, target)]
 
     @staticmethod
     def _weights(weights, b):
@@ -97,13 +142,13 @@ class ShapleyExplainer(AgnosticExplainer):
             raise ValueError(f"background_weights must be {b} non-negative finite numbers with a positive sum")
         return w / w.sum()
 
-    def _values(self, x, target, masks, bg, w, groups, f_x, base):
-        """Coalition values. The full coalition is evaluated like every other one
-        (Σ_b w_b f(x), equal to f(x) up to rounding), so that a player the model
-        ignores has exactly equal values with and without it."""
-        return self.coalition_values(x, target, masks, bg, groups, w)
+    def _values(self, x, target, masks, state) -> np.ndarray:
+        """Coalition values ``(n, m)``. The full coalition is evaluated like every other one
+        (Σ_b w_b f(x), equal to f(x) up to rounding), so that a player the model ignores
+        has exactly equal values with and without it."""
+        return coalition_values(state.adapter, x, target, masks, state.bg, state.groups, state.w)
 
-    def _shapley(self, x, target, bg, w, groups, n_groups, f_x, base):
+    def _shapley(self, x, target, f_x, base, state):
         raise NotImplementedError
 
 
@@ -136,14 +181,23 @@ class ExactShapley(ShapleyExplainer):
     def params(self):
         return {**super().params(), "max_features": self.max_features}
 
-    def _shapley(self, x, target, bg, w, groups, n_groups, f_x, base):
-        d = n_groups
+    def _design(self, state):
+        d = state.n_groups
         if d > self.max_features:
             raise ValueError(f"ExactShapley would enumerate 2^{d} coalitions ({d} features or groups > "
                              f"max_features={self.max_features}); group features, raise max_features, "
                              "or use KernelShap / SamplingShapley")
-        masks = all_coalitions(d)
-        v = self._values(x, target, masks, bg, w, groups, f_x, base)
+        state.masks = all_coalitions(d)
+
+    def _width(self, state):
+        return state.masks.shape[0]
+
+    def expansion(self, state):
+        return state.masks.shape[0] * state.bg.shape[0]
+
+    def _shapley(self, x, target, f_x, base, state):
+        d, masks = state.n_groups, state.masks
+        v = self._values(x, target, masks, state)
         ids = np.arange(2 ** d)
         without = np.stack([ids[((ids >> i) & 1) == 0] for i in range(d)])  # (d, 2^(d-1))
         with_i = without + (1 << np.arange(d))[:, None]
@@ -162,8 +216,8 @@ def kernel_weight(d: int, s: np.ndarray) -> np.ndarray:
     return (d - 1) / (comb * s * (d - s))
 
 
-def kernel_coalitions(d: int, n_samples: int, rng: np.random.Generator, paired: bool = True):
-    """Coalitions and kernel weights for KernelSHAP with a budget of ``n_samples``.
+class KernelDesign:
+    """The coalitions and kernel weights of a KernelSHAP budget, generated in blocks.
 
     Sizes are visited from the outside in (1 and d−1, then 2 and d−2, ...); a size pair
     is enumerated completely while its share of the remaining kernel weight times the
@@ -171,77 +225,140 @@ def kernel_coalitions(d: int, n_samples: int, rng: np.random.Generator, paired: 
     in proportion to their total kernel weight (d−1)/(s(d−s)), then a uniform subset of
     that size, together with its complement when ``paired``. Enumerated coalitions get
     their exact kernel weight; sampled ones share the remaining total weight equally
-    (duplicates are merged, adding their weights), an unbiased estimate of the kernel.
-    Returns ``(masks (M, d) bool, weights (M,))``.
+    (duplicates within a block are merged, adding their weights), an unbiased estimate of
+    the kernel.
+
+    The sizes and the size-or-complement flips of every draw are drawn here, up front;
+    :meth:`blocks` then draws the uniform keys block by block from a copy of the generator
+    left after them, so every pass yields the same coalitions, and one block holds exactly
+    the coalitions of an unblocked draw.
     """
-    if d < 2:
+
+    def __init__(self, d: int, n_samples: int, rng: np.random.Generator, paired: bool = True):
+        self.d, self.paired = d, bool(paired)
+        self.enumerated: list[tuple[int, float]] = []  # (size, kernel weight), in order
+        self.sizes = np.zeros(0, dtype=np.int64)
+        self.n_sampled, self.sample_weight, self.rng = 0, 0.0, rng
+        if d < 2:
+            return
+        pair_sizes = list(range(1, d // 2 + 1))  # s with partner d - s
+        total = np.array([(d - 1) / (s * (d - s)) * (1 if 2 * s == d else 2) for s in pair_sizes])
+        left = n_samples
+        k = 0
+        while k < len(pair_sizes):
+            s = pair_sizes[k]
+            count = math.comb(d, s) * (1 if 2 * s == d else 2)
+            share = total[k] / total[k:].sum()
+            if left * share + 1e-8 < count:
+                break
+            for size in ({s, d - s}):
+                self.enumerated.append((size, kernel_weight(d, np.array([size]))[0]))
+            left -= count
+            k += 1
+        if k < len(pair_sizes) and left > 0:
+            draws = left // 2 if paired else left
+            draws = max(draws, 1)
+            p = total[k:] / total[k:].sum()
+            sizes = np.asarray(pair_sizes[k:])[rng.choice(len(p), size=draws, p=p)]
+            flip = rng.random(draws) < 0.5  # size s or d - s, then the complement
+            self.sizes = np.where(flip, d - sizes, sizes)
+            self.n_sampled = draws * (2 if paired else 1)
+            self.sample_weight = total[k:].sum() / self.n_sampled
+            self.rng = rng  # positioned at the keys; every pass draws from a copy
+
+    @property
+    def n_coalitions(self) -> int:
+        """Coalitions generated (an upper bound of those evaluated: duplicates are merged)."""
+        return sum(math.comb(self.d, s) for s, _ in self.enumerated) + self.n_sampled
+
+    def blocks(self, size: int):
+        """Yield ``(masks (m, d) bool, weights (m,))`` blocks of at most ``size`` coalitions."""
+        d = self.d
+        for s, weight in self.enumerated:
+            subsets = combinations(range(d), s)
+            while True:
+                idx = np.array(list(islice(subsets, size)), dtype=np.int64).reshape(-1, s)
+                if idx.shape[0] == 0:
+                    break
+                out = np.zeros((idx.shape[0], d), dtype=bool)
+                out[np.arange(idx.shape[0])[:, None], idx] = True
+                yield out, np.full(idx.shape[0], weight)
+        if self.n_sampled:
+            rng = copy.deepcopy(self.rng)
+            per = max(1, size // 2) if self.paired else size
+            for sl in chunk_slices(len(self.sizes), per):
+                sizes = self.sizes[sl]
+                keys = rng.random((len(sizes), d))
+                thresh = np.sort(keys, axis=1)[np.arange(len(sizes)), sizes - 1]
+                sampled = keys <= thresh[:, None]
+                if self.paired:
+                    sampled = np.concatenate([sampled, ~sampled])
+                uniq, counts = _unique_rows(sampled)
+                yield uniq, counts * self.sample_weight
+
+
+def _unique_rows(masks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``np.unique(masks, axis=0, return_counts=True)`` for a bool matrix, sorting the rows
+    packed to bits (8x shorter keys, the same lexicographic order)."""
+    packed = np.packbits(masks, axis=1)
+    keys = np.ascontiguousarray(packed).view(np.dtype((np.void, packed.shape[1])))[:, 0]
+    _, first, counts = np.unique(keys, return_index=True, return_counts=True)
+    return masks[first], counts
+
+
+def kernel_coalitions(d: int, n_samples: int, rng: np.random.Generator, paired: bool = True):
+    """Coalitions and kernel weights for KernelSHAP with a budget of ``n_samples`` (see
+    :class:`KernelDesign`), all at once. Returns ``(masks (M, d) bool, weights (M,))``."""
+    parts = list(KernelDesign(d, n_samples, rng, paired).blocks(max(n_samples, 1) + 2 * d))
+    if not parts:
         return np.zeros((0, d), dtype=bool), np.zeros(0)
-    pair_sizes = list(range(1, d // 2 + 1))  # s with partner d - s
-    total = np.array([(d - 1) / (s * (d - s)) * (1 if 2 * s == d else 2) for s in pair_sizes])
-    masks, weights = [], []
-    left = n_samples
-    k = 0
-    while k < len(pair_sizes):
-        s = pair_sizes[k]
-        count = math.comb(d, s) * (1 if 2 * s == d else 2)
-        share = total[k] / total[k:].sum()
-        if left * share + 1e-8 < count:
-            break
-        for size in ({s, d - s}):
-            sub = _subsets_of_size(d, size)
-            masks.append(sub)
-            weights.append(np.full(len(sub), kernel_weight(d, np.array([size]))[0]))
-        left -= count
-        k += 1
-    if k < len(pair_sizes) and left > 0:
-        draws = left // 2 if paired else left
-        draws = max(draws, 1)
-        p = total[k:] / total[k:].sum()
-        sizes = np.asarray(pair_sizes[k:])[rng.choice(len(p), size=draws, p=p)]
-        flip = rng.random(draws) < 0.5  # size s or d - s, then the complement
-        sizes = np.where(flip, d - sizes, sizes)
-        keys = rng.random((draws, d))
-        thresh = np.sort(keys, axis=1)[np.arange(draws), sizes - 1]
-        sampled = keys <= thresh[:, None]
-        if paired:
-            sampled = np.concatenate([sampled, ~sampled])
-        uniq, counts = np.unique(sampled, axis=0, return_counts=True)
-        masks.append(uniq)
-        weights.append(counts * (total[k:].sum() / sampled.shape[0]))
-    if not masks:
-        return np.zeros((0, d), dtype=bool), np.zeros(0)
-    return np.concatenate(masks), np.concatenate(weights)
+    return np.concatenate([m for m, _ in parts]), np.concatenate([w for _, w in parts])
 
 
-def _subsets_of_size(d: int, s: int) -> np.ndarray:
-    from itertools import combinations
+class ConstrainedWLS:
+    """min Σ_z π(z) (v(z) − base − z·φ)² subject to Σφ = f(x) − base, for every row, from
+    the normal equations accumulated over blocks of coalitions.
 
-    idx = np.array(list(combinations(range(d), s)), dtype=np.int64)
-    out = np.zeros((idx.shape[0], d), dtype=bool)
-    out[np.arange(idx.shape[0])[:, None], idx] = True
-    return out
+    The constraint eliminates the last player: φ_d = Δ − Σ_{i<d} φ_i, so the regression is
+    on ``z_i − z_d`` with target ``v − base − z_d Δ``. Every block adds ``Σ π D Dᵀ`` (shared
+    by all rows) and ``Σ π D y`` (per row); the solution is the least-squares solution of
+    those normal equations (the minimum-norm one when the budget leaves the design
+    rank-deficient, as for the stacked regression). Efficiency holds exactly whatever the
+    blocks.
+    """
+
+    def __init__(self, d: int, base: np.ndarray, f_x: np.ndarray):
+        self.d, self.base, self.delta = d, base, f_x - base
+        self.a = np.zeros((d - 1, d - 1))
+        self.b = np.zeros((d - 1, len(base)))
+
+    def add(self, masks: np.ndarray, weights: np.ndarray, v: np.ndarray) -> None:
+        """One block: coalitions ``masks`` (m, d), kernel weights (m,), values ``v`` (N, m)."""
+        z = masks.astype(np.float64)
+        design = z[:, :-1] - z[:, -1:]
+        y = v - self.base[:, None] - z[None, :, -1] * self.delta[:, None]  # (N, m)
+        dw = design * weights[:, None]
+        self.a += dw.T @ design
+        self.b += dw.T @ y.T
+
+    def solve(self) -> np.ndarray:
+        d = self.d
+        if d == 1:
+            return self.delta[:, None]
+        sol = np.linalg.lstsq(self.a, self.b, rcond=None)[0]  # (d-1, N)
+        phi = np.empty((self.b.shape[1], d))
+        phi[:, :-1] = sol.T
+        phi[:, -1] = self.delta - sol.sum(0)
+        return phi
 
 
 def constrained_wls(masks: np.ndarray, weights: np.ndarray, v: np.ndarray, base: np.ndarray,
                     f_x: np.ndarray) -> np.ndarray:
-    """Solve min Σ_z π(z) (v(z) − base − z·φ)² subject to Σφ = f(x) − base, for every row.
-
-    The constraint eliminates the last player: φ_d = Δ − Σ_{i<d} φ_i, so the regression is
-    on ``z_i − z_d`` with target ``v − base − z_d Δ``; all rows share the design matrix.
-    """
-    d = masks.shape[1]
-    delta = f_x - base
-    if d == 1:
-        return delta[:, None]
-    z = masks.astype(np.float64)
-    design = z[:, :-1] - z[:, -1:]
-    y = v - base[:, None] - z[None, :, -1] * delta[:, None]  # (N, M)
-    sw = np.sqrt(weights)
-    sol, *_ = np.linalg.lstsq(design * sw[:, None], (y * sw[None]).T, rcond=None)  # (d-1, N)
-    phi = np.empty((v.shape[0], d))
-    phi[:, :-1] = sol.T
-    phi[:, -1] = delta - sol.sum(0)
-    return phi
+    """:class:`ConstrainedWLS` for all coalitions at once: ``φ`` (N, d)."""
+    wls = ConstrainedWLS(masks.shape[1], base, f_x)
+    if masks.shape[1] > 1:
+        wls.add(masks, weights, v)
+    return wls.solve()
 
 
 @register("kernel_shap", "kernelshap")
@@ -252,6 +369,10 @@ class KernelShap(ShapleyExplainer):
     as the efficiency constraint. With a budget of all 2^d − 2 coalitions the result is
     the exact Shapley value.
 
+    The coalitions are generated, evaluated and reduced into the regression's normal
+    equations block by block (about ``design_elements / d`` coalitions each), so memory
+    does not grow with ``n_samples``.
+
     Parameters
     ----------
     n_samples : int or "auto", default "auto"
@@ -260,8 +381,9 @@ class KernelShap(ShapleyExplainer):
         Sample each coalition together with its complement (antithetic).
     n_background : int, optional
         Summarise a larger background to this many weighted k-means centres.
-    seed : int, default 0
-        The coalitions are drawn once per call from this seed and shared by all inputs.
+    seed : int or None, default 0
+        The coalitions are drawn once per call from this seed and shared by all inputs;
+        None draws a fresh seed, recorded in the explanation's ``params``.
     """
 
     def __init__(self, model, *, n_samples="auto", paired: bool = True, **kwargs):
@@ -272,14 +394,39 @@ class KernelShap(ShapleyExplainer):
     def params(self):
         return {**super().params(), "n_samples": self.n_samples, "paired": self.paired}
 
-    def _shapley(self, x, target, bg, w, groups, n_groups, f_x, base):
-        d = n_groups
+    def _design(self, state):
+        d = state.n_groups
         budget = 2 * d + 2048 if self.n_samples == "auto" else self.n_samples
-        masks, weights = kernel_coalitions(d, budget, np.random.default_rng(self.seed), self.paired)
-        if masks.shape[0] == 0:
-            return (f_x - base)[:, None] * np.ones((1, d)) / d, {"n_coalitions": np.asarray(0)}
-        v = self._values(x, target, masks, bg, w, groups, f_x, base)
-        return constrained_wls(masks, weights, v, base, f_x), {"n_coalitions": np.asarray(masks.shape[0])}
+        design = KernelDesign(d, budget, state.call.shared_rng(), self.paired)
+        state.block = max(2, self.design_elements // max(d, 1))
+        if design.n_coalitions <= state.block:  # one block: generated once, duplicates merged
+            state.blocks = list(design.blocks(state.block))
+            state.n_coalitions = sum(m.shape[0] for m, _ in state.blocks)
+        else:  # regenerated for each chunk of inputs (the count: duplicates within blocks merged)
+            state.blocks = lambda: design.blocks(state.block)
+            state.n_coalitions = design.n_coalitions
+
+    def _width(self, state):
+        return min(state.block, state.n_coalitions)
+
+    def expansion(self, state):
+        return state.n_coalitions * state.bg.shape[0]
+
+    def _shapley(self, x, target, f_x, base, state):
+        d = state.n_groups
+        if state.n_coalitions == 0:
+            return (f_x - base)[:, None] * np.ones((1, d)) / d, {}
+        wls = ConstrainedWLS(d, base, f_x)
+        count = 0
+        for masks, weights in (state.blocks() if callable(state.blocks) else state.blocks):
+            wls.add(masks, weights, self._values(x, target, masks, state))
+            count += masks.shape[0]
+        state.n_coalitions = count  # evaluated per input: the same for every chunk of inputs
+        return wls.solve(), {}
+
+    def finish(self, x, result, state):
+        super().finish(x, result, state)
+        result.extras["n_coalitions"] = np.asarray(state.n_coalitions)
 
 
 @register("sampling_shapley", "shapley_sampling", "permutation_shapley")
@@ -288,6 +435,9 @@ class SamplingShapley(ShapleyExplainer):
     players (Strumbelj & Kononenko 2014), each ordering used with its reverse
     (antithetic pairs). Efficiency holds exactly for every ordering (the contributions
     telescope to f(x) − E f); ``extras["std_error"]`` is the standard error over pairs.
+
+    The orderings are drawn and evaluated in blocks of pairs (about ``design_elements``
+    coalition indicators each); the contributions are summed as they come.
 
     Parameters
     ----------
@@ -302,25 +452,54 @@ class SamplingShapley(ShapleyExplainer):
     def params(self):
         return {**super().params(), "n_permutations": self.n_permutations}
 
-    def _shapley(self, x, target, bg, w, groups, n_groups, f_x, base):
-        d = n_groups
-        rng = np.random.default_rng(self.seed)
-        half = (self.n_permutations + 1) // 2
-        perms = np.argsort(rng.random((half, d)), axis=1)
-        perms = np.concatenate([perms, perms[:, ::-1]])  # (P, d)
-        p = perms.shape[0]
-        rank = np.argsort(perms, axis=1)  # position of each player in each ordering
-        # chain k of ordering p holds the first k players: player i is in it when rank < k
-        chains = rank[:, None, :] < np.arange(d + 1)[None, :, None]  # (P, d+1, d)
-        inner = np.concatenate([chains[:, 1:d].reshape(-1, d), np.zeros((1, d), bool), np.ones((1, d), bool)])
-        v_all = self.coalition_values(x, target, inner, bg, groups, w)
-        n = x.shape[0]
-        v = np.concatenate([np.broadcast_to(v_all[:, -2, None, None], (n, p, 1)),
-                            v_all[:, :-2].reshape(n, p, d - 1),
-                            np.broadcast_to(v_all[:, -1, None, None], (n, p, 1))], axis=2)
-        step = np.diff(v, axis=2)  # (N, P, d): contribution of the k-th player in ordering p
-        contrib = np.take_along_axis(step, np.broadcast_to(rank[None], step.shape), axis=2)
-        phi = contrib.mean(1)
-        pair = 0.5 * (contrib[:, :half] + contrib[:, half:])
-        se = pair.std(1, ddof=1) / np.sqrt(half) if half > 1 else np.full_like(phi, np.nan)
+    def _design(self, state):
+        d = state.n_groups
+        state.half = (self.n_permutations + 1) // 2
+        state.pairs = max(1, min(state.half, self.design_elements // (2 * d * (d + 1))))  # pairs per block
+        state.rng = state.call.shared_rng()
+
+    def _width(self, state):
+        return 2 * state.pairs * state.n_groups
+
+    def expansion(self, state):
+        return (2 * state.half * (state.n_groups - 1) + 2) * state.bg.shape[0]
+
+    def _shapley(self, x, target, f_x, base, state):
+        d, half, n = state.n_groups, state.half, x.shape[0]
+        rng = copy.deepcopy(state.rng)  # the same orderings for every chunk of inputs
+        total = np.zeros((n, d))
+        count, mean, m2 = 0, np.zeros((n, d)), np.zeros((n, d))
+        ends = None
+        for sl in chunk_slices(half, state.pairs):
+            q = sl.stop - sl.start
+            perms = np.argsort(rng.random((q, d)), axis=1)
+            perms = np.concatenate([perms, perms[:, ::-1]])  # (2q, d): orderings, then their reverses
+            p = perms.shape[0]
+            rank = np.argsort(perms, axis=1)  # position of each player in each ordering
+            # chain k of ordering p holds the first k players: player i is in it when rank < k
+            chains = rank[:, None, :] < np.arange(d + 1)[None, :, None]  # (2q, d+1, d)
+            inner = chains[:, 1:d].reshape(-1, d)
+            if ends is None:  # the empty and the full coalition, evaluated once
+                inner = np.concatenate([inner, np.zeros((1, d), bool), np.ones((1, d), bool)])
+            v_all = self._values(x, target, inner, state)
+            if ends is None:
+                ends, v_all = v_all[:, -2:], v_all[:, :-2]
+            v = np.concatenate([np.broadcast_to(ends[:, 0, None, None], (n, p, 1)),
+                                v_all.reshape(n, p, d - 1),
+                                np.broadcast_to(ends[:, 1, None, None], (n, p, 1))], axis=2)
+            step = np.diff(v, axis=2)  # (N, 2q, d): contribution of the k-th player in ordering p
+            contrib = np.take_along_axis(step, np.broadcast_to(rank[None], step.shape), axis=2)
+            total += contrib.sum(1)
+            pair = 0.5 * (contrib[:, :q] + contrib[:, q:])
+            pair_mean = pair.mean(1)
+            pair_m2 = ((pair - pair_mean[:, None]) ** 2).sum(1)
+            if count == 0:
+                mean, m2 = pair_mean, pair_m2
+            else:  # Chan et al.'s pairwise update of the mean and the sum of squared deviations
+                gap, both = pair_mean - mean, count + q
+                mean = mean + gap * (q / both)
+                m2 = m2 + pair_m2 + gap ** 2 * (count * q / both)
+            count += q
+        phi = total / (2 * half)
+        se = np.sqrt(m2 / (half - 1)) / np.sqrt(half) if half > 1 else np.full_like(phi, np.nan)
         return phi, {"std_error": se}
