@@ -223,3 +223,20 @@ def test_progress_totals_are_the_rows_evaluated(problem, monkeypatch):
         bars.clear()
         explainer.explain(x, background=bg)
         assert bars[0].total == bars[0].rows > len(x) * len(bg) * 10
+
+
+def test_background_given_to_the_constructor_or_the_call():
+    from lumos import KernelShap
+    from lumos.models import MLP
+
+    torch.manual_seed(0)
+    model = MLP(6, 2, hidden=(8,))
+    x = np.random.default_rng(0).normal(size=(4, 6)).astype(np.float32)
+    bg = np.random.default_rng(1).normal(size=(5, 6)).astype(np.float32)
+    a = KernelShap(model, background=bg, n_samples=64).explain(x)
+    b = KernelShap(model, n_samples=64).explain(x, background=bg)
+    np.testing.assert_array_equal(a.values, b.values)
+    c = KernelShap(model, background=bg * 0, n_samples=64).explain(x, background=bg)  # the call's wins
+    np.testing.assert_array_equal(c.values, b.values)
+    with pytest.raises(ValueError, match="background is required"):
+        KernelShap(model).explain(x)

@@ -296,10 +296,10 @@ def test_a_rounding_model_is_refused_by_gradient_methods(name):
         registry.get(name)(Rounded()).explain(x)
 
 
-@pytest.mark.parametrize("name", ["occlusion", "lime", "kernel_shap", "saliency"])
+@pytest.mark.parametrize("name", ["occlusion", "lime", "kernel_shap", "exact_shapley"])
 def test_complex_inputs_are_refused(name):
     x = (np.ones((3, 4)) + 1j).astype(np.complex64)
-    options = {"background": np.zeros((2, 4))} if name == "kernel_shap" else {}
+    options = {"background": np.zeros((2, 4))} if "shap" in name else {}
     with pytest.raises(TypeError, match="complex"):
         lumos.explain(lambda z: np.stack([z.sum(1), -z.sum(1)], 1), x, name, **options)
 

@@ -241,10 +241,14 @@ def as_inputs(inputs: Any, name: str = "inputs") -> np.ndarray:
 
 
 def as_background(background: Any, x: np.ndarray, name: str = "background") -> np.ndarray:
-    """Background rows shaped like the samples: ``(B, *S)``, checked and cast."""
+    """Background rows shaped like the samples: ``(B, *S)``, checked and cast (``x=None``:
+    checked only, e.g. in a constructor, before the inputs are known)."""
     if background is None:
-        raise ValueError(f"{name} is required: pass rows of the training data shaped like the inputs")
+        raise ValueError(f"{name} is required: pass rows of the training data shaped like the inputs, to the "
+                         f"constructor or to explain(..., {name}=...)")
     bg = as_array(background, name)
+    if x is None:
+        return bg
     if bg.shape[1:] != x.shape[1:]:
         raise ValueError(f"{name} rows have shape {bg.shape[1:]}, but the inputs have samples of shape {x.shape[1:]}")
     return bg.astype(x.dtype, copy=False)

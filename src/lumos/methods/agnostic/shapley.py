@@ -68,24 +68,33 @@ def kmeans_background(data, k: int = 50, seed: int = 0, round_values: bool = Tru
 class ShapleyExplainer(AgnosticExplainer):
     """Common part: background, groups, base value, efficiency bookkeeping.
 
-    ``explain(x, target, background=..., background_weights=None, groups=None,
-    feature_names=None)``; ``background`` rows are shaped like the samples.
+    The background (rows shaped like the samples, with optional weights) is given to the
+    constructor (``KernelShap(model, background=X_train[:100])``, as shap's explainers
+    take it) or per call, ``explain(x, target, background=..., background_weights=None,
+    groups=None, feature_names=None)``; a call's background replaces the constructor's.
     """
 
     needs_background = True
     stochastic = True
     call_options = {"background": None, "background_weights": None, "groups": None, "feature_names": None}
 
-    def __init__(self, model, *, n_background: int | None = None, seed: int | None = 0, **kwargs):
+    def __init__(self, model, *, background=None, background_weights=None, n_background: int | None = None,
+                 seed: int | None = 0, **kwargs):
         super().__init__(model, **kwargs)
+        self.background = None if background is None else as_background(background, None)
+        self.background_weights = background_weights
         self.n_background = None if n_background is None else check_positive_int(n_background, "n_background")
         self.seed = seed
 
     def params(self):
-        return {**super().params(), "n_background": self.n_background, "seed": self.seed}
+        bg = None if self.background is None else list(self.background.shape)
+        return {**super().params(), "background": bg, "n_background": self.n_background, "seed": self.seed}
 
     # -- the template ---------------------------------------------------------------
     def prepare(self, x, call, background=None, background_weights=None, groups=None, feature_names=None):
+        if background is None:
+            background, background_weights = self.background, (background_weights if background_weights is not None
+                                                                else self.background_weights)
         bg = as_background(background, x)
         if background_weights is None and self.n_background is not None and bg.shape[0] > self.n_background:
             bg, background_weights = kmeans_background(bg, self.n_background, seed=call.seed)
