@@ -4,7 +4,7 @@ import importlib
 
 from lumos.methods.base import Explainer
 
-FAMILIES = ("gradient", "relevance", "agnostic", "cam", "attention")
+FAMILIES = ("gradient", "relevance", "agnostic", "cam", "attention", "temporal")
 
 for _family in FAMILIES:
     try:
