@@ -266,12 +266,12 @@ def test_lumos_imports_without_the_scale_extra(monkeypatch, mlp, X, tmp_path):
 def test_command_line_writes_the_same_store(mlp, X, tmp_path):
     from click.testing import CliRunner
 
-    from lumos.scale.cli import explain_dataset_command
+    from lumos.cli.explain_dataset import explain_dataset_command
 
-    torch.save(mlp, tmp_path / "model.pt")
+    torch.save(mlp, tmp_path / "model.pt")  # a whole pickled module: read only with --trust-model
     np.save(tmp_path / "X.npy", X)
-    args = [str(tmp_path / "model.pt"), str(tmp_path / "X.npy"), "-m", "ig", "-o", str(tmp_path / "cli.zarr"),
-            "--batch-size", "20", "-O", "n_steps=8", "-q"]
+    args = [str(tmp_path / "model.pt"), str(tmp_path / "X.npy"), "--trust-model", "-m", "ig",
+            "-o", str(tmp_path / "cli.zarr"), "--batch-size", "20", "-O", "n_steps=8", "-q"]
     result = CliRunner().invoke(explain_dataset_command, args)
     assert result.exit_code == 0, result.output
     assert "53 rows" in result.output and "%|" not in result.output  # -q: the result, no progress bar

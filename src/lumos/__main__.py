@@ -1,0 +1,6 @@
+"""``python -m lumos``: the ``lumos`` command."""
+import sys
+
+from lumos.cli import main
+
+sys.exit(main())

@@ -1,0 +1,220 @@
+"""The ``lumos`` group and its commands demo, methods, explain, evaluate and report
+(``explain-dataset`` is in :mod:`lumos.cli.explain_dataset`)."""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import click
+import numpy as np
+
+from lumos.cli.common import (MODEL_HELP, check_device, model_file_options, run_options, say)
+from lumos.cli.explain_dataset import explain_dataset_command
+from lumos.cli.loaders import DATA_FORMATS, load_data, load_model
+from lumos.cli.options import parse_options, parse_target
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--seed", default=0, show_default=True, type=int, help="Seed for training and stochastic methods.")
+@click.option("--device", default="cpu", show_default=True, help="Torch device: cpu, cuda, cuda:N.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bars or messages; only results.")
+@click.version_option(package_name="lumos-xai", prog_name="lumos", message="%(prog)s %(version)s")
+@click.pass_context
+def cli(ctx: click.Context, seed: int, device: str, quiet: bool) -> None:
+    """lumos: explain what neural networks decide (saliency, IG, LRP, CAM, SHAP, LIME ...)."""
+    ctx.obj = {"seed": seed, "device": device, "quiet": quiet}
+
+
+def _is_global(cls) -> bool:
+    return getattr(cls, "scope", "local") == "global"
+
+
+@cli.command()
+def methods() -> None:
+    """List the registered explanation methods."""
+    import lumos
+    from lumos.report.methods import family_of
+
+    rows = []
+    for name, cls in lumos.list_methods().items():
+        kind = "global" if _is_global(cls) else "local"
+        needs = "torch" if getattr(cls, "needs_gradients", False) else "any model"
+        rows.append((name, family_of(cls), kind, needs, _summary(cls.__doc__)))
+    width = max(len(r[0]) for r in rows)
+    for name, family, kind, needs, doc in rows:
+        click.echo(f"{name:<{width}}  {family:<10} {kind:<6} {needs:<9}  {doc}")
+
+
+def _summary(doc: str | None, limit: int = 90) -> str:
+    """The docstring's first sentence (its first paragraph, joined), shortened to ``limit``."""
+    import re
+
+    para = " ".join((doc or "").strip().split("\n\n")[0].split())
+    first = re.split(r"(?<=\.)\s(?=[A-Z])", para, maxsplit=1)[0]  # not at "et al. 2016"
+    return first if len(first) <= limit else first[:limit - 1].rsplit(" ", 1)[0] + " …"
+
+
+@cli.command()
+@run_options
+@click.option("--dataset", type=click.Choice(["digits", "breast_cancer"]), default="digits", show_default=True,
+              help="Bundled scikit-learn set (no download).")
+@click.option("--out", default="lumos-demo.html", show_default=True, type=click.Path(dir_okay=False))
+@click.option("--n-samples", default=6, show_default=True, type=click.IntRange(1, 50))
+@click.option("--epochs", default=30, show_default=True, type=click.IntRange(1, 1000))
+@click.option("--methods", "method_list", default=None, help="Comma-separated method names (default: all applicable).")
+@click.option("--no-cache", is_flag=True, help="Retrain instead of loading cached weights.")
+@click.pass_context
+def demo(ctx, dataset, out, n_samples, epochs, method_list, no_cache) -> None:
+    """Train (or load) a model on bundled data, explain a few inputs with every applicable
+    method, evaluate them and write the HTML report."""
+    import torch
+
+    from lumos import data
+    from lumos.models.cache import train_reference
+    from lumos.report import report_for_dataset
+
+    start = time.perf_counter()
+    quiet, seed = ctx.obj["quiet"], ctx.obj["seed"]
+    device = check_device(ctx.obj["device"])
+    torch.manual_seed(seed)
+    ds = data.load_digits(seed=seed) if dataset == "digits" else data.load_breast_cancer(seed=seed)
+    say(ctx, f"data: {ds}")
+    model, acc = train_reference(ds, epochs=epochs, seed=seed, progress=not quiet, cache=not no_cache)
+    info = model.lumos_cache
+    say(ctx, f"model: {type(model).__name__}, test accuracy {acc:.3f} "
+             f"({'loaded from' if info['hit'] else 'trained in %.1f s, cached at' % info['seconds']} {info['path']})")
+    model = model.to(device)
+    names = method_list.split(",") if method_list else None
+    report = report_for_dataset(model, ds, n_samples, seed=seed, methods=names, progress=not quiet,
+                                model_info={"test accuracy": f"{acc:.3f}", "training": f"{epochs} epochs, Adam, seed {seed}"})
+    path = report.save(out)
+    done = [r.name for r in report.runs if r.ok]
+    say(ctx, f"explained {n_samples} inputs with {len(done)} methods ({', '.join(done)}) "
+             f"in {time.perf_counter() - start:.1f} s")
+    click.echo(str(path.resolve()))
+
+
+def model_options(fn):
+    """``--model``, ``--factory``, ``--trust-model``, ``--data`` and ``--limit``."""
+    fn = click.option("--limit", default=None, type=click.IntRange(1), help="Use only the first N inputs.")(fn)
+    fn = click.option("--data", "data_path", required=True, help=f"Inputs: {DATA_FORMATS}.")(fn)
+    fn = model_file_options(fn)
+    fn = click.option("--model", "model_path", required=True, help=MODEL_HELP)(fn)
+    return fn
+
+
+def _model_and_data(ctx, model_path, factory, trust_model, data_path):
+    device = check_device(ctx.obj["device"])
+    model = load_model(model_path, factory, trust_model=trust_model, device=device)
+    return model, load_data(data_path)
+
+
+@cli.command()
+@run_options
+@model_options
+@click.option("--method", required=True, help="Registered method name (see `lumos methods`).")
+@click.option("--target", default=None, help="Class index to explain, or 'pred' (default).")
+@click.option("--out", default="explanation.npz", show_default=True, type=click.Path(dir_okay=False))
+@click.option("--option", "-O", "method_options", multiple=True, metavar="KEY=VALUE",
+              help="Method option, value read as JSON when it parses, a .npy/.npz file as an array "
+                   "(e.g. -O n_steps=32 -O background=bg.npy).")
+@click.pass_context
+def explain(ctx, model_path, factory, trust_model, data_path, limit, method, target, out, method_options) -> None:
+    """Explain the inputs of --data with one method and save the Explanation (.npz)."""
+    import lumos
+    import lumos.methods  # noqa: F401  (registers the families)
+    from lumos.core import registry
+
+    cls = registry.get(method)  # unknown names fail before the model loads
+    target = parse_target(target)
+    options = parse_options(method_options)
+    model, d = _model_and_data(ctx, model_path, factory, trust_model, data_path)
+    x = d["X"][:limit]
+    if "seed" in registry.options_of(cls):
+        options.setdefault("seed", ctx.obj["seed"])
+    if _is_global(cls):
+        if d["y"] is None:
+            raise ValueError(f"{method} is a global method and needs labels: store 'y' in the .npz")
+        options["y"] = d["y"][:limit]
+    start = time.perf_counter()
+    exp = lumos.explain(model, x, method=method, target=target, **options)
+    if d["feature_names"] and exp.feature_names is None:
+        exp.feature_names = d["feature_names"]
+    path = exp.save(out)
+    say(ctx, f"{exp!r} in {time.perf_counter() - start:.2f} s")
+    click.echo(str(path.resolve()))
+
+
+@cli.command()
+@run_options
+@model_options
+@click.option("--methods", "method_list", default=None, help="Comma-separated methods (default: all applicable).")
+@click.option("--explanation", default=None, type=click.Path(dir_okay=False),
+              help="Evaluate a saved explanation instead of computing new ones (with --model and --data).")
+@click.pass_context
+def evaluate(ctx, model_path, factory, trust_model, data_path, limit, method_list, explanation) -> None:
+    """Deletion curve (AOPC, most relevant first) and sparseness of each method."""
+    from lumos.core.explanation import Explanation
+    from lumos.report import aopc, deletion_curves, gini
+    from lumos.report.methods import run_methods
+
+    model, d = _model_and_data(ctx, model_path, factory, trust_model, data_path)
+    x = d["X"][:limit]
+    results = []
+    if explanation:
+        exp = Explanation.load(explanation)
+        if exp.inputs is None or exp.scope != "local":
+            raise ValueError(f"{explanation} holds no inputs or is global; evaluate needs a local explanation")
+        results.append((exp.method, exp.inputs, exp.values, exp.target, None))
+    else:
+        from lumos.core.model import ModelAdapter
+        from lumos.report.builder import infer_layout
+
+        target = ModelAdapter(model).scores(x).argmax(1)[:, None]
+        names = method_list.split(",") if method_list else None
+        for run in run_methods(model, x, target, infer_layout(x), names=names, seed=ctx.obj["seed"],
+                               progress=not ctx.obj["quiet"]):
+            if run.ok and run.explanations:
+                e = run.explanations[0]
+                results.append((run.name, x, e.values, e.target, None))
+            elif run.error:
+                results.append((run.name, None, None, None, run.error))
+    click.echo(f"{'method':<24} {'AOPC (MoRF)':>14} {'sparseness':>11}")
+    rand = None
+    for name, xi, values, target, error in results:
+        if error:
+            click.echo(f"{name:<24} failed: {error}")
+            continue
+        a = aopc(deletion_curves(model, xi, values, target))
+        click.echo(f"{name:<24} {a.mean():>8.3f} ± {a.std():.3f} {gini(np.broadcast_to(values, xi.shape)).mean():>11.3f}")
+        rand = (xi, target)
+    if rand is not None:
+        a = aopc(deletion_curves(model, rand[0], None, rand[1], seed=ctx.obj["seed"]))
+        click.echo(f"{'random order':<24} {a.mean():>8.3f} ± {a.std():.3f}")
+
+
+@cli.command()
+@run_options
+@model_options
+@click.option("--methods", "method_list", default=None, help="Comma-separated methods (default: all applicable).")
+@click.option("--out", default="lumos-report.html", show_default=True, type=click.Path(dir_okay=False))
+@click.option("--n-samples", default=6, show_default=True, type=click.IntRange(1, 50))
+@click.option("--class-names", default=None, help="Comma-separated class names.")
+@click.pass_context
+def report(ctx, model_path, factory, trust_model, data_path, limit, method_list, out, n_samples, class_names) -> None:
+    """Write the HTML report for the first --n-samples inputs of --data."""
+    from lumos.report import build_report
+
+    model, d = _model_and_data(ctx, model_path, factory, trust_model, data_path)
+    x = d["X"][:limit]
+    y = d["y"][:limit] if d["y"] is not None else None
+    names = class_names.split(",") if class_names else d["class_names"]
+    rep = build_report(model, x[:n_samples], y=None if y is None else y[:n_samples], class_names=names,
+                       feature_names=d["feature_names"], times=d["times"], sfreq=d["sfreq"],
+                       methods=method_list.split(",") if method_list else None, x_eval=x if y is not None else None,
+                       y_eval=y, background=x[:50], seed=ctx.obj["seed"], progress=not ctx.obj["quiet"],
+                       title=f"lumos report: {Path(data_path).name}")
+    click.echo(str(rep.save(out).resolve()))
+
+
+cli.add_command(explain_dataset_command)
