@@ -188,3 +188,120 @@ def test_report_in_headless_chromium(tmp_path):
     shot.parent.mkdir(exist_ok=True)
     _run(browser, [f"--screenshot={shot}", "--window-size=1400,2000", f"file://{path}"], tmp_path)
     assert shot.exists() and shot.stat().st_size > 20_000  # a page with figures, not a blank one
+
+
+# -- user strings never become markup or script --------------------------------------------------
+PAYLOAD = "<img src=x onerror=\"document.title='XSS'\">"
+SCRIPT_BREAK = "</script><script>document.title='XSS2'</script>"
+
+
+def _payload_report(tmp_path, class_names_option: bool):
+    """``lumos report`` on a 3-class model whose class names (from --class-names or from the
+    .npz), feature names and data file name carry markup."""
+    from lumos.cli import main
+
+    torch.manual_seed(0)
+    model = MLP(4, 3, hidden=(8,)).eval()
+    torch.jit.script(model).save(str(tmp_path / "m.pt"))
+    x = np.random.default_rng(0).normal(size=(6, 4)).astype(np.float32)
+    names = [PAYLOAD, "b" + SCRIPT_BREAK, "c\u2028&amp;<!--"]
+    data = tmp_path / "d<b onmouseover=alert(1)>.npz"
+    np.savez(data, X=x, y=np.arange(6) % 3, feature_names=np.array(["<i>f0</i>", "f$1$", "f2", "f3"]),
+             **({} if class_names_option else {"class_names": np.array(names)}))
+    out = tmp_path / "r.html"
+    args = ["-q", "report", "--model", str(tmp_path / "m.pt"), "--data", str(data), "--methods", "saliency",
+            "--n-samples", "3", "--out", str(out)]
+    if class_names_option:
+        args += ["--class-names", ",".join(names)]
+    assert main(args) == 0
+    return out, names
+
+
+def _elements(html: str) -> list[tuple[str, tuple[str, ...]]]:
+    """Every element of a page as (tag, sorted attribute names), in document order, ignoring
+    the select's options and the per-input rows (their number depends on the data)."""
+    from html.parser import HTMLParser
+
+    found = []
+
+    class Collect(HTMLParser):
+        def handle_starttag(self, tag, attrs):
+            if tag not in ("option", "div", "img", "button", "tr", "td", "th", "li", "b"):
+                found.append((tag, tuple(sorted(name for name, _ in attrs))))
+            elif any(name.startswith("on") for name, _ in attrs):
+                found.append((tag, tuple(sorted(name for name, _ in attrs))))
+
+    Collect().feed(html)
+    return found
+
+
+def test_user_strings_are_escaped_and_the_policy_allows_only_the_page_scripts(tmp_path):
+    import base64
+    import hashlib
+
+    path, names = _payload_report(tmp_path, class_names_option=True)
+    html = path.read_text()
+    assert "<img src=x" not in html and "<b onmouseover" not in html and "<i>f0" not in html
+    assert SCRIPT_BREAK not in html
+    block = re.search(r'id="lumos-samples">(.*?)</script>', html, re.S).group(1)
+    assert not set("<>&\u2028\u2029") & set(block)  # nothing in the data can close the element
+    assert _elements(html) == _elements(build_report(MLP(4, 3, hidden=(8,)), np.zeros((3, 4), np.float32),
+                                                     methods=["saliency"]).html)  # the markup is the page's own
+    samples = json.loads(block)
+    assert [c for c, _ in samples[0]["classes"]] and set(c for c, _ in samples[0]["classes"]) <= set(names)
+    csp = re.search(r'<meta http-equiv="Content-Security-Policy" content="([^"]*)">', html).group(1)
+    script_src = csp.split("script-src")[1].split(";")[0]
+    assert "default-src 'none'" in csp and "img-src data:" in csp and "unsafe-inline" not in script_src
+    scripts = [m.group(2) for m in re.finditer(r"<script( [^>]*)?>(.*?)</script>", html, re.S)
+               if "application/json" not in (m.group(1) or "")]
+    assert len(scripts) == 2
+    for src in scripts:
+        digest = base64.b64encode(hashlib.sha256(src.encode()).digest()).decode()
+        assert f"'sha256-{digest}'" in csp
+    assert html.index("Content-Security-Policy") < html.index("<script")
+
+
+@pytest.mark.parametrize("class_names_option", [True, False], ids=["--class-names", "npz"])
+def test_markup_in_names_does_not_run_in_chromium(tmp_path, class_names_option):
+    browser = _chromium()
+    path, names = _payload_report(tmp_path, class_names_option)
+    out = _run(browser, ["--virtual-time-budget=5000", "--dump-dom", f"file://{path}#selftest"], tmp_path)
+    m = re.search(r'<pre id="lumos-selftest">(.*?)</pre>', out.stdout, re.S)
+    assert m, f"the page's self-test did not run; chromium said: {out.stderr[-500:]}"
+    import html as htmllib
+
+    result = json.loads(htmllib.unescape(m.group(1)))
+    assert result["errors"] == [], result["errors"]  # no script blocked by the policy, none failed
+    title = re.search(r"<title>(.*?)</title>", out.stdout, re.S).group(1)
+    assert htmllib.unescape(title) == "lumos report: d<b onmouseover=alert(1)>.npz"  # not 'XSS'
+    tags = _elements(out.stdout)
+    assert not [t for t in tags if any(a.startswith("on") for a in t[1])], "an element got an event handler"
+    assert [t for t in tags if t[0] == "script"] == [("script", ()), ("script", ("id", "type")), ("script", ())]
+    sources = re.findall(r'<img[^>]* src="([^"]*)"', out.stdout)
+    assert sources and all(src.startswith("data:image/png;base64,") for src in sources)
+    buttons = [htmllib.unescape(b) for b in re.findall(r'<button[^>]*data-rank="\d"[^>]*>(.*?)</button>', out.stdout)]
+    assert buttons and all(any(b.startswith(n.replace("\u2028", " ")) or b.startswith(n) for n in names)
+                           for b in buttons), buttons
+    assert PAYLOAD in result["summary"] or "b" + SCRIPT_BREAK in result["summary"]  # shown as text
+
+
+def test_the_policy_blocks_inline_handlers_even_if_markup_slipped_in(tmp_path):
+    browser = _chromium()
+    path, _ = _payload_report(tmp_path, class_names_option=True)
+    injected = ("<img src=\"data:,\" onerror=\"document.title='XSS1'\"><script>document.title='XSS2'</script>"
+                "<img src=\"https://example.invalid/x.png\">")
+    page = path.read_text().replace("<main>", "<main>" + injected, 1)
+    path.write_text(page)
+    out = _run(browser, ["--virtual-time-budget=5000", "--dump-dom", f"file://{path}#selftest"], tmp_path)
+    assert re.search(r"<title>lumos report: .*</title>", out.stdout), "the injected script or handler ran"
+    m = re.search(r'<pre id="lumos-selftest">(.*?)</pre>', out.stdout, re.S)
+    assert m, out.stderr[-500:]  # the page's own script still runs
+    import html as htmllib
+
+    errors = json.loads(htmllib.unescape(m.group(1)))["errors"]
+    blocked = {e.rsplit(": ", 1)[1] for e in errors if "content security policy" in e}
+    assert {"script-src-elem", "img-src"} <= blocked, errors
+    # the control: without the policy the same injected markup does run
+    path.write_text(re.sub(r'<meta http-equiv="Content-Security-Policy"[^>]*>', "", page))
+    out = _run(browser, ["--virtual-time-budget=5000", "--dump-dom", f"file://{path}"], tmp_path)
+    assert re.search(r"<title>XSS[12]</title>", out.stdout), out.stdout[:300]

@@ -165,7 +165,7 @@ def build_report(model, x, *, y=None, layout: str | None = None, class_names=Non
     adapter = ModelAdapter(model, output="softmax")
     probs = adapter.scores(x)
     k = probs.shape[1]
-    class_names = list(class_names) if class_names is not None else [str(i) for i in range(k)]
+    class_names = [str(c) for c in class_names] if class_names is not None else [str(i) for i in range(k)]
     if len(class_names) != k:
         raise ValueError(f"{len(class_names)} class names for a model with {k} outputs")
     n_ranks = max(1, min(n_classes, k))

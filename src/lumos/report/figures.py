@@ -3,6 +3,9 @@
 Colour convention (shared with :mod:`lumos.plot`): diverging red/blue centred on zero,
 red = evidence for the explained class, blue = evidence against; each map is divided by
 its own largest |value| so that methods with different units share one colour scale.
+
+Names from the user (features, channels, classes, titles) are drawn as plain text: a ``$``
+is escaped, so matplotlib never parses them as mathtext.
 """
 from __future__ import annotations
 
@@ -14,6 +17,11 @@ import numpy as np
 CMAP = "bwr"
 LEGEND = ("relative attribution: red = evidence for the class, blue = against, white = none "
           "(each map divided by its largest |value|)")
+
+
+def plain(text) -> str:
+    """``text`` as matplotlib draws it literally (``$`` escaped: no mathtext)."""
+    return str(text).replace("$", r"\$")
 
 
 def _plt():
@@ -74,7 +82,8 @@ def _series(ax, x, v, names, times, sfreq, show_labels):
             heat = normalise(np.broadcast_to(v, x.shape))
             im = ax.imshow(heat, aspect="auto", cmap=CMAP, vmin=-1, vmax=1, interpolation="nearest",
                            extent=(t[0], t[-1], x.shape[0] - 0.5, -0.5))
-        ax.set_yticks(range(x.shape[0]), names if show_labels else [""] * x.shape[0], fontsize=7)
+        ax.set_yticks(range(x.shape[0]), [plain(n) for n in names] if show_labels else [""] * x.shape[0],
+                      fontsize=7)
         ax.set_xlabel(label, fontsize=8)
         if times is not None:
             ax.axvline(0, color="k", lw=0.6, ls=":")
@@ -95,7 +104,7 @@ def _series(ax, x, v, names, times, sfreq, show_labels):
             ax.add_collection(lc)
             ax.plot(t, y, color="0.6", lw=0.4, zorder=0)
         if show_labels and x.shape[0] > 1:
-            ax.text(t[0], off + np.nanmean(x[c]), names[c] + " ", fontsize=7, ha="right", va="center")
+            ax.text(t[0], off + np.nanmean(x[c]), plain(names[c]) + " ", fontsize=7, ha="right", va="center")
     ax.set_xlim(t[0], t[-1])
     ax.set_xlabel(label, fontsize=8)
     if x.shape[0] == 1:
@@ -117,9 +126,9 @@ def _bars(ax, v, x, names, top=10, raw=None):
     colors = ["#c0392b" if v[i] > 0 else "#2e6da4" for i in order]
     ax.barh(np.arange(len(order)), v[order], color=colors)
     if raw is not None:
-        labels = [f"{names[i]} = {_num(raw[i])}" for i in order]
+        labels = [f"{plain(names[i])} = {_num(raw[i])}" for i in order]
     else:
-        labels = [f"{names[i]} = {x[i]:.2g}" for i in order]
+        labels = [f"{plain(names[i])} = {x[i]:.2g}" for i in order]
     ax.set_yticks(np.arange(len(order)), labels, fontsize=7)
     ax.axvline(0, color="k", lw=0.5)
     ax.set_xlim(-1.05, 1.05)
@@ -167,7 +176,7 @@ def render_row(x: np.ndarray, panels: list[tuple[str, np.ndarray]], layout: str,
             _bars(ax, v, x, names, raw=raw_values)
             m = None
         mappable = m if m is not None else mappable
-        ax.set_title(title, fontsize=9)
+        ax.set_title(plain(title), fontsize=9)
     if mappable is None and not tabular:
         import matplotlib as mpl
 
@@ -190,10 +199,10 @@ def render_global(exp, title: str) -> str:
     fig, ax = plt.subplots(figsize=(6.5, 0.28 * len(order) + 1.2))
     ax.barh(np.arange(len(order)), v[order], xerr=None if err is None else np.asarray(err).reshape(-1)[order],
             color="#7d3c98", ecolor="0.3", capsize=2)
-    ax.set_yticks(np.arange(len(order)), [names[i] for i in order], fontsize=8)
+    ax.set_yticks(np.arange(len(order)), [plain(names[i]) for i in order], fontsize=8)
     ax.axvline(0, color="k", lw=0.5)
     ax.set_xlabel("drop in score when the feature is permuted (mean ± sd over repeats)", fontsize=8)
-    ax.set_title(title, fontsize=10)
+    ax.set_title(plain(title), fontsize=10)
     return to_png(fig)
 
 
@@ -208,7 +217,7 @@ def render_curves(curves: dict[str, np.ndarray], title: str) -> str:
             style = dict(color="k", ls="--", lw=2.0)
         else:
             style = dict(color=palette[k % 20], ls="-" if k < 20 else ":", lw=1.5)
-        ax.plot(frac, c.mean(0), label=name, **style)
+        ax.plot(frac, c.mean(0), label=plain(name), **style)
     ax.set_xlabel("features deleted, most relevant first (%)", fontsize=9)
     ax.set_ylabel("probability of the explained class", fontsize=9)
     ax.set_ylim(-0.02, 1.02)

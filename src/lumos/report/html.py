@@ -1,6 +1,14 @@
 """The HTML page: one self-contained file (inline CSS, inline JS, base64 PNG figures),
 no network access. A little vanilla JavaScript switches sample and class.
 
+Every string that comes from the user (class, feature and file names, titles, method
+options, error messages) is HTML-escaped where it is written into the markup; the per-input
+data travel as JSON in a ``<script type="application/json">`` block with ``<``, ``>``, ``&``
+and U+2028/2029 escaped, and the page's script puts them into the document with
+``textContent`` only. A Content-Security-Policy ``<meta>`` tag allows exactly the page's
+own two inline scripts (by SHA-256 hash), inline styles and ``data:`` images: no inline
+event handlers, no other scripts, no remote loads.
+
 Opening the page with ``#selftest`` (used by the browser test) makes the script check
 that every image decoded and that switching sample works, and write the result as JSON
 into ``<pre id="lumos-selftest">``; errors raised on the page are collected from the first
@@ -8,6 +16,8 @@ line of the document on, so the test sees them.
 """
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 from html import escape
 
@@ -33,6 +43,7 @@ code{background:#f0f2f5;padding:0 3px;border-radius:3px;font-size:12px}
 
 ERROR_TRAP = """<script>window.__lumosErrors=[];
 window.addEventListener('error',function(e){window.__lumosErrors.push(String(e.message||(e.target&&e.target.src?'failed to load '+e.target.tagName:'error')))},true);
+document.addEventListener('securitypolicyviolation',function(e){window.__lumosErrors.push('blocked by the content security policy: '+e.violatedDirective)});
 (function(){var ce=console.error;console.error=function(){window.__lumosErrors.push(Array.prototype.join.call(arguments,' '));ce.apply(console,arguments)}})();</script>"""
 
 SCRIPT = """<script>
@@ -43,27 +54,39 @@ SCRIPT = """<script>
   var classBox = document.getElementById('class-buttons');
   var summary = document.getElementById('sample-summary');
   function pct(p){return (100*p).toFixed(1)+'%';}
+  // names come from the user: they enter the page as text nodes only (never as markup)
+  function clear(node){while (node.firstChild) node.removeChild(node.firstChild);}
+  function text(node, t){node.appendChild(document.createTextNode(String(t)));}
+  function tag(node, name, t, cls){
+    var e = document.createElement(name);
+    e.textContent = String(t);
+    if (cls) e.className = cls;
+    node.appendChild(e);
+  }
   function show(){
     var s = samples[state.sample];
     document.querySelectorAll('.row').forEach(function(el){
       el.hidden = !(+el.dataset.sample === state.sample && +el.dataset.rank === state.rank);
     });
     select.value = String(state.sample);
-    classBox.innerHTML = '';
+    clear(classBox);
     s.classes.forEach(function(c, r){
       var b = document.createElement('button');
       b.textContent = c[0] + ' (' + pct(c[1]) + ')';
       b.className = r === state.rank ? 'active' : '';
-      b.setAttribute('data-rank', r);
+      b.setAttribute('data-rank', String(r));
       b.addEventListener('click', function(){state.rank = r; show();});
       classBox.appendChild(b);
     });
-    var cls = s.classes[state.rank];
-    summary.innerHTML = 'Input ' + (state.sample + 1) + ' of ' + samples.length +
-      (s.true !== null ? ' &middot; true class: <b>' + s.true + '</b>' : '') +
-      ' &middot; prediction: <b>' + s.pred + '</b> (confidence ' + pct(s.prob) + ')' +
-      (s.true !== null && s.true !== s.pred ? ' <span class="err">&#10007; misclassified</span>' : '') +
-      ' &middot; explaining class <b>' + cls[0] + '</b> (p = ' + pct(cls[1]) + ')';
+    var cls = s.classes[state.rank], dot = ' \u00b7 ';
+    clear(summary);
+    text(summary, 'Input ' + (state.sample + 1) + ' of ' + samples.length);
+    if (s.true !== null) {text(summary, dot + 'true class: '); tag(summary, 'b', s.true);}
+    text(summary, dot + 'prediction: '); tag(summary, 'b', s.pred);
+    text(summary, ' (confidence ' + pct(s.prob) + ')');
+    if (s.true !== null && s.true !== s.pred) {text(summary, ' '); tag(summary, 'span', '\u2717 misclassified', 'err');}
+    text(summary, dot + 'explaining class '); tag(summary, 'b', cls[0]);
+    text(summary, ' (p = ' + pct(cls[1]) + ')');
   }
   select.addEventListener('change', function(){state.sample = +select.value; state.rank = 0; show();});
   document.getElementById('prev').addEventListener('click', function(){state.sample = (state.sample + samples.length - 1) % samples.length; state.rank = 0; show();});
@@ -116,12 +139,17 @@ METRIC_NOTES = {
 }
 
 
+def _e(value) -> str:
+    """Any value as text safe in HTML content and in quoted attributes."""
+    return escape(str(value), quote=True)
+
+
 def _fmt(v) -> str:
     if v is None:
         return "–"
     if isinstance(v, float):
         return f"{v:.3g}" if abs(v) < 1000 else f"{v:,.0f}"
-    return escape(str(v))
+    return _e(v)
 
 
 def _eval_table(rows: list[dict]) -> str:
@@ -130,7 +158,7 @@ def _eval_table(rows: list[dict]) -> str:
     extra = sorted({k for r in rows for k in r if k.startswith("metrics.")})
     cols = [c for c in COLUMNS if any(c[0] in r for r in rows)] + [(k, k[8:], METRIC_NOTES.get(k[8:], "from lumos.metrics"))
                                                                   for k in extra]
-    head = "".join(f"<th title='{escape(desc)}'>{escape(label)}</th>" for _, label, desc in cols)
+    head = "".join(f"<th title='{_e(desc)}'>{_e(label)}</th>" for _, label, desc in cols)
     body = []
     for r in rows:
         cells = []
@@ -140,8 +168,8 @@ def _eval_table(rows: list[dict]) -> str:
                 cells.append(f"<td class='num'>{v:.3f} ± {r['aopc_sd']:.3f}</td>")
             else:
                 cells.append(f"<td class='num'>{_fmt(v)}</td>")
-        body.append(f"<tr><td>{escape(r['method'])}</td><td>{escape(r.get('family', ''))}</td>{''.join(cells)}</tr>")
-    legend = "".join(f"<li><b>{escape(label)}</b>: {escape(desc)}</li>" for _, label, desc in cols)
+        body.append(f"<tr><td>{_e(r['method'])}</td><td>{_e(r.get('family', ''))}</td>{''.join(cells)}</tr>")
+    legend = "".join(f"<li><b>{_e(label)}</b>: {_e(desc)}</li>" for _, label, desc in cols)
     return (f"<table><tr><th>method</th><th>family</th>{head}</tr>{''.join(body)}</table>"
             f"<ul class='legend'>{legend}</ul>")
 
@@ -154,43 +182,71 @@ def _methods_table(runs) -> str:
             params = json.dumps(exp.params, default=str) if exp is not None else "{}"
             status = "<span>ok</span>"
         elif run.skipped:
-            params, status = "", f"<span class='skip'>not applicable: {escape(run.skipped)}</span>"
+            params, status = "", f"<span class='skip'>not applicable: {_e(run.skipped)}</span>"
         else:
-            params, status = "", f"<span class='err'>failed: {escape(run.error or '')}</span>"
-        body.append(f"<tr><td>{escape(run.name)}</td><td>{escape(run.family)}</td><td>{status}</td>"
-                    f"<td class='num'>{run.seconds:.3g}</td><td><code>{escape(params)}</code></td></tr>")
+            params, status = "", f"<span class='err'>failed: {_e(run.error or '')}</span>"
+        body.append(f"<tr><td>{_e(run.name)}</td><td>{_e(run.family)}</td><td>{status}</td>"
+                    f"<td class='num'>{run.seconds:.3g}</td><td><code>{_e(params)}</code></td></tr>")
     return ("<table><tr><th>method</th><th>family</th><th>status</th><th>time (s)</th><th>parameters</th></tr>"
             + "".join(body) + "</table>")
 
 
+def script_json(obj) -> str:
+    """JSON that is inert inside a ``<script>`` element: ``<``, ``>`` and ``&`` as ``\\u`` escapes
+    (no ``</script>`` or ``<!--`` can form) and, with ``ensure_ascii``, U+2028/2029 too."""
+    text = json.dumps(obj, ensure_ascii=True)
+    return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+
+
+def _body(script: str) -> str:
+    """The source between ``<script>`` and ``</script>``: what the browser hashes."""
+    return script[len("<script>"):-len("</script>")]
+
+
+def script_hash(source: str) -> str:
+    """The CSP source expression that allows exactly this inline script."""
+    return "'sha256-" + base64.b64encode(hashlib.sha256(source.encode("utf-8")).digest()).decode("ascii") + "'"
+
+
+def content_security_policy() -> str:
+    """The page's policy: its own two inline scripts (by hash), inline styles and ``data:``
+    images; nothing else (no inline handlers, no other or remote scripts, styles, fonts,
+    frames or form targets)."""
+    hashes = " ".join(script_hash(_body(s)) for s in (ERROR_TRAP, SCRIPT))
+    return (f"default-src 'none'; script-src {hashes}; style-src 'unsafe-inline'; img-src data:; "
+            "base-uri 'none'; form-action 'none'")
+
+
 def render_page(*, title, info, samples, rows, runs, evaluation, globals_, curve_png, notes, n_ranks) -> str:
     options = "".join(
-        f"<option value='{s['index']}'>input {s['index'] + 1}"
-        f"{' (true ' + escape(s['true']) + ')' if s['true'] is not None else ''}: predicted {escape(s['pred'])}</option>"
+        f"<option value='{int(s['index'])}'>input {int(s['index']) + 1}"
+        f"{' (true ' + _e(s['true']) + ')' if s['true'] is not None else ''}: predicted {_e(s['pred'])}</option>"
         for s in samples)
     row_html = "".join(
-        f"<div class='row' data-sample='{r['sample']}' data-rank='{r['rank']}'{' hidden' if (r['sample'], r['rank']) != (0, 0) else ''}>"
-        f"<img alt='explanations of input {r['sample'] + 1} for class {escape(r['class'])}' "
+        f"<div class='row' data-sample='{int(r['sample'])}' data-rank='{int(r['rank'])}'"
+        f"{' hidden' if (r['sample'], r['rank']) != (0, 0) else ''}>"
+        f"<img alt='explanations of input {int(r['sample']) + 1} for class {_e(r['class'])}' "
         f"src='data:image/png;base64,{r['png']}'></div>" for r in rows)
-    info_html = "".join(f"<tr><th>{escape(str(k))}</th><td>{escape(str(v))}</td></tr>" for k, v in info.items())
-    glob = "".join(f"<figure><img alt='{escape(n)}' src='data:image/png;base64,{png}'></figure>" for n, png in globals_)
+    info_html = "".join(f"<tr><th>{_e(k)}</th><td>{_e(v)}</td></tr>" for k, v in info.items())
+    glob = "".join(f"<figure><img alt='{_e(n)}' src='data:image/png;base64,{png}'></figure>" for n, png in globals_)
     curve = (f"<img alt='deletion curves' src='data:image/png;base64,{curve_png}'>" if curve_png else "")
-    note_html = "".join(f"<li class='note'>{escape(n)}</li>" for n in notes)
+    note_html = "".join(f"<li class='note'>{_e(n)}</li>" for n in notes)
     failed = [r for r in runs if r.error]
     if failed:
-        note_html += "".join(f"<li class='err'>{escape(r.name)} failed: {escape(r.error)}</li>" for r in failed)
-    samples_json = json.dumps(samples).replace("</", "<\\/")
+        note_html += "".join(f"<li class='err'>{_e(r.name)} failed: {_e(r.error)}</li>" for r in failed)
+    samples_json = script_json(samples)
     return f"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8">{ERROR_TRAP}
+<html lang="en"><head><meta charset="utf-8">
+<meta http-equiv="Content-Security-Policy" content="{content_security_policy()}">{ERROR_TRAP}
 <meta name="viewport" content="width=device-width, initial-scale=1">
-<title>{escape(title)}</title><style>{CSS}</style></head>
-<body><header><h1>{escape(title)}</h1><p>What the model looked at, method by method. Generated by lumos {escape(str(info.get('lumos version', '')))}.</p></header>
+<title>{_e(title)}</title><style>{CSS}</style></head>
+<body><header><h1>{_e(title)}</h1><p>What the model looked at, method by method. Generated by lumos {_e(info.get('lumos version', ''))}.</p></header>
 <main>
 <section id="explanations"><h2>Explanations per input</h2>
 <div class="controls"><button id="prev" title="previous input (←)">◀</button>
 <select id="sample-select" aria-label="input">{options}</select>
 <button id="next" title="next input (→)">▶</button>
-<span>class to explain (top {n_ranks} by probability):</span><span id="class-buttons"></span></div>
+<span>class to explain (top {int(n_ranks)} by probability):</span><span id="class-buttons"></span></div>
 <p class="summary" id="sample-summary"></p>
 <p class="legend">Each panel shows one method's attribution for the selected class. <span style="color:#c0392b">Red</span> marks
 evidence <i>for</i> the class, <span style="color:#2e6da4">blue</span> evidence <i>against</i>; each map is scaled to its own
