@@ -77,8 +77,10 @@ def test_dask_engine_resumes_a_local_partial_store(client, X, tmp_path):
     reference = explain_dataset(model, X, "saliency", out=tmp_path / "ref.zarr", batch_size=16, progress=False)
     explain_dataset(model, X, "saliency", out=tmp_path / "mixed.zarr", batch_size=16, progress=False)
     root = zarr.open_group(str(tmp_path / "mixed.zarr"), mode="r+")
-    root["done"][2:] = False  # as if interrupted after two chunks
+    for record in (tmp_path / "mixed.zarr" / "records").glob("[2-9].json"):
+        record.unlink()  # as if interrupted after two chunks
     root["values"][32:] = 0.0
+    (tmp_path / "mixed.zarr" / "values" / "c" / "1" / "0").write_bytes(b"garbage")  # and chunk 1 damaged since
     mixed = explain_dataset(model, X, "saliency", out=tmp_path / "mixed.zarr", batch_size=16, engine="dask",
                             client=client, progress=False)
     assert_same_store(reference, mixed)

@@ -10,10 +10,16 @@ importing lumos does not.
 
 Local engine
     Chunks of ``batch_size`` rows are read, explained and written one after the other;
-    memory is bounded by one chunk. Each chunk is flagged done once written, so an
-    interrupted call resumes when called again with the same arguments. Stochastic
-    methods are seeded per chunk, so results depend on ``batch_size`` (recorded in the
-    store: resuming with another batch size is refused).
+    memory is bounded by one chunk. Each chunk gets a record once written (a hash of its
+    input rows, checksums of its stored rows; written atomically), so an interrupted call,
+    even one killed with SIGKILL, resumes when called again with the same arguments.
+    Resuming verifies instead of trusting: chunks whose files were lost or damaged are
+    recomputed, and input rows that differ from those of the first run are refused.
+    ``open_store`` checks the checksums on every read (``verify=False`` skips them).
+    Stochastic methods (``stochastic = True``) get ``row_offset`` so each row's random
+    numbers depend on its position only, not on ``batch_size``; the seed they report is
+    kept in the store (``store.seed``). The batch size is still part of the fingerprint
+    (it is the Zarr chunking): resuming with another batch size is refused.
 
 Devices
     Every explainer runs on the device of the model's parameters. ``device="cuda"``

@@ -86,9 +86,13 @@ def explain_dataset(model, data, method="integrated_gradients", out=None, *, bat
     """Explain every row of ``data`` and write the results into a chunked Zarr store.
 
     Rows are read, explained and written ``batch_size`` at a time (memory bounded by one
-    batch whatever the dataset size). Each written chunk is marked done, so calling again
-    with the same arguments resumes where a previous call stopped; a store written by
-    another method, configuration, model or data is refused.
+    batch whatever the dataset size). Each written chunk gets a record (a hash of its input
+    rows, checksums of its stored rows), so calling again with the same arguments resumes
+    where a previous call stopped: every recorded chunk is verified, and those whose files
+    were lost or damaged are recomputed. A store written by another method, configuration,
+    model or data (any chunk's input rows differing) is refused. Explainers that declare
+    ``stochastic = True`` get ``row_offset=start`` for rows ``[start, stop)``, so their
+    per-row random numbers do not depend on ``batch_size``.
 
     Parameters
     ----------
@@ -115,7 +119,8 @@ def explain_dataset(model, data, method="integrated_gradients", out=None, *, bat
         Dask engine: reruns of a chunk whose task raised (chunks of a dead worker are
         rerun by the scheduler anyway).
     overwrite : bool
-        Discard an existing store at ``out`` instead of resuming it.
+        Discard an existing store at ``out`` instead of resuming it (also the way out when
+        the data differ from those the store was written from).
     progress : bool
         Show a tqdm progress bar with the throughput (inputs/s).
     **options
@@ -148,9 +153,9 @@ def explain_dataset(model, data, method="integrated_gradients", out=None, *, bat
               "sample_shape": described["sample_shape"], "lumos_version": _lumos_version()}
     root = st.prepare(path, header, overwrite=overwrite)
     job = Job(explainer, source, targets, call_options, path, batch_size, device=device)
-    done = st.done_mask(root)
-    pending = [i for i in range(job.n_chunks) if not done[i]]
-    done_rows = sum(job.bounds(i)[1] - job.bounds(i)[0] for i in range(job.n_chunks) if done[i])
+    pending = job.verify()  # recorded chunks are checked, not trusted; other input data are refused
+    todo = set(pending)
+    done_rows = sum(job.bounds(i)[1] - job.bounds(i)[0] for i in range(job.n_chunks) if i not in todo)
     with progress_bar(job, done_rows, progress, f"{explainer.name} [{engine}]") as bar:
         if engine == "local":
             with on_device(explainer.model, device):

@@ -2,7 +2,8 @@
 
 A :class:`Job` holds everything a chunk needs (explainer, data source, targets, call
 options, store path) and is what the Dask engine ships to each worker once. Both engines
-call :meth:`Job.run_chunk`, so they write byte-identical stores.
+call :meth:`Job.run_chunk`, so they write byte-identical stores; :meth:`Job.verify` decides,
+before either runs, which chunks of an existing store are to be (re)computed.
 """
 from __future__ import annotations
 
@@ -95,12 +96,30 @@ class Job:
             self._root = st.open_root(Path(self.path), mode="r+")
         return self._root
 
-    def compute(self, index: int):
+    def read(self, index: int) -> tuple[np.ndarray, np.ndarray | None]:
+        """The input rows (and labels, or None) of chunk ``index``."""
         start, stop = self.bounds(index)
         x, labels = self.source.read(start, stop)
         if x.shape[0] != stop - start:
             raise ValueError(f"the data source returned {x.shape[0]} rows for rows {start}:{stop}")
-        return self.explainer.explain(x, target=self.targets.rows(start, stop, labels), **self.options)
+        return x, labels
+
+    def call_options(self, start: int) -> dict:
+        """The explain() options for rows starting at ``start``: a stochastic explainer
+        also gets ``row_offset`` (row i is seeded by (seed, row_offset + i)), so its rows do
+        not depend on the chunking."""
+        options = dict(self.options)
+        if getattr(type(self.explainer), "stochastic", False):
+            options["row_offset"] = int(options.get("row_offset", 0)) + int(start)
+        return options
+
+    def explain(self, x, labels, start: int, stop: int):
+        return self.explainer.explain(x, target=self.targets.rows(start, stop, labels), **self.call_options(start))
+
+    def compute(self, index: int):
+        start, stop = self.bounds(index)
+        x, labels = self.read(index)
+        return self.explain(x, labels, start, stop)
 
     def create_arrays_from_probe(self) -> bool:
         """Fix the arrays' dtypes and shapes from a two-row probe explained here, so that
@@ -109,25 +128,69 @@ class Job:
         if self.n_rows < 2:
             return False
         x, labels = self.source.read(0, 2)
-        exp = self.explainer.explain(x, target=self.targets.rows(0, 2, labels), **self.options)
+        exp = self.explain(x, labels, 0, 2)
         self._fields = st.result_fields(exp, 2)  # two rows: a (1, ...) extra is not mistaken for a per-row one
-        st.create_arrays(self.root(), self._fields, self.n_rows, self.chunk_rows)
+        st.create_arrays(self.root(), self._fields, self.n_rows, self.chunk_rows, seed=st.reported_seed(exp))
         return True
 
     def run_chunk(self, index: int) -> int:
-        """Compute chunk ``index``, write it, mark it done; returns the number of rows."""
+        """Compute chunk ``index``, write its arrays, then its record; returns the number of rows."""
         start, stop = self.bounds(index)
-        exp = self.compute(index)
+        x, labels = self.read(index)
+        input_info = st.input_digest(x, labels)
+        exp = self.explain(x, labels, start, stop)
+        del x
         root = self.root()
+        seed = st.reported_seed(exp)
         if self._fields is None:
             attrs = st.read_attrs(Path(self.path)) or {}
             self._fields = attrs.get("fields")
         if self._fields is None:  # the first chunk written: it fixes the arrays' dtypes and shapes
             fields = st.result_fields(exp, stop - start)
-            st.create_arrays(root, fields, self.n_rows, self.chunk_rows)
+            st.create_arrays(root, fields, self.n_rows, self.chunk_rows, seed=seed)
             self._fields = fields
-        st.write_chunk(root, index, start, stop, exp, self._fields)
+        st.write_chunk(root, Path(self.path), index, start, stop, exp, self._fields, input_info, seed=seed)
         return stop - start
+
+    def verify(self) -> list[int]:
+        """The chunks to (re)compute: those without a whole record, or whose stored arrays
+        do not match their record (deleted, swapped or garbled chunk files, lost array
+        metadata). A recorded chunk whose input rows differ from the ones the record hashed
+        refuses the resume with a ValueError naming it."""
+        path = Path(self.path)
+        root = self.root()
+        fields = (st.read_attrs(path) or {}).get("fields")
+        for stale in (path / st.RECORDS).glob(".*.tmp"):  # records a killed run did not finish
+            stale.unlink(missing_ok=True)
+        if fields:  # recreate the metadata of an array that lost it; its chunks are then checked
+            st.create_arrays(root, fields, self.n_rows, self.chunk_rows)
+        pending = []
+        for index in range(self.n_chunks):
+            start, stop = self.bounds(index)
+            status, record = st.read_record(path, index, self.n_rows, self.chunk_rows)
+            if status != "ok":
+                pending.append(index)
+                continue
+            x, labels = self.read(index)
+            found = st.input_digest(x, labels)
+            del x
+            if found != record["input"]:
+                raise ValueError(
+                    f"the input data differ from those of the run that wrote {str(path)!r}: chunk {index} (rows "
+                    f"{start}:{stop}) holds other rows than it did then ({_describe(record['input'], found)}); "
+                    "resuming would mix explanations of different data. Use a new out path, or overwrite=True "
+                    "to discard the store."
+                )
+            if not fields or st.outputs_intact(root, path, record, fields, index, start, stop) is not None:
+                st.remove_record(path, index)
+                pending.append(index)
+        return pending
+
+
+def _describe(old: dict, new: dict) -> str:
+    if old.get("dtype") != new["dtype"] or old.get("shape") != new["shape"]:
+        return f"dtype {old.get('dtype')} shape {old.get('shape')} then, {new['dtype']} {new['shape']} now"
+    return "same dtype and shape, other values"
 
 
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc's mallopt parameters (malloc.h)

@@ -1,26 +1,37 @@
 """The Zarr store written by :func:`lumos.explain_dataset`.
 
-Layout (one Zarr v3 group)::
+Layout (one folder, a Zarr v3 group)::
 
     attrs["lumos"]     format, method, params, fingerprint (what must match to resume),
-                       n_rows, chunk_rows, fields (name -> dtype, shape) once known
+                       n_rows, chunk_rows, fields (name -> dtype, shape) once known, seed
     values             (N, ...)  attributions, chunks of ``chunk_rows`` rows
     target             (N,)      explained output per row
     prediction         (N, K)    model scores
     base_value, delta  (N,)      when the method defines them (IG, Shapley values...)
     extras/<name>      (N, ...)  per-row method extras (standard deviations, raw CAM maps...)
-    done               (n_chunks,) bool, one Zarr chunk per element: True once every array
-                       of that row chunk is written
+    records/<i>.json   one record per finished row chunk ``i``
 
 Every array is chunked by the same ``chunk_rows`` rows, so one task writes whole Zarr
-chunks (no two writers ever touch the same file) and its "done" flag last: a chunk
-interrupted half-way is simply recomputed on resume.
+chunks (no two writers ever touch the same file), then the chunk's record: the rows, a
+BLAKE2b hash of the input rows (bytes, dtype and shape, and the labels when the data
+yield them), a BLAKE2b checksum of each stored array's rows, and a checksum of the record
+itself. The record is written to a temporary file and renamed, so a process killed at any
+moment leaves either no record or a whole one; a chunk interrupted half-way has none and
+is recomputed on resume.
+
+The records are what make a store verifiable rather than trusted. On resume every
+recorded chunk is checked: input rows that differ from those the record hashed refuse
+the resume (other data), outputs that do not match their checksums (a deleted, swapped,
+garbled or truncated chunk file, a lost array metadata file) or a missing or unreadable
+record make that chunk be recomputed. :func:`lumos.open_store` checks the same checksums
+on every read and names the damaged chunk.
 """
 from __future__ import annotations
 
 import hashlib
 import json
 import os
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -29,8 +40,20 @@ import numpy as np
 from lumos.core.explanation import to_jsonable
 from lumos.scale import _deps
 
-FORMAT = "lumos.store/1"
+FORMAT = "lumos.store/2"
+RECORD_FORMAT = "lumos.chunk/1"
+RECORDS = "records"
 PER_ROW_FIELDS = ("target", "prediction", "base_value", "delta")
+_REPAIR = "run explain_dataset again with the same arguments to recompute it"
+
+
+class StoreDamagedError(ValueError):
+    """A chunk of a store does not hold what its record says was written (or its record
+    is unreadable). ``chunk`` is the row chunk, ``array`` the array concerned (or None)."""
+
+    def __init__(self, message: str, chunk: int | None = None, array: str | None = None):
+        super().__init__(message)
+        self.chunk, self.array = chunk, array
 
 
 def check_out_path(out) -> Path:
@@ -90,6 +113,39 @@ def explainer_digest(explainer) -> str:
     return digest({"params": to_jsonable(explainer.params()), "arrays": arrays})
 
 
+# -- checksums ----------------------------------------------------------------------
+def _canonical(a) -> np.ndarray:
+    a = np.ascontiguousarray(np.asarray(a))
+    if a.dtype.byteorder == ">":
+        a = a.astype(a.dtype.newbyteorder("<"))
+    return a
+
+
+def array_hash(*arrays) -> str:
+    """BLAKE2b (128 bits) of arrays: dtype, shape and bytes of each (None counts too)."""
+    h = hashlib.blake2b(digest_size=16)
+    for a in arrays:
+        if a is None:
+            h.update(b"none;")
+            continue
+        a = _canonical(a)
+        h.update(f"{a.dtype.str}{list(a.shape)};".encode())
+        h.update(a.reshape(-1).view(np.uint8))  # the bytes, without a copy
+    return h.hexdigest()
+
+
+def input_digest(x, labels=None) -> dict:
+    """What a record keeps of a chunk's input rows (and labels)."""
+    x = np.asarray(x)
+    return {"dtype": _canonical(x[:0]).dtype.str, "shape": list(x.shape), "blake2b": array_hash(x, labels)}
+
+
+def _record_check(body: dict) -> str:
+    text = json.dumps(body, sort_keys=True, separators=(",", ":"))
+    return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
+
+
+# -- the store ----------------------------------------------------------------------
 def open_root(path: Path, mode: str = "r"):
     zarr = _deps.zarr()
     return zarr.open_group(str(path), mode=mode, zarr_format=3)
@@ -104,7 +160,15 @@ def read_attrs(path: Path) -> dict | None:
         doc = json.loads(meta.read_text())
     except (OSError, ValueError):
         return None
-    return doc.get("attributes", {}).get("lumos")
+    if not isinstance(doc, dict) or not isinstance(doc.get("attributes"), dict):
+        return None
+    attrs = doc["attributes"].get("lumos")
+    return attrs if isinstance(attrs, dict) else None
+
+
+def _ensure_records(root) -> None:
+    if RECORDS not in root:  # a group node, so that Zarr lists the store without warnings
+        root.create_group(RECORDS)
 
 
 def prepare(path: Path, header: dict, overwrite: bool = False):
@@ -117,19 +181,26 @@ def prepare(path: Path, header: dict, overwrite: bool = False):
             f"{str(path)!r} exists and is not a lumos store; choose a new path (or overwrite=True to replace it)"
         )
     if existing is not None and not overwrite:
+        if existing.get("format") != FORMAT:
+            raise ValueError(
+                f"the store {str(path)!r} has format {existing.get('format')!r} (an older lumos), this version "
+                f"writes {FORMAT!r} and cannot resume it. Use a new out path, or overwrite=True to discard it."
+            )
         mismatch = _differences(existing.get("fingerprint", {}), header["fingerprint"])
-        if existing.get("format") != FORMAT or mismatch:
-            what = "; ".join(f"{k}: store has {a!r}, this call {b!r}" for k, a, b in mismatch) or "format"
+        if mismatch:
+            what = "; ".join(f"{k}: store has {a!r}, this call {b!r}" for k, a, b in mismatch)
             raise ValueError(
                 f"the store {str(path)!r} was written by method {existing.get('method')!r} with another "
                 f"configuration ({what}); resuming would mix explanations. Use a new out path, or "
                 "overwrite=True to discard it."
             )
-        return zarr.open_group(str(path), mode="r+")
-    root = zarr.open_group(str(path), mode="w", zarr_format=3)
-    n_chunks = -(-header["n_rows"] // header["chunk_rows"])
-    root.create_array("done", shape=(n_chunks,), chunks=(1,), dtype="bool", fill_value=False)
-    root.attrs["lumos"] = to_jsonable({**header, "format": FORMAT, "fields": None})
+        root = zarr.open_group(str(path), mode="r+")
+        _ensure_records(root)
+        return root
+    # one write of the group's metadata, attributes included: a kill leaves a lumos store or none
+    attrs = to_jsonable({**header, "format": FORMAT, "fields": None})
+    root = zarr.create_group(str(path), overwrite=True, zarr_format=3, attributes={"lumos": attrs})
+    _ensure_records(root)
     return root
 
 
@@ -154,12 +225,21 @@ def result_fields(exp, rows: int) -> dict[str, tuple[str, list[int]]]:
         v = np.asarray(v)
         if v.shape[0] != rows:
             raise ValueError(f"the explainer returned {name} with {v.shape[0]} rows for a chunk of {rows} inputs")
-        out[name] = (v.dtype.str, list(v.shape[1:]))
+        out[name] = (_canonical(v[:0]).dtype.str, list(v.shape[1:]))
     return out
 
 
-def create_arrays(root, fields: dict, n_rows: int, chunk_rows: int) -> None:
-    """Create the per-row arrays once the first chunk tells their dtypes and shapes."""
+def reported_seed(exp):
+    """The seed an Explanation says it used (``meta`` or ``params``), else None."""
+    for where in (getattr(exp, "meta", None), getattr(exp, "params", None)):
+        if isinstance(where, dict) and where.get("seed") is not None:
+            return to_jsonable(where["seed"])
+    return None
+
+
+def create_arrays(root, fields: dict, n_rows: int, chunk_rows: int, seed=None) -> None:
+    """Create the per-row arrays (those missing) once the first chunk tells their dtypes
+    and shapes. Existing chunk files are kept: they are verified against their records."""
     for name, (dtype, shape) in fields.items():
         if name in root:
             continue
@@ -167,20 +247,127 @@ def create_arrays(root, fields: dict, n_rows: int, chunk_rows: int) -> None:
         root.create_array(name, shape=(n_rows, *shape), chunks=(chunk_rows, *shape), dtype=np.dtype(dtype),
                           fill_value=fill)
     attrs = dict(root.attrs["lumos"])
-    attrs["fields"] = fields
-    root.attrs["lumos"] = attrs
+    if attrs.get("fields") is None or (seed is not None and "seed" not in attrs):
+        attrs["fields"] = fields
+        if seed is not None:
+            attrs["seed"] = seed
+        root.attrs["lumos"] = to_jsonable(attrs)
 
 
-def write_chunk(root, index: int, start: int, stop: int, exp, fields: dict) -> None:
-    """Write the arrays of one row chunk, then mark it done."""
-    for name, (dtype, _) in fields.items():
-        if name.startswith("extras/"):
-            value = exp.extras[name[len("extras/"):]]
-        else:
-            value = getattr(exp, name)
-        root[name][start:stop] = np.asarray(value).astype(np.dtype(dtype), copy=False)
-    root["done"][index] = True
+def _stored(value, dtype: str, shape: list, rows: int) -> np.ndarray:
+    return np.broadcast_to(np.asarray(value).astype(np.dtype(dtype), copy=False), (rows, *shape))
 
 
-def done_mask(root) -> np.ndarray:
-    return np.asarray(root["done"][:], dtype=bool)
+def write_chunk(root, path: Path, index: int, start: int, stop: int, exp, fields: dict, input_info: dict,
+                seed=None) -> None:
+    """Write the arrays of one row chunk, then (atomically) its record."""
+    output = {}
+    for name, (dtype, shape) in fields.items():
+        value = exp.extras[name[len("extras/"):]] if name.startswith("extras/") else getattr(exp, name)
+        value = _stored(value, dtype, shape, stop - start)
+        # every chunk as a file, also an all-fill one: what is read back is what was hashed
+        root[name].with_config({"write_empty_chunks": True})[start:stop] = value
+        output[name] = array_hash(value)
+    body = {"format": RECORD_FORMAT, "chunk": int(index), "rows": [int(start), int(stop)],
+            "input": input_info, "output": output}
+    if seed is not None:
+        body["seed"] = seed
+    write_record(path, index, body)
+
+
+def record_path(path: Path, index: int) -> Path:
+    return Path(path) / RECORDS / f"{int(index)}.json"
+
+
+def write_record(path: Path, index: int, body: dict) -> None:
+    """Write a chunk's record: to a temporary file, flushed to disk, then renamed."""
+    body = to_jsonable(body)
+    text = json.dumps({**body, "check": _record_check(body)}, sort_keys=True, indent=1)
+    final = record_path(path, index)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = final.with_name(f".{final.name}.{uuid.uuid4().hex}.tmp")
+    try:
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, final)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def remove_record(path: Path, index: int) -> None:
+    try:
+        record_path(path, index).unlink()
+    except FileNotFoundError:
+        pass
+
+
+def read_record(path: Path, index: int, n_rows: int, chunk_rows: int) -> tuple[str, Any]:
+    """``("ok", record)``, ``("missing", None)`` or ``("corrupt", reason)`` for chunk ``index``."""
+    file = record_path(path, index)
+    try:
+        raw = file.read_bytes()
+    except FileNotFoundError:
+        return "missing", None
+    except OSError as err:
+        return "corrupt", f"cannot be read ({err})"
+    try:
+        doc = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError):
+        return "corrupt", "is not valid JSON"
+    if not isinstance(doc, dict) or not isinstance(doc.get("check"), str):
+        return "corrupt", "is not a chunk record"
+    check = doc.pop("check")
+    if _record_check(doc) != check:
+        return "corrupt", "does not match its own checksum"
+    start = int(index) * chunk_rows
+    rows = [start, min(start + chunk_rows, n_rows)]
+    if (doc.get("format") != RECORD_FORMAT or doc.get("chunk") != index or doc.get("rows") != rows
+            or not isinstance(doc.get("input"), dict) or not isinstance(doc.get("output"), dict)):
+        return "corrupt", f"does not describe chunk {index} (rows {rows[0]}:{rows[1]})"
+    return "ok", doc
+
+
+def record_status(path: Path, n_rows: int, chunk_rows: int, chunks) -> np.ndarray:
+    """True for each chunk of ``chunks`` whose record is present and whole."""
+    return np.array([read_record(path, int(i), n_rows, chunk_rows)[0] == "ok" for i in chunks], dtype=bool)
+
+
+def where(path: Path, index: int, start: int, stop: int) -> str:
+    return f"chunk {index} (rows {start}:{stop}) of the store {str(path)!r}"
+
+
+def read_chunk(root, path: Path, name: str, index: int, start: int, stop: int, expected: str | None) -> np.ndarray:
+    """Rows ``start:stop`` of array ``name``, checked against the checksum ``expected``
+    (None: not checked); a damaged chunk raises :class:`StoreDamagedError` naming it."""
+    try:
+        array = root[name]
+    except KeyError:
+        raise StoreDamagedError(
+            f"{where(path, index, start, stop)} is damaged: array {name!r} has no metadata "
+            f"({name}/zarr.json is missing); {_REPAIR}", index, name) from None
+    try:
+        block = np.asarray(array[start:stop])
+    except Exception as err:  # noqa: BLE001 (any codec or I/O failure names the chunk)
+        raise StoreDamagedError(
+            f"{where(path, index, start, stop)} is damaged: array {name!r} cannot be decoded "
+            f"({type(err).__name__}: {err}); {_REPAIR}", index, name) from None
+    if expected is not None and array_hash(block) != expected:
+        raise StoreDamagedError(
+            f"{where(path, index, start, stop)} is damaged: array {name!r} does not match the checksum recorded "
+            f"when it was written (a deleted, swapped or altered chunk file); {_REPAIR}", index, name)
+    return block
+
+
+def outputs_intact(root, path: Path, record: dict, fields: dict, index: int, start: int, stop: int) -> str | None:
+    """None if every stored array of the chunk matches its record, else the reason."""
+    if sorted(record["output"]) != sorted(fields):
+        return "its record lists other arrays"
+    for name in fields:
+        try:
+            read_chunk(root, path, name, index, start, stop, record["output"][name])
+        except StoreDamagedError as err:
+            return str(err)
+    return None
