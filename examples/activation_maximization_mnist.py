@@ -16,14 +16,14 @@ smooth texture of oriented strokes (horizontal bars for 2, slanted bars for 1 an
 corner for 7) rather than a whole digit: the network ends in global average pooling, so it
 cannot encode where a stroke is, only which strokes are present.
 
-Writes examples/figures/activation_maximization_mnist.png.
+Writes activation_maximization_mnist.png to the figures folder (examples/output/, or
+$LUMOS_FIGURES; examples/figures/ with --update-figures).
 
     PYTHONPATH=src python examples/activation_maximization_mnist.py
 """
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 import matplotlib
 
@@ -37,7 +37,7 @@ from lumos.data import load_mnist  # noqa: E402
 from lumos.models import CNN2d  # noqa: E402
 from lumos.models.train import accuracy, fit  # noqa: E402
 
-FIGURES = Path(__file__).resolve().parent / "figures"
+from _workshop import figures_dir  # noqa: E402  (where figures go: see examples/_workshop.py)
 
 SETTINGS = {
     "unregularised log-probability (fooling)": (class_log_probability, dict(steps=300, lr=0.02)),
@@ -64,7 +64,7 @@ def main():
         results[title] = (r, conf, pred, seconds)
         print(f"{title}: all 10 classes in {seconds:.1f}s; confidence in target "
               f"{np.array2string(conf, precision=3)}; predicted {pred.tolist()}")
-    FIGURES.mkdir(exist_ok=True)
+    FIGURES = figures_dir()
     means = [ds.X_train[ds.y_train == k, 0].mean(0) for k in range(10)]
     fig, axes = plt.subplots(len(results) + 1, 10, figsize=(15, 1.75 * (len(results) + 1) + 0.6))
     for k in range(10):

@@ -3,12 +3,11 @@ infarction), plot its attention weights next to Grad-CAM on the recurrent layer,
 run the diagnostics of "Attention is not Explanation" (Jain & Wallace 2019) and
 "Attention is not not Explanation" (Wiegreffe & Pinter 2019).
 
-    PYTHONPATH=src python examples/attention_ecg.py   # writes examples/figures/attention_ecg.png
+    PYTHONPATH=src python examples/attention_ecg.py   # writes attention_ecg.png (examples/output/; --update-figures: examples/figures/)
 """
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 import matplotlib
 
@@ -22,10 +21,10 @@ from lumos.methods.attention import AttentionWeights, compare_uniform_attention 
 from lumos.methods.cam import GradCAM  # noqa: E402
 from lumos.models import AttentionRNN  # noqa: E402
 from lumos.models.train import accuracy, fit  # noqa: E402
+from _workshop import figures_dir  # noqa: E402  (where figures go: see examples/_workshop.py)
 
 SEED = 0
 CONFIG = dict(hidden=16, cell="lstm", bidirectional=True, conv_channels=16)
-FIGURE = Path(__file__).resolve().parent / "figures" / "attention_ecg.png"
 
 
 def main():
@@ -77,7 +76,7 @@ def main():
     fig.suptitle(f"AttentionRNN on ECG200 (test acc {acc:.2f}; uniform-attention model {cmp['uniform_accuracy']:.2f}): "
                  f"mean τ(α, |grad|) = {exp.meta['mean_tau_gradient']:.2f}", fontsize=10)
     fig.tight_layout()
-    FIGURE.parent.mkdir(parents=True, exist_ok=True)
+    FIGURE = figures_dir() / "attention_ecg.png"
     fig.savefig(FIGURE, dpi=110)
     print(f"wrote {FIGURE}")
     return acc, seconds

@@ -15,14 +15,14 @@ Short answer: only for one rule on one kind of network.
 
 The script trains a small CNN on 3000 MNIST digits (about 10 s on one CPU core), prints the
 largest difference between each LRP variant and Gradient x Input, and draws both heatmaps
-for a few test digits (a 3, a 9, a 4, a 7) to examples/figures/lrp_vs_gradient_x_input.png.
+for a few test digits (a 3, a 9, a 4, a 7) to lrp_vs_gradient_x_input.png in the figures folder
+(examples/output/, or $LUMOS_FIGURES; examples/figures/ with --update-figures).
 
 Run: ``python examples/lrp_vs_gradient_x_input.py``
 """
 from __future__ import annotations
 
 import copy
-from pathlib import Path
 
 import matplotlib
 
@@ -38,7 +38,7 @@ from lumos.methods.relevance import LRP, Epsilon, EpsilonGammaBox, EpsilonPlus  
 from lumos.methods.relevance.rules import WEIGHTED  # noqa: E402
 from lumos.models.train import accuracy, fit  # noqa: E402
 
-FIGURE = Path(__file__).resolve().parent / "figures" / "lrp_vs_gradient_x_input.png"
+from _workshop import figures_dir  # noqa: E402  (where figures go: see examples/_workshop.py)
 
 
 def small_cnn(activation: type[nn.Module] = nn.ReLU) -> nn.Sequential:
@@ -111,7 +111,7 @@ def draw(maps: dict, target: np.ndarray, diffs: dict) -> None:
     fig.suptitle("Gradient x Input and LRP on a ReLU CNN (LRP-0 column identical), and on a tanh CNN "
                  "(red > 0, blue < 0)", fontsize=9)
     fig.tight_layout()
-    FIGURE.parent.mkdir(parents=True, exist_ok=True)
+    FIGURE = figures_dir() / "lrp_vs_gradient_x_input.png"
     fig.savefig(FIGURE, dpi=130)
     print(f"\nwrote {FIGURE}")
 

@@ -43,14 +43,13 @@ from __future__ import annotations
 
 import os
 import time
-from pathlib import Path
 
 import numpy as np
+from _workshop import figures_dir  # where figures go: see examples/_workshop.py
 from workshop_p300 import label_correlation
 
 DECIMATE = 4  # 256 Hz -> 64 Hz block means (as the workshop)
 EARLY, LATE = (0.0, 0.25), (0.25, 0.6)
-FIGURE = Path(__file__).resolve().parent / "figures" / "p300_relevance_study.png"
 
 
 # --------------------------------------------------------------------------- data
@@ -341,7 +340,7 @@ def figure(d, results, r, erp):
         ax.set_xlabel("time after flash (ms)", fontsize=8)
     fig.suptitle("P300 (BNCI 003-2015, s6-s10): signed target relevance, mean over correctly detected held-out "
                  "target epochs (red = evidence for target; shaded 250-600 ms)", fontsize=11, y=0.91)
-    FIGURE.parent.mkdir(parents=True, exist_ok=True)
+    FIGURE = figures_dir() / "p300_relevance_study.png"
     fig.savefig(FIGURE, dpi=90, bbox_inches="tight")
     plt.close(fig)
     print(f"wrote {FIGURE}")

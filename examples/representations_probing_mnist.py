@@ -4,14 +4,14 @@ Projects the activations of several layers (PCA and t-SNE, coloured by digit) an
 logistic-regression probe per layer (3-fold CV). The untrained network with the same
 architecture is the control: what a probe reads from random features of the input.
 
-Writes examples/figures/representations_mnist.png and examples/figures/probe_mnist.png.
+Writes representations_mnist.png and probe_mnist.png to the figures folder (examples/output/,
+or $LUMOS_FIGURES; examples/figures/ with --update-figures).
 
     PYTHONPATH=src python examples/representations_probing_mnist.py
 """
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 import matplotlib
 
@@ -25,7 +25,8 @@ from lumos.data import load_mnist  # noqa: E402
 from lumos.models import CNN2d  # noqa: E402
 from lumos.models.train import accuracy, fit  # noqa: E402
 
-FIGURES = Path(__file__).resolve().parent / "figures"
+from _workshop import figures_dir  # noqa: E402  (where figures go: see examples/_workshop.py)
+
 LAYERS = ["input", "features.2", "features.5", "features.7", "gap", "classifier"]
 
 
@@ -38,7 +39,7 @@ def main():
     torch.manual_seed(0)
     untrained = CNN2d(1, 10).eval()
     x, y = ds.X_test[:1500], ds.y_test[:1500]
-    FIGURES.mkdir(exist_ok=True)
+    FIGURES = figures_dir()
 
     fig, axes = plt.subplots(2, 3, figsize=(15, 9))
     for ax, (layer, method) in zip(axes.ravel(), [("input", "pca"), ("features.5", "pca"), ("gap", "pca"),

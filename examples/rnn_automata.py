@@ -6,14 +6,16 @@ and compare the automaton with the network and the grammar on 1,000 held-out str
 length up to 20 (training strings have length <= 12). Several seeds per grammar show how
 reliable the recipe is.
 
-Writes examples/rnn_automata.md (the table) and examples/figures/rnn_automata.png,
-examples/figures/rnn_states.png.
+Writes rnn_automata.md (the table), rnn_automata.png and rnn_states.png to the figures folder
+(examples/output/, or $LUMOS_FIGURES). With --update-figures: the committed
+examples/rnn_automata.md and examples/figures/rnn_automata.png, examples/figures/rnn_states.png.
 
-    PYTHONPATH=src python examples/rnn_automata.py [--seeds 3]
+    PYTHONPATH=src python examples/rnn_automata.py [--seeds 3] [--update-figures]
 """
 from __future__ import annotations
 
 import argparse
+import os
 import textwrap
 import time
 from pathlib import Path
@@ -27,8 +29,9 @@ import torch  # noqa: E402
 
 from lumos.analysis import GRAMMARS, extract_automaton, train_rnn  # noqa: E402
 
+from _workshop import UPDATE_FLAG, figures_dir  # noqa: E402  (where figures go: see examples/_workshop.py)
+
 HERE = Path(__file__).resolve().parent
-FIGURES = HERE / "figures"
 
 
 def run(name: str, seed: int, hidden: int):
@@ -44,9 +47,9 @@ def run(name: str, seed: int, hidden: int):
     return g, rnn, result, seconds, saturation
 
 
-def main(n_seeds: int, hidden: int):
+def main(n_seeds: int, hidden: int, update: bool = False):
     torch.set_num_threads(1)
-    FIGURES.mkdir(exist_ok=True)
+    figures = figures_dir(update)
     rows, first = [], {}
     for name in GRAMMARS:
         for seed in range(n_seeds):
@@ -58,16 +61,18 @@ def main(n_seeds: int, hidden: int):
                   flush=True)
             if seed == 0:
                 first[name] = (g, rnn, r, fit_strings_of(g, seed))
-    write_table(rows, n_seeds, hidden)
-    draw_automata(first)
-    draw_states(first)
+    write_table(rows, n_seeds, hidden, HERE if update else figures, figures)
+    draw_automata(first, figures)
+    draw_states(first, figures)
 
 
 def fit_strings_of(g, seed):
     return g.sample(1000, 1, 12, seed=100 + seed)[0]
 
 
-def write_table(rows, n_seeds, hidden):
+def write_table(rows, n_seeds, hidden, folder, figures):
+    link = os.path.relpath(figures, folder).replace(os.sep, "/") + "/"
+    link = "" if link == "./" else link
     lines = [
         "# Automata extracted from Elman RNNs (`examples/rnn_automata.py`)",
         "",
@@ -100,15 +105,16 @@ def write_table(rows, n_seeds, hidden):
         "agreement with the grammar) and the extraction reports it (10-11 states, agreement < 0.94). A failure",
         "in the table above, if any, is of the same kind when the network-grammar agreement is below 1.",
         "",
-        "![extracted automata](figures/rnn_automata.png)",
+        f"![extracted automata]({link}rnn_automata.png)",
         "",
-        "![hidden states](figures/rnn_states.png)",
+        f"![hidden states]({link}rnn_states.png)",
         "",
     ]
-    (HERE / "rnn_automata.md").write_text("\n".join(lines))
+    (folder / "rnn_automata.md").write_text("\n".join(lines))
+    print(f"wrote {folder / 'rnn_automata.md'}")
 
 
-def draw_automata(first):
+def draw_automata(first, figures):
     fig, axes = plt.subplots(2, 4, figsize=(18, 9))
     for ax, (name, (g, _, r, _)) in zip(axes.ravel(), first.items()):
         desc = textwrap.fill(f"{name}: {g.description}", 42)
@@ -116,11 +122,11 @@ def draw_automata(first):
                                    f"grammar agreement {r.grammar_agreement:.3f}")
     fig.suptitle("Automata extracted from Elman RNNs (seed 0); double ring = accepting", fontsize=12)
     fig.tight_layout(rect=(0, 0, 1, 0.95))
-    fig.savefig(FIGURES / "rnn_automata.png", dpi=90)
+    fig.savefig(figures / "rnn_automata.png", dpi=90)
     plt.close(fig)
 
 
-def draw_states(first):
+def draw_states(first, figures):
     from sklearn.decomposition import PCA
 
     fig, axes = plt.subplots(2, 4, figsize=(16, 8))
@@ -141,7 +147,7 @@ def draw_states(first):
     fig.suptitle("Hidden states of every prefix (PCA, small jitter), coloured by the extracted automaton's state",
                  fontsize=12)
     fig.tight_layout()
-    fig.savefig(FIGURES / "rnn_states.png", dpi=90)
+    fig.savefig(figures / "rnn_states.png", dpi=90)
     plt.close(fig)
 
 
@@ -149,5 +155,7 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--hidden", type=int, default=16)
+    parser.add_argument(UPDATE_FLAG, action="store_true", dest="update",
+                        help="rewrite the committed examples/rnn_automata.md and examples/figures/ PNGs")
     args = parser.parse_args()
-    main(args.seeds, args.hidden)
+    main(args.seeds, args.hidden, args.update)

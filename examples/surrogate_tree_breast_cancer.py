@@ -1,13 +1,13 @@
 """A global surrogate: a depth-3 decision tree imitating an MLP on the breast-cancer table.
 
 Prints the fidelity for depths 1-6 and the rules of the depth-3 tree; writes
-examples/figures/surrogate_tree_breast_cancer.png.
+surrogate_tree_breast_cancer.png to the figures folder (examples/output/, or $LUMOS_FIGURES;
+examples/figures/ with --update-figures).
 
     PYTHONPATH=src python examples/surrogate_tree_breast_cancer.py
 """
 from __future__ import annotations
 
-from pathlib import Path
 
 import matplotlib
 
@@ -21,7 +21,7 @@ from lumos.data import load_breast_cancer  # noqa: E402
 from lumos.models import MLP  # noqa: E402
 from lumos.models.train import accuracy, fit  # noqa: E402
 
-FIGURES = Path(__file__).resolve().parent / "figures"
+from _workshop import figures_dir  # noqa: E402  (where figures go: see examples/_workshop.py)
 
 
 def main():
@@ -37,7 +37,7 @@ def main():
               f"{r.n_leaves} leaves, tree accuracy on true labels {tree_acc:.3f}")
     r = surrogate_tree(model, ds.X_train, max_depth=3, held_out=ds.X_test, feature_names=ds.feature_names)
     print("rules of the depth-3 surrogate (standardised features):\n" + r.rules)
-    FIGURES.mkdir(exist_ok=True)
+    FIGURES = figures_dir()
     fig, ax = plt.subplots(figsize=(16, 7))
     r.plot(ax=ax, class_names=ds.class_names)
     fig.tight_layout()

@@ -12,11 +12,16 @@ import pytest
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
 
-@pytest.fixture(autouse=True)
-def _examples_on_path(monkeypatch, tmp_path_factory):
-    monkeypatch.syspath_prepend(str(EXAMPLES))
-    monkeypatch.setenv("LUMOS_FIGURES", str(tmp_path_factory.mktemp("figures")))
-    monkeypatch.setenv("LUMOS_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
+@pytest.fixture(scope="module", autouse=True)
+def _examples_on_path(tmp_path_factory):
+    """The workshops importable, their figures in a tmp folder of this module. Module scope,
+    so that the module-scoped p300_findings sees both (the cache and the default figures
+    folder are the session's tmp folders, see conftest)."""
+    mp = pytest.MonkeyPatch()
+    mp.syspath_prepend(str(EXAMPLES))
+    mp.setenv("LUMOS_FIGURES", str(tmp_path_factory.mktemp("workshop-figures")))
+    yield
+    mp.undo()
 
 
 def test_p300_pipeline_recovers_a_planted_erp_latency():
@@ -42,17 +47,13 @@ def test_p300_pipeline_recovers_a_planted_erp_latency():
 
 
 @pytest.fixture(scope="module")
-def p300_findings():
+def p300_findings(_examples_on_path):
     from tests.conftest import shared_data
 
     shared_data("p300_bnci2015003.npz")
     import workshop_p300 as w
 
-    mp = pytest.MonkeyPatch()
-    try:
-        return w.main(quiet=True)
-    finally:
-        mp.undo()
+    return w.main(quiet=True)
 
 
 def test_p300_real_data_is_decoded_and_relevance_is_post_stimulus(p300_findings):
@@ -115,3 +116,31 @@ def test_clever_hans_shortcut_is_revealed_and_quantified():
     assert r["mass_on_tag_quadrant"]["grad_cam"] > 1.5 * 0.25
     for name in w.PIXEL_LEVEL:
         assert r["pointing_game_2px"][name] > 0.9, name
+
+
+def test_workshop_figures_go_where_they_are_told(monkeypatch, tmp_path):
+    """$LUMOS_FIGURES when set, else the untracked examples/output; the committed
+    examples/figures only with --update-figures."""
+    import subprocess
+    import sys
+
+    import _workshop as w
+
+    monkeypatch.setattr(w, "OUTPUT", tmp_path / "output")
+    monkeypatch.delenv("LUMOS_FIGURES", raising=False)
+    monkeypatch.setattr(sys, "argv", ["workshop_x.py"])
+    assert w.figures_dir() == tmp_path / "output" and (tmp_path / "output").is_dir()
+    monkeypatch.setenv("LUMOS_FIGURES", str(tmp_path / "chosen"))
+    assert w.figures_dir() == tmp_path / "chosen" and not w.updating()
+    monkeypatch.setattr(sys, "argv", ["workshop_x.py", "--update-figures"])
+    assert w.updating() and w.figures_dir() == EXAMPLES / "figures"
+    assert w.figures_dir(update=False) == tmp_path / "chosen"
+    try:
+        ignored = subprocess.run(["git", "check-ignore", "-q", "examples/output/x.png"], cwd=EXAMPLES.parent,
+                                 capture_output=True, timeout=30).returncode
+        tracked = subprocess.run(["git", "check-ignore", "-q", "examples/figures/x.png"], cwd=EXAMPLES.parent,
+                                 capture_output=True, timeout=30).returncode
+    except (OSError, subprocess.SubprocessError):
+        return
+    if ignored in (0, 1):  # 128: not a git checkout
+        assert ignored == 0 and tracked == 1, "examples/output must be git-ignored, examples/figures not"
