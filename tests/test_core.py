@@ -160,7 +160,7 @@ def test_bad_inputs_name_the_problem(mlp, rng):
         ig.explain(x, baseline=np.zeros(3))
     with pytest.raises(ValueError, match="empty"):
         ig.explain(np.zeros((0, 4), dtype=np.float32))
-    with pytest.raises(TypeError, match="unexpected options"):
+    with pytest.raises(TypeError, match=r"unknown option .n_step. \(did you mean .n_steps.\?\)"):
         ig.explain(x, n_step=3)
 
 

@@ -345,3 +345,14 @@ def test_cuda_equals_cpu(name, series):
     gpu = cls(model, device="cuda").explain(series, **{k: v for k, v in options.items()}).values
     np.testing.assert_allclose(gpu, cpu, rtol=1e-5, atol=1e-5)
     assert next(model.parameters()).device.type == "cpu"  # the user's model stays where it was
+
+
+def test_fx_graph_modules_keep_their_forward_in_the_view(series):
+    import torch.fx
+
+    model = bn_cnn().eval()
+    traced = torch.fx.symbolic_trace(model)
+    np.testing.assert_allclose(lumos.Saliency(traced).explain(series).values,
+                               lumos.Saliency(model).explain(series).values, rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(lumos.GradCAM(traced, layer="3").explain(series).values,
+                               lumos.GradCAM(model, layer="3").explain(series).values, rtol=1e-5, atol=1e-7)

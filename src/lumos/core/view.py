@@ -13,8 +13,8 @@ storage** (no copy of the weights, ``requires_grad=False``). Whatever one call d
 view (``eval()``, hooks, assigning folded weights) is invisible to the user and to every
 other call; the user's module tree, flags, hooks and parameter storage are never written.
 
-Modules that cannot be viewed (TorchScript, ``torch.export`` programs, modules whose
-structure cannot be copied) are explained in place under :func:`lumos.core.guard.model_guard`,
+Modules that cannot be viewed (TorchScript, modules whose structure cannot be copied)
+are explained in place under :func:`lumos.core.guard.model_guard`,
 serialised on a per-model lock so that concurrent calls cannot corrupt each other.
 With ``device=``, the view's parameters and buffers are copies on that device and the
 user's model stays where it is.
@@ -61,7 +61,7 @@ def _shadow_tensor(t: torch.Tensor, device) -> torch.Tensor:
 def _copy_module(module: nn.Module, memo: dict, device) -> nn.Module:
     if id(module) in memo:
         return memo[id(module)]
-    new = module.__class__.__new__(module.__class__)
+    new = object.__new__(module.__class__)  # not cls.__new__: torch.fx's GraphModule makes a new class there
     memo[id(module)] = new
     state = {}
     for key, value in module.__dict__.items():
