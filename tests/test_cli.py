@@ -117,6 +117,10 @@ def test_methods_lists_registry(capsys):
 
     for name in lumos.list_methods():
         assert name in out
+    lines = {line.split()[0]: line for line in out.splitlines()[1:]}
+    assert "torch,layer" in lines["grad_cam"] and "no-TorchScript" in lines["grad_cam"]  # declared, not guessed
+    assert "background" in lines["kernel_shap"] and "seed" in lines["kernel_shap"]
+    assert "global" in lines["permutation_importance"] and "labels" in lines["permutation_importance"]
 
 
 @pytest.mark.parametrize("args, message", [

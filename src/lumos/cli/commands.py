@@ -31,18 +31,26 @@ def _is_global(cls) -> bool:
 
 @cli.command()
 def methods() -> None:
-    """List the registered explanation methods."""
+    """List the registered explanation methods with what each needs and supports."""
     import lumos
     from lumos.report.methods import family_of
 
+    short = {"tabular": "tab", "timeseries": "series", "image": "image"}
     rows = []
     for name, cls in lumos.list_methods().items():
-        kind = "global" if _is_global(cls) else "local"
-        needs = "torch" if getattr(cls, "needs_gradients", False) else "any model"
-        rows.append((name, family_of(cls), kind, needs, _summary(cls.__doc__)))
-    width = max(len(r[0]) for r in rows)
-    for name, family, kind, needs, doc in rows:
-        click.echo(f"{name:<{width}}  {family:<10} {kind:<6} {needs:<9}  {doc}")
+        caps = cls.capabilities()
+        needs = ["torch" if caps["needs_gradients"] else "any model"]
+        needs += [what for what, key in (("layer", "needs_layer"), ("background", "needs_background"),
+                                         ("labels", "needs_labels"), ("attention", "needs_attention")) if caps[key]]
+        flags = ("seed " if caps["stochastic"] else "") + ("" if caps["torchscript"] else "no-TorchScript")
+        layouts = "/".join(short[k] for k in caps["layouts"])
+        rows.append((name, family_of(cls), caps["scope"], ",".join(needs), layouts, flags.strip(),
+                     _summary(cls.__doc__, 60)))
+    widths = [max(len(r[i]) for r in rows) for i in range(6)]
+    header = ("method", "family", "scope", "needs", "inputs", "notes")
+    click.echo("  ".join(h.ljust(w) for h, w in zip(header, widths)))
+    for row in rows:
+        click.echo("  ".join(v.ljust(w) for v, w in zip(row[:6], widths)) + "  " + row[6])
 
 
 def _summary(doc: str | None, limit: int = 90) -> str:
