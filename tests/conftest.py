@@ -226,7 +226,8 @@ def assert_same_state(before: dict, after: dict) -> None:
 def setup_for_method(name: str, mlp: torch.nn.Module, X: np.ndarray):
     """A model, 12 inputs and options that the registered method ``name`` applies to: the
     given MLP on tabular rows, a 1-D CNN with a GAP head for the CAM family, an
-    AttentionRNN for attention, a background (and player groups) for Shapley values."""
+    AttentionRNN for attention, a background for the methods that declare they need one (and
+    player groups for exact Shapley values)."""
     from lumos.models import CNN1d
     from lumos.models.attention_rnn import AttentionRNN
 
@@ -236,7 +237,9 @@ def setup_for_method(name: str, mlp: torch.nn.Module, X: np.ndarray):
         return CNN1d(2, 3, channels=(4, 4)), series, {}
     if name == "attention":
         return AttentionRNN(2, 3, hidden=4), series, {}
-    if name in ("kernel_shap", "sampling_shapley", "exact_shapley"):
+    from lumos.core import registry
+
+    if getattr(registry.get(name), "needs_background", False):  # declared by the class (Shapley values...)
         options = {"background": X[-8:]}
         if name == "exact_shapley":
             options["groups"] = np.arange(X.shape[1]) // 2  # 6 players
