@@ -47,7 +47,7 @@ def _hand_loop(model, X):
 
 
 def _local(model, X, out, **kw):
-    return explain_dataset(model, X, "integrated_gradients", out=out, batch_size=BATCH, n_steps=32,
+    return explain_dataset(model, X, "integrated_gradients", out=out, chunk_rows=BATCH, n_steps=32,
                            overwrite=True, progress=False, **kw)[:].values
 
 
@@ -123,7 +123,7 @@ model = MLP(256, 10, hidden=(64,))
 data = np.load(sys.argv[1], mmap_mode="r")
 base = int(open("/proc/self/statm").read().split()[1]) * 4096 / 2**20
 t0 = time.perf_counter()
-explain_dataset(None, data, Saliency(model), out=sys.argv[2], batch_size=256, progress=False)
+explain_dataset(None, data, Saliency(model), out=sys.argv[2], chunk_rows=256, progress=False)
 dt = time.perf_counter() - t0
 hwm = [l for l in open("/proc/self/status") if l.startswith("VmHWM")][0].split()[1]  # peak RSS of this process image
 print(json.dumps({"base_mb": base, "peak_mb": int(hwm) / 1024, "s": dt}))

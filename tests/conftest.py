@@ -224,26 +224,30 @@ def assert_same_state(before: dict, after: dict) -> None:
 
 
 def setup_for_method(name: str, mlp: torch.nn.Module, X: np.ndarray):
-    """A model, 12 inputs and options that the registered method ``name`` applies to: the
-    given MLP on tabular rows, a 1-D CNN with a GAP head for the CAM family, an
-    AttentionRNN for attention, a background for the methods that declare they need one (and
-    player groups for exact Shapley values)."""
+    """A model, 12 inputs and options that the registered method ``name`` applies to, read
+    from what the class declares (never from its name): the given MLP on tabular rows; a
+    1-D CNN with a GAP head on (N, 2, 16) series for methods that need a layer or do not
+    take tables; an AttentionRNN for attention; a background for the methods that need one
+    (and player groups for exact Shapley values); labels for global methods."""
+    from lumos.core import registry
     from lumos.models import CNN1d
     from lumos.models.attention_rnn import AttentionRNN
 
+    cls = registry.get(name)
     torch.manual_seed(0)
     series = np.random.default_rng(1).normal(size=(12, 2, 16)).astype(np.float32)
-    if "cam" in name:
-        return CNN1d(2, 3, channels=(4, 4)), series, {}
-    if name == "attention":
+    if cls.needs_attention:
         return AttentionRNN(2, 3, hidden=4), series, {}
-    from lumos.core import registry
-
-    if getattr(registry.get(name), "needs_background", False):  # declared by the class (Shapley values...)
+    options = {}
+    if cls.needs_layer or "tabular" not in cls.layouts:
+        model, x = CNN1d(2, 3, channels=(4, 4)), series
+        if cls.needs_background:
+            options["background"] = np.random.default_rng(2).normal(size=(8, 2, 16)).astype(np.float32)
+        return model, x, options
+    if cls.needs_background:
         options = {"background": X[-8:]}
         if name == "exact_shapley":
             options["groups"] = np.arange(X.shape[1]) // 2  # 6 players
-        return mlp, X[:12], options
-    if name == "permutation_importance":
-        return mlp, X[:12], {"y": np.arange(12) % 3}
-    return mlp, X[:12], {}
+    if cls.needs_labels:
+        options["y"] = np.arange(12) % 3
+    return mlp, X[:12], options

@@ -68,7 +68,7 @@ class Rows(torch.utils.data.Dataset):
 
 
 def test_store_holds_the_explanation_of_each_chunk(mlp, X, tmp_path):
-    store = explain_dataset(mlp, X, "integrated_gradients", out=tmp_path / "ig.zarr", batch_size=10, n_steps=16,
+    store = explain_dataset(mlp, X, "integrated_gradients", out=tmp_path / "ig.zarr", chunk_rows=10, n_steps=16,
                             progress=False)
     assert store.complete and len(store) == 53 and store.method == "integrated_gradients"
     assert store.params["n_steps"] == 16 and store.values.chunks == (10, 12)
@@ -85,16 +85,16 @@ def test_store_holds_the_explanation_of_each_chunk(mlp, X, tmp_path):
 
 def test_resume_after_interruption_equals_uninterrupted_run(mlp, X, tmp_path, monkeypatch):
     y = np.arange(53) % 3
-    whole = explain_dataset(mlp, Rows(X, y), "ig", out=tmp_path / "whole.zarr", batch_size=10, n_steps=8,
+    whole = explain_dataset(mlp, Rows(X, y), "ig", out=tmp_path / "whole.zarr", chunk_rows=10, n_steps=8,
                             target="label", progress=False)
     broken = Rows(X, y, interrupt_at=35)
     with pytest.raises(KeyboardInterrupt):
-        explain_dataset(mlp, broken, "ig", out=tmp_path / "resumed.zarr", batch_size=10, n_steps=8,
+        explain_dataset(mlp, broken, "ig", out=tmp_path / "resumed.zarr", chunk_rows=10, n_steps=8,
                         target="label", progress=False)
     assert open_store(tmp_path / "resumed.zarr").done.tolist() == [True, True, True, False, False, False]
     explained = spy_on_chunks(monkeypatch)
     again = Rows(X, y)
-    resumed = explain_dataset(mlp, again, "ig", out=tmp_path / "resumed.zarr", batch_size=10, n_steps=8,
+    resumed = explain_dataset(mlp, again, "ig", out=tmp_path / "resumed.zarr", chunk_rows=10, n_steps=8,
                               target="label", progress=False)
     assert explained == [30, 40, 50]  # chunks 0-2 verified (their rows read and hashed), not explained again
     assert sorted(set(again.read)) == list(range(53))
@@ -111,7 +111,7 @@ def test_every_source_kind_gives_the_same_store(mlp, X, tmp_path):
     loader = torch.utils.data.DataLoader(Rows(X, np.zeros(53, int)), batch_size=4, shuffle=True)
     sources = {"array": X, "memmap": mm, "zarr": za, "dataset": Rows(X, np.zeros(53, int)), "loader": loader,
                "tensor": torch.from_numpy(X)}
-    stores = {k: explain_dataset(mlp, d, "saliency", out=tmp_path / f"{k}.out", batch_size=16, progress=False)
+    stores = {k: explain_dataset(mlp, d, "saliency", out=tmp_path / f"{k}.out", chunk_rows=16, progress=False)
               for k, d in sources.items()}
     for k, s in stores.items():
         assert_same_store(stores["array"], s)
@@ -128,10 +128,10 @@ def test_memmap_travels_as_a_file_reference(X, tmp_path):
 
 
 def test_target_options(mlp, X, tmp_path):
-    fixed = explain_dataset(mlp, X, "saliency", out=tmp_path / "a", batch_size=20, target=2, progress=False)
+    fixed = explain_dataset(mlp, X, "saliency", out=tmp_path / "a", chunk_rows=20, target=2, progress=False)
     assert (fixed[:].target == 2).all()
     per_row = np.arange(53) % 3
-    rows = explain_dataset(mlp, X, "saliency", out=tmp_path / "b", batch_size=20, target=per_row, progress=False)
+    rows = explain_dataset(mlp, X, "saliency", out=tmp_path / "b", chunk_rows=20, target=per_row, progress=False)
     np.testing.assert_array_equal(rows[:].target, per_row)
     with pytest.raises(ValueError, match="one entry per row"):
         explain_dataset(mlp, X, "saliency", out=tmp_path / "c", target=[0, 1], progress=False)
@@ -151,16 +151,16 @@ def test_bad_paths_and_foreign_stores_get_clear_errors(mlp, X, tmp_path):
     (tmp_path / "other" / "notes.txt").write_text("x")
     with pytest.raises(ValueError, match="not a lumos store"):
         explain_dataset(mlp, X, "saliency", out=tmp_path / "other", progress=False)
-    explain_dataset(mlp, X, "ig", out=tmp_path / "ig.zarr", batch_size=20, n_steps=8, progress=False)
+    explain_dataset(mlp, X, "ig", out=tmp_path / "ig.zarr", chunk_rows=20, n_steps=8, progress=False)
     with pytest.raises(ValueError, match="written by method 'integrated_gradients'.*method"):
-        explain_dataset(mlp, X, "saliency", out=tmp_path / "ig.zarr", batch_size=20, progress=False)
+        explain_dataset(mlp, X, "saliency", out=tmp_path / "ig.zarr", chunk_rows=20, progress=False)
     with pytest.raises(ValueError, match="another configuration.*explainer"):
-        explain_dataset(mlp, X, "ig", out=tmp_path / "ig.zarr", batch_size=20, n_steps=16, progress=False)
+        explain_dataset(mlp, X, "ig", out=tmp_path / "ig.zarr", chunk_rows=20, n_steps=16, progress=False)
     with pytest.raises(ValueError, match="chunk_rows"):
-        explain_dataset(mlp, X, "ig", out=tmp_path / "ig.zarr", batch_size=10, n_steps=8, progress=False)
+        explain_dataset(mlp, X, "ig", out=tmp_path / "ig.zarr", chunk_rows=10, n_steps=8, progress=False)
     with pytest.raises(ValueError, match="data"):
-        explain_dataset(mlp, X + 1, "ig", out=tmp_path / "ig.zarr", batch_size=20, n_steps=8, progress=False)
-    replaced = explain_dataset(mlp, X, "saliency", out=tmp_path / "ig.zarr", batch_size=20, overwrite=True,
+        explain_dataset(mlp, X + 1, "ig", out=tmp_path / "ig.zarr", chunk_rows=20, n_steps=8, progress=False)
+    replaced = explain_dataset(mlp, X, "saliency", out=tmp_path / "ig.zarr", chunk_rows=20, overwrite=True,
                                progress=False)
     assert replaced.method == "saliency" and replaced.complete
     with pytest.raises(FileNotFoundError, match="no store"):
@@ -172,8 +172,8 @@ def test_bad_paths_and_foreign_stores_get_clear_errors(mlp, X, tmp_path):
 def test_bad_arguments_get_clear_errors(mlp, X, tmp_path):
     with pytest.raises(ValueError, match="engine must be"):
         explain_dataset(mlp, X, "saliency", out=tmp_path / "s", engine="spark", progress=False)
-    with pytest.raises(ValueError, match="batch_size"):
-        explain_dataset(mlp, X, "saliency", out=tmp_path / "s", batch_size=0, progress=False)
+    with pytest.raises(ValueError, match="chunk_rows"):
+        explain_dataset(mlp, X, "saliency", out=tmp_path / "s", chunk_rows=0, progress=False)
     with pytest.raises(ValueError, match="unknown method"):
         explain_dataset(mlp, X, "no_such_method", out=tmp_path / "s", progress=False)
     with pytest.raises(TypeError, match="IterableDataset"):
@@ -189,7 +189,7 @@ def test_explainer_instance_device_and_model_left_as_found(mlp, X, tmp_path):
     mlp.train()
     before = model_state(mlp)
     explainer = lumos.IntegratedGradients(mlp, n_steps=8, baseline=0.5)
-    store = explain_dataset(None, X, explainer, out=tmp_path / "s", batch_size=25, device="cpu", progress=False)
+    store = explain_dataset(None, X, explainer, out=tmp_path / "s", chunk_rows=25, device="cpu", progress=False)
     assert_same_state(before, model_state(mlp))
     ref = explainer.explain(X[:25])
     np.testing.assert_array_equal(store[:25].values, ref.values)
@@ -198,7 +198,7 @@ def test_explainer_instance_device_and_model_left_as_found(mlp, X, tmp_path):
 
 
 def test_open_store_slices_lazily(mlp, X, tmp_path):
-    explain_dataset(mlp, X, "ig", out=tmp_path / "s", batch_size=10, n_steps=8, progress=False)
+    explain_dataset(mlp, X, "ig", out=tmp_path / "s", chunk_rows=10, n_steps=8, progress=False)
     store = open_store(tmp_path / "s")
     full = store.load()
     assert store[7].values.shape == (1, 12)
@@ -218,7 +218,7 @@ def test_summaries_out_of_core_equal_in_memory(tmp_path):
     torch.manual_seed(0)
     model = CNN1d(2, 3, channels=(4, 4), kernel_size=3)
     X = np.random.default_rng(1).normal(size=(41, 2, 10)).astype(np.float32)
-    store = explain_dataset(model, X, "gradient_x_input", out=tmp_path / "s", batch_size=8, progress=False)
+    store = explain_dataset(model, X, "gradient_x_input", out=tmp_path / "s", chunk_rows=8, progress=False)
     full = store.load()
     v, t = full.values.astype(np.float64), full.target
     np.testing.assert_allclose(store.summary().values, np.abs(v).mean(0), rtol=1e-12)
@@ -241,7 +241,7 @@ def test_summaries_out_of_core_equal_in_memory(tmp_path):
 def test_incomplete_store_refuses_missing_rows_and_summaries(mlp, X, tmp_path):
     with pytest.raises(KeyboardInterrupt):
         explain_dataset(mlp, Rows(X, np.zeros(53, int), interrupt_at=25), "saliency", out=tmp_path / "s",
-                        batch_size=10, progress=False)
+                        chunk_rows=10, progress=False)
     store = open_store(tmp_path / "s")
     assert not store.complete and store[:20].values.shape == (20, 12)
     with pytest.raises(ValueError, match="not written yet"):
@@ -254,7 +254,7 @@ def test_incomplete_store_refuses_missing_rows_and_summaries(mlp, X, tmp_path):
 def test_every_registered_method_streams_to_a_store(name, mlp, X, tmp_path):
     model, x, options = setup_for_method(name, mlp, X)
     ref = lumos.explain(model, x[:6], name, **options)
-    store = explain_dataset(model, x, name, out=tmp_path / "s", batch_size=6, progress=False, **options)
+    store = explain_dataset(model, x, name, out=tmp_path / "s", chunk_rows=6, progress=False, **options)
     got = store[:6]
     np.testing.assert_allclose(got.values, ref.values, rtol=1e-6, atol=1e-7)
     np.testing.assert_array_equal(got.target, ref.target)
@@ -270,7 +270,7 @@ def test_global_methods_are_refused_with_the_alternative(mlp, X, tmp_path):
 
 
 def test_progress_bar_reports_throughput(mlp, X, tmp_path, capsys):
-    explain_dataset(mlp, X, "saliency", out=tmp_path / "s", batch_size=10, progress=True)
+    explain_dataset(mlp, X, "saliency", out=tmp_path / "s", chunk_rows=10, progress=True)
     assert "input/s" in capsys.readouterr().err
 
 
@@ -292,11 +292,11 @@ def test_command_line_writes_the_same_store(mlp, X, tmp_path):
     torch.save(mlp, tmp_path / "model.pt")  # a whole pickled module: read only with --trust-model
     np.save(tmp_path / "X.npy", X)
     args = [str(tmp_path / "model.pt"), str(tmp_path / "X.npy"), "--trust-model", "-m", "ig",
-            "-o", str(tmp_path / "cli.zarr"), "--batch-size", "20", "-O", "n_steps=8", "-q"]
+            "-o", str(tmp_path / "cli.zarr"), "--chunk-rows", "20", "-O", "n_steps=8", "-q"]
     result = CliRunner().invoke(explain_dataset_command, args)
     assert result.exit_code == 0, result.output
     assert "53 rows" in result.output and "%|" not in result.output  # -q: the result, no progress bar
-    api = explain_dataset(mlp, X, "ig", out=tmp_path / "api.zarr", batch_size=20, n_steps=8, progress=False)
+    api = explain_dataset(mlp, X, "ig", out=tmp_path / "api.zarr", chunk_rows=20, n_steps=8, progress=False)
     assert_same_store(api, open_store(tmp_path / "cli.zarr"))
     clash = CliRunner().invoke(explain_dataset_command, args[:-3] + ["-O", "n_steps=16", "--no-progress"])
     assert clash.exit_code == 2 and "lumos: error:" in clash.output and "another configuration" in clash.output
@@ -355,7 +355,7 @@ def reference_ig(tmp_path_factory):
     model = MLP(12, 3, hidden=(16,))
     X = np.random.default_rng(0).normal(size=(53, 12)).astype(np.float32)
     path = tmp_path_factory.mktemp("reference") / "ig.zarr"
-    store = explain_dataset(model, X, "ig", out=path, batch_size=10, n_steps=8, progress=False)
+    store = explain_dataset(model, X, "ig", out=path, chunk_rows=10, n_steps=8, progress=False)
     return model, X, path, store_arrays(store)
 
 
@@ -372,7 +372,7 @@ def test_resume_recomputes_exactly_the_damaged_chunks(name, reference_ig, tmp_pa
     damage, recomputed, _ = DAMAGES[name]
     model, X, copy, arrays = _damaged_copy(reference_ig, tmp_path, damage)
     explained = spy_on_chunks(monkeypatch)
-    store = explain_dataset(model, X, "ig", out=copy, batch_size=10, n_steps=8, progress=False)
+    store = explain_dataset(model, X, "ig", out=copy, chunk_rows=10, n_steps=8, progress=False)
     assert explained == recomputed
     got = store_arrays(store)
     assert sorted(got) == sorted(arrays)
@@ -413,7 +413,7 @@ def test_verify_false_skips_the_checksums_but_never_raises_a_codec_error(referen
 @pytest.mark.parametrize("change", ["middle rows (first and last shared)", "one row of chunk 3", "labels"])
 def test_resume_with_other_data_is_refused_naming_the_chunk(change, mlp, X, tmp_path, monkeypatch):
     y = np.arange(53) % 3
-    explain_dataset(mlp, Rows(X, y), "saliency", out=tmp_path / "s.zarr", batch_size=10, target="label",
+    explain_dataset(mlp, Rows(X, y), "saliency", out=tmp_path / "s.zarr", chunk_rows=10, target="label",
                     progress=False)
     before = store_arrays(open_store(tmp_path / "s.zarr"))
     X2, y2 = X.copy(), y.copy()
@@ -428,24 +428,24 @@ def test_resume_with_other_data_is_refused_naming_the_chunk(change, mlp, X, tmp_
         expected = r"chunk 5 \(rows 50:53\)"
     explained = spy_on_chunks(monkeypatch)
     with pytest.raises(ValueError, match=expected + r".*other rows.*new out path, or overwrite=True"):
-        explain_dataset(mlp, Rows(X2, y2), "saliency", out=tmp_path / "s.zarr", batch_size=10, target="label",
+        explain_dataset(mlp, Rows(X2, y2), "saliency", out=tmp_path / "s.zarr", chunk_rows=10, target="label",
                         progress=False)
     assert explained == []
     after = store_arrays(open_store(tmp_path / "s.zarr"))
     assert all(before[k].tobytes() == after[k].tobytes() for k in before)  # untouched
-    fresh = explain_dataset(mlp, Rows(X2, y2), "saliency", out=tmp_path / "s.zarr", batch_size=10, target="label",
+    fresh = explain_dataset(mlp, Rows(X2, y2), "saliency", out=tmp_path / "s.zarr", chunk_rows=10, target="label",
                             overwrite=True, progress=False)
     np.testing.assert_array_equal(fresh[:].values, lumos.explain(mlp, X2, "saliency", target=y2).values)
 
 
 def test_a_store_of_the_old_format_is_refused_with_the_way_out(mlp, X, tmp_path):
-    explain_dataset(mlp, X, "saliency", out=tmp_path / "s.zarr", batch_size=10, progress=False)
+    explain_dataset(mlp, X, "saliency", out=tmp_path / "s.zarr", chunk_rows=10, progress=False)
     meta = tmp_path / "s.zarr" / "zarr.json"
     doc = json.loads(meta.read_text())
     doc["attributes"]["lumos"]["format"] = "lumos.store/1"
     meta.write_text(json.dumps(doc))
     with pytest.raises(ValueError, match="older lumos.*overwrite=True"):
-        explain_dataset(mlp, X, "saliency", out=tmp_path / "s.zarr", batch_size=10, progress=False)
+        explain_dataset(mlp, X, "saliency", out=tmp_path / "s.zarr", chunk_rows=10, progress=False)
     with pytest.raises(ValueError, match="older lumos.*overwrite=True"):
         open_store(tmp_path / "s.zarr")
 
@@ -471,7 +471,7 @@ for line in sys.stdin:  # "<out> <seconds before kill -9, or inf>": run it in a 
     if pid == 0:
         torch.set_num_threads(1)
         torch.manual_seed(0)
-        explain_dataset(Slow(12, 3, hidden=(16,)), X, "ig", out=out, batch_size=4, n_steps=8, progress=False)
+        explain_dataset(Slow(12, 3, hidden=(16,)), X, "ig", out=out, chunk_rows=4, n_steps=8, progress=False)
         os._exit(0)
     deadline = began + float(delay)
     while True:
@@ -552,20 +552,42 @@ def test_stochastic_explainers_get_the_row_offset_of_each_chunk(mlp, X, tmp_path
     declared = getattr(type(explainer), "stochastic", False)  # the explainer template declares it (and row_offset)
     monkeypatch.setattr(type(explainer), "stochastic", True, raising=False)
     seen = _spy_on_calls(monkeypatch, explainer, takes_row_offset=declared)
-    store = explain_dataset(None, X, explainer, out=tmp_path / "s", batch_size=20, progress=False)
+    store = explain_dataset(None, X, explainer, out=tmp_path / "s", chunk_rows=20, progress=False)
     assert seen == [(0, 20), (20, 20), (40, 13)]
     assert store.seed == 0 and store[0].meta["seed"] == 0  # the seed the explanation reports, in the attrs
     deterministic = lumos.Saliency(mlp)
     assert not getattr(type(deterministic), "stochastic", False)
     seen = _spy_on_calls(monkeypatch, deterministic)
-    explain_dataset(None, X, deterministic, out=tmp_path / "t", batch_size=20, progress=False)
+    explain_dataset(None, X, deterministic, out=tmp_path / "t", chunk_rows=20, progress=False)
     assert seen == [(None, 20), (None, 20), (None, 13)]  # other methods: called as before
 
 
 def test_stochastic_rows_do_not_depend_on_the_batch_size(mlp, X, tmp_path):
     if not getattr(lumos.SmoothGrad, "stochastic", False):
         pytest.skip("SmoothGrad does not declare stochastic = True yet (the explainer template)")
-    a = explain_dataset(mlp, X, "smoothgrad", out=tmp_path / "a", batch_size=10, n_samples=4, progress=False)
-    b = explain_dataset(mlp, X, "smoothgrad", out=tmp_path / "b", batch_size=16, n_samples=4, progress=False)
+    a = explain_dataset(mlp, X, "smoothgrad", out=tmp_path / "a", chunk_rows=10, n_samples=4, progress=False)
+    b = explain_dataset(mlp, X, "smoothgrad", out=tmp_path / "b", chunk_rows=16, n_samples=4, progress=False)
     np.testing.assert_array_equal(a[:].values, b[:].values)
     np.testing.assert_array_equal(a[:].values, lumos.explain(mlp, X, "smoothgrad", n_samples=4).values)
+
+
+def test_batch_size_is_the_explainers_knob_and_device_leaves_the_model(mlp, X, tmp_path):
+    a = explain_dataset(mlp, X, "integrated_gradients", out=tmp_path / "a", chunk_rows=16, batch_size=7, n_steps=8,
+                        progress=False)
+    assert a.params["batch_size"] == 7  # the one memory knob reaches the explainer
+    b = explain_dataset(mlp, X, "integrated_gradients", out=tmp_path / "b", chunk_rows=16, n_steps=8, device="cpu",
+                        progress=False)
+    np.testing.assert_allclose(a[:].values, b[:].values, rtol=1e-5, atol=1e-7)
+    assert next(mlp.parameters()).device.type == "cpu"
+
+
+def test_seed_none_draws_one_seed_for_the_run_and_keeps_it_on_resume(mlp, X, tmp_path):
+    with pytest.raises(KeyboardInterrupt):
+        explain_dataset(mlp, Rows(X, np.zeros(53, int), interrupt_at=25), "smoothgrad", out=tmp_path / "s",
+                        chunk_rows=10, n_samples=3, seed=None, progress=False)
+    first = open_store(tmp_path / "s").seed
+    store = explain_dataset(mlp, Rows(X, np.zeros(53, int)), "smoothgrad", out=tmp_path / "s", chunk_rows=10,
+                            n_samples=3, seed=None, progress=False)
+    assert store.seed == first
+    whole = lumos.explain(mlp, X, "smoothgrad", n_samples=3, seed=first).values
+    np.testing.assert_allclose(store[:].values, whole, rtol=1e-5, atol=1e-7)

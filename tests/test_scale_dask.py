@@ -60,13 +60,13 @@ def assert_same_store(a, b):
 def test_dask_engine_equals_local_engine(client, X, tmp_path):
     torch.manual_seed(0)
     model = MLP(12, 3, hidden=(16,))
-    local = explain_dataset(model, X, "ig", out=tmp_path / "local.zarr", batch_size=10, n_steps=8, progress=False)
-    remote = explain_dataset(model, X, "ig", out=tmp_path / "dask.zarr", batch_size=10, n_steps=8, engine="dask",
+    local = explain_dataset(model, X, "ig", out=tmp_path / "local.zarr", chunk_rows=10, n_steps=8, progress=False)
+    remote = explain_dataset(model, X, "ig", out=tmp_path / "dask.zarr", chunk_rows=10, n_steps=8, engine="dask",
                              client=client, progress=False)
     assert remote.complete
     assert_same_store(local, remote)
     # a second call on the finished store computes nothing and changes nothing
-    again = explain_dataset(model, X, "ig", out=tmp_path / "dask.zarr", batch_size=10, n_steps=8, engine="dask",
+    again = explain_dataset(model, X, "ig", out=tmp_path / "dask.zarr", chunk_rows=10, n_steps=8, engine="dask",
                             client=client, progress=False)
     assert_same_store(local, again)
 
@@ -74,14 +74,14 @@ def test_dask_engine_equals_local_engine(client, X, tmp_path):
 def test_dask_engine_resumes_a_local_partial_store(client, X, tmp_path):
     torch.manual_seed(0)
     model = MLP(12, 3, hidden=(16,))
-    reference = explain_dataset(model, X, "saliency", out=tmp_path / "ref.zarr", batch_size=16, progress=False)
-    explain_dataset(model, X, "saliency", out=tmp_path / "mixed.zarr", batch_size=16, progress=False)
+    reference = explain_dataset(model, X, "saliency", out=tmp_path / "ref.zarr", chunk_rows=16, progress=False)
+    explain_dataset(model, X, "saliency", out=tmp_path / "mixed.zarr", chunk_rows=16, progress=False)
     root = zarr.open_group(str(tmp_path / "mixed.zarr"), mode="r+")
     for record in (tmp_path / "mixed.zarr" / "records").glob("[2-9].json"):
         record.unlink()  # as if interrupted after two chunks
     root["values"][32:] = 0.0
     (tmp_path / "mixed.zarr" / "values" / "c" / "1" / "0").write_bytes(b"garbage")  # and chunk 1 damaged since
-    mixed = explain_dataset(model, X, "saliency", out=tmp_path / "mixed.zarr", batch_size=16, engine="dask",
+    mixed = explain_dataset(model, X, "saliency", out=tmp_path / "mixed.zarr", chunk_rows=16, engine="dask",
                             client=client, progress=False)
     assert_same_store(reference, mixed)
 
@@ -96,12 +96,12 @@ def test_killed_worker_chunks_are_recomputed(client, X, tmp_path):
     torch.manual_seed(0)
     model = SlowMLP(12, 3, hidden=(16,))
     data = X[:60]  # 20 chunks of 3 rows, >= 0.04 s each
-    local = explain_dataset(model, data, "saliency", out=tmp_path / "local.zarr", batch_size=3, progress=False)
+    local = explain_dataset(model, data, "saliency", out=tmp_path / "local.zarr", chunk_rows=3, progress=False)
     errors = []
 
     def run():
         try:
-            explain_dataset(model, data, "saliency", out=tmp_path / "dask.zarr", batch_size=3, engine="dask",
+            explain_dataset(model, data, "saliency", out=tmp_path / "dask.zarr", chunk_rows=3, engine="dask",
                             client=client, progress=False)
         except BaseException as err:  # noqa: BLE001 (reported below)
             errors.append(err)

@@ -1,6 +1,6 @@
 """``lumos explain-dataset``: the command-line face of :func:`lumos.explain_dataset`.
 
-    lumos explain-dataset model.pt X_test.npy --method ig --out ig.zarr --batch-size 256 \\
+    lumos explain-dataset model.pt X_test.npy --method ig --out ig.zarr --chunk-rows 256 \\
         -O n_steps=32 --device cuda --engine dask --scheduler tcp://head-node:8786
 
 MODEL and DATA are read by :mod:`lumos.cli.loaders`, as by every other command (no code
@@ -24,9 +24,11 @@ from lumos.cli.options import parse_options, parse_target
 @click.option("--method", "-m", default="integrated_gradients", show_default=True, help="Registered method name.")
 @click.option("--out", "-o", required=True, type=click.Path(), help="Folder of the Zarr store to write or resume.")
 @click.option("--key", default=None, help="Array name inside an .npz archive or a Zarr group.")
-@click.option("--batch-size", default=256, show_default=True, type=click.IntRange(min=1), help="Rows per chunk.")
+@click.option("--chunk-rows", default=256, show_default=True, type=click.IntRange(min=1),
+              help="Rows per chunk (per explain call and per Zarr chunk); the rows per model call are the "
+                   "method's batch_size option (-O batch_size=64).")
 @click.option("--target", default=None, help="'predicted' (default), 'label' or an output index.")
-@click.option("--device", default=None, help="Torch device for the run, e.g. cuda (the model is moved back after).")
+@click.option("--device", default=None, help="Torch device for the run, e.g. cuda (a private copy of the model goes there).")
 @click.option("--engine", type=click.Choice(["local", "dask"]), default="local", show_default=True)
 @click.option("--scheduler", default=None,
               help="Dask scheduler address (tcp://host:8786) or scheduler JSON file; default: a LocalCluster.")
@@ -39,7 +41,7 @@ from lumos.cli.options import parse_options, parse_target
 @click.option("--option", "-O", "options", multiple=True, metavar="KEY=VALUE",
               help="Method option, value read as JSON when it parses, a .npy/.npz file as an array "
                    "(e.g. -O n_steps=32 -O baseline=0.5 -O background=bg.npy).")
-def explain_dataset_command(model_path, data_path, factory, trust_model, method, out, key, batch_size, target,
+def explain_dataset_command(model_path, data_path, factory, trust_model, method, out, key, chunk_rows, target,
                             device, engine, scheduler, n_workers, retries, overwrite, progress, quiet, options):
     """Explain every row of DATA with MODEL into a resumable Zarr store (rerun to resume).
 
@@ -66,7 +68,7 @@ def explain_dataset_command(model_path, data_path, factory, trust_model, method,
 
             client = Client(scheduler_file=scheduler) if Path(scheduler).is_file() else Client(scheduler)
         try:
-            store = explain_dataset(model, data, method, out=out, batch_size=batch_size, target=target,
+            store = explain_dataset(model, data, method, out=out, chunk_rows=chunk_rows, target=target,
                                     device=device, engine=engine, client=client, n_workers=n_workers,
                                     retries=retries, overwrite=overwrite, progress=progress, **method_options)
         finally:

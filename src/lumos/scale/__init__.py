@@ -1,7 +1,7 @@
 """Explain whole datasets: streamed into a Zarr store, resumable, on any device, on Dask.
 
 >>> store = lumos.explain_dataset(model, X_memmap, "integrated_gradients", out="ig.zarr",
-...                               batch_size=256, n_steps=32)
+...                               chunk_rows=256, n_steps=32)
 >>> store[0:10].values                      # reads 10 rows only
 >>> store.summary(keep="channel").values    # mean |IG| per channel, out of core
 
@@ -9,7 +9,7 @@ Needs the ``scale`` extra (``pip install 'lumos-xai[scale]'``: zarr >= 3, dask[d
 importing lumos does not.
 
 Local engine
-    Chunks of ``batch_size`` rows are read, explained and written one after the other;
+    Chunks of ``chunk_rows`` rows are read, explained and written one after the other;
     memory is bounded by one chunk. Each chunk gets a record once written (a hash of its
     input rows, checksums of its stored rows; written atomically), so an interrupted call,
     even one killed with SIGKILL, resumes when called again with the same arguments.
@@ -17,14 +17,16 @@ Local engine
     recomputed, and input rows that differ from those of the first run are refused.
     ``open_store`` checks the checksums on every read (``verify=False`` skips them).
     Stochastic methods (``stochastic = True``) get ``row_offset`` so each row's random
-    numbers depend on its position only, not on ``batch_size``; the seed they report is
-    kept in the store (``store.seed``). The batch size is still part of the fingerprint
-    (it is the Zarr chunking): resuming with another batch size is refused.
+    numbers depend on its position only, not on ``chunk_rows``; the seed they report is
+    kept in the store (``store.seed``; with ``seed=None`` one seed is drawn for the run and
+    kept on resume). ``chunk_rows`` is part of the fingerprint (it is the Zarr chunking):
+    resuming with another ``chunk_rows`` is refused. The rows of each model call are the
+    method's own ``batch_size`` option, as everywhere in lumos.
 
 Devices
     Every explainer runs on the device of the model's parameters. ``device="cuda"``
-    moves the model there for the run and back afterwards (batches follow the model).
-    With the Dask engine, each worker moves its own copy of the model.
+    moves a private copy of the model there once for the run; the user's model stays
+    where it is. With the Dask engine, each worker moves its own copy of the model.
 
 Dask engine (``engine="dask"``)
     The job (model, explainer, data source) is pickled once and installed on every worker

@@ -1,9 +1,8 @@
 """``lumos.explain_dataset``: explain every row of a dataset into a Zarr store."""
 from __future__ import annotations
 
-import contextlib
+import copy
 from pathlib import Path
-from typing import Iterator
 
 import torch
 
@@ -54,45 +53,35 @@ def make_explainer(model, method, options: dict) -> tuple[Explainer, dict]:
     return cls(model, **config), call
 
 
-@contextlib.contextmanager
-def on_device(model, device) -> Iterator[None]:
-    """Move a torch model to ``device`` for the duration, and back to where it was."""
+def private_copy_on(model, device):
+    """A copy of a torch model on ``device`` for a local run (moved once, not per chunk);
+    the user's model stays where it is. None when no device is asked for."""
     if device is None:
-        yield
-        return
+        return None
     if not isinstance(model, torch.nn.Module):
         raise ValueError(f"device={device!r} applies to torch models only; this model is a {type(model).__name__}")
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, TypeError) as err:
-        raise ValueError(f"device={device!r} is not a torch device: {err}") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device={device!r} was asked for but torch sees no CUDA GPU; use device=None or 'cpu'")
-    places = {t.device for t in list(model.parameters()) + list(model.buffers())}
-    if len(places) > 1:
-        raise ValueError(f"the model is spread over several devices {sorted(map(str, places))}; pass device=None")
-    before = places.pop() if places else torch.device("cpu")
-    model.to(dev)
-    try:
-        yield
-    finally:
-        model.to(before)
+    from lumos.core.view import _check_device
+
+    dev = _check_device(device)
+    return copy.deepcopy(model).to(dev)
 
 
-def explain_dataset(model, data, method="integrated_gradients", out=None, *, batch_size: int = 256,
+def explain_dataset(model, data, method="integrated_gradients", out=None, *, chunk_rows: int = 256,
                     target=None, device=None, engine: str = "local", client=None, n_workers: int | None = None,
                     retries: int = 2, overwrite: bool = False, progress: bool = True,
                     **options) -> StoredExplanation:
     """Explain every row of ``data`` and write the results into a chunked Zarr store.
 
-    Rows are read, explained and written ``batch_size`` at a time (memory bounded by one
-    batch whatever the dataset size). Each written chunk gets a record (a hash of its input
+    Rows are read, explained and written ``chunk_rows`` at a time (memory bounded by one
+    chunk whatever the dataset size; within a chunk the explainer's own ``batch_size`` option,
+    the one memory knob of every method, bounds the rows of each model call). Each written chunk gets a record (a hash of its input
     rows, checksums of its stored rows), so calling again with the same arguments resumes
     where a previous call stopped: every recorded chunk is verified, and those whose files
     were lost or damaged are recomputed. A store written by another method, configuration,
     model or data (any chunk's input rows differing) is refused. Explainers that declare
     ``stochastic = True`` get ``row_offset=start`` for rows ``[start, stop)``, so their
-    per-row random numbers do not depend on ``batch_size``.
+    per-row random numbers do not depend on ``chunk_rows``; an explainer with ``seed=None``
+    gets one seed drawn for the whole run (recorded in the store).
 
     Parameters
     ----------
@@ -105,13 +94,14 @@ def explain_dataset(model, data, method="integrated_gradients", out=None, *, bat
         :func:`lumos.explain`) or a configured explainer instance.
     out : path
         Folder of the Zarr store (created; its parent folder must exist).
-    batch_size : int
+    chunk_rows : int
         Rows per chunk: per explain() call and per Zarr chunk.
     target : None, int, "label" or array of N ints
         Output to explain: the predicted class, one output, the dataset's label, or per row.
     device : None, "cpu", "cuda", "cuda:1"...
-        None runs on the model's device. Otherwise the model is moved there for the run
-        (and moved back afterwards); batches follow the model.
+        None runs on the model's device. Otherwise a private copy of the model is moved
+        there once for the run (on each Dask worker: the worker's copy); the user's model
+        stays where it is.
     engine : {"local", "dask"}
         ``"dask"`` runs chunks on the workers of ``client`` (a ``distributed.Client``) or on
         a LocalCluster of ``n_workers`` processes started and closed for this call.
@@ -124,7 +114,7 @@ def explain_dataset(model, data, method="integrated_gradients", out=None, *, bat
     progress : bool
         Show a tqdm progress bar with the throughput (inputs/s).
     **options
-        Method options (constructor or explain() options), e.g. ``n_steps=32``.
+        Method options (constructor or explain() options), e.g. ``n_steps=32``, ``batch_size=128``.
 
     Returns
     -------
@@ -136,30 +126,37 @@ def explain_dataset(model, data, method="integrated_gradients", out=None, *, bat
         raise ValueError(f"engine must be one of {ENGINES}, got {engine!r}")
     if engine == "dask":
         _deps.require("distributed", "engine='dask'")
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+    if isinstance(chunk_rows, bool) or not isinstance(chunk_rows, int) or chunk_rows < 1:
+        raise ValueError(f"chunk_rows must be a positive integer (rows per chunk), got {chunk_rows!r}")
     path = st.check_out_path(out)
     explainer, call_options = make_explainer(model, method, options)
+    if getattr(type(explainer), "stochastic", False) and getattr(explainer, "seed", 0) is None:
+        # one seed for the whole run, not one per chunk; a resumed run keeps the seed it recorded
+        recorded = None if overwrite else (st.read_attrs(path) or {}).get("seed")
+        explainer = copy.copy(explainer)
+        explainer.seed = int(recorded) if isinstance(recorded, int) else explainer._call_seed()
     source = as_source(data)
     targets = Targets(target, len(source))
     described = source.describe()
     fingerprint = {
         "method": explainer.name, "explainer": st.explainer_digest(explainer),
         "model": st.model_digest(explainer.model), "options": st.digest(to_jsonable(call_options)),
-        "data": described, "chunk_rows": batch_size, "target": targets.describe(),
+        "data": described, "chunk_rows": chunk_rows, "target": targets.describe(),
     }
     header = {"method": explainer.name, "params": explainer.params(), "options": call_options,
-              "fingerprint": fingerprint, "n_rows": len(source), "chunk_rows": batch_size,
+              "fingerprint": fingerprint, "n_rows": len(source), "chunk_rows": chunk_rows,
               "sample_shape": described["sample_shape"], "lumos_version": _lumos_version()}
     root = st.prepare(path, header, overwrite=overwrite)
-    job = Job(explainer, source, targets, call_options, path, batch_size, device=device)
+    job = Job(explainer, source, targets, call_options, path, chunk_rows, device=device)
     pending = job.verify()  # recorded chunks are checked, not trusted; other input data are refused
     todo = set(pending)
     done_rows = sum(job.bounds(i)[1] - job.bounds(i)[0] for i in range(job.n_chunks) if i not in todo)
     with progress_bar(job, done_rows, progress, f"{explainer.name} [{engine}]") as bar:
         if engine == "local":
-            with on_device(explainer.model, device):
-                run_local(job, pending, bar)
+            moved = private_copy_on(explainer.model, device)
+            if moved is not None:
+                job.explainer = explainer.with_model(moved)
+            run_local(job, pending, bar)
         else:
             if device is not None:
                 torch.device(device)  # a malformed name fails here, not on every worker
