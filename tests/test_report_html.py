@@ -184,8 +184,7 @@ def test_report_in_headless_chromium(tmp_path):
     assert result["images"] == 4 * 3 + 1 and result["broken"] == 0
     assert result["before"] == ["0:0"] and result["after_sample"] == ["1:0"] and result["after_class"] == ["1:1"]
     assert "Input 2 of 4" in result["summary"]
-    shot = Path(__file__).parent / "artifacts" / "report_screenshot.png"
-    shot.parent.mkdir(exist_ok=True)
+    shot = tmp_path / "report_screenshot.png"  # under pytest's tmp path: tests write nowhere else
     _run(browser, [f"--screenshot={shot}", "--window-size=1400,2000", f"file://{path}"], tmp_path)
     assert shot.exists() and shot.stat().st_size > 20_000  # a page with figures, not a blank one
 
