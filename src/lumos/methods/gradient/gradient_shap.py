@@ -1,0 +1,150 @@
+"""GradientShap / expected gradients (Erion, Janizek, Sturmfels, Lundberg, Lee 2021,
+"Improving performance of deep learning models with axiomatic attribution priors and
+expected gradients", Nature Machine Intelligence 3, arXiv:1906.10670; Lundberg & Lee 2017,
+arXiv:1705.07874; as captum's ``GradientShap``).
+
+    φ(x) = E_{b ~ background, α ~ U(0, 1), ε ~ N(0, σ²)} [ (x̃ − b) ⊙ ∇f(b + α(x̃ − b)) ],  x̃ = x + ε
+
+estimated with ``n_samples`` draws of (b, α, ε) per input. Without noise (σ = 0, the
+default) its expectation is Integrated Gradients averaged over the background,
+E_b IG(x; b), so E[Σ φ] = f(x) − E_b f(b); lumos returns ``base_value = mean_b f(b)`` over
+the whole background and ``delta = Σ φ − (f(x) − base_value)``, which here is the Monte
+Carlo error of the estimate (it shrinks like 1/√n_samples), not a rounding error.
+
+The draws of input ``i`` come from a generator seeded by ``(seed, row_offset + i)``
+(:meth:`lumos.methods.base.Call.rng`), noise in float64 whatever the model's dtype, so a
+result depends neither on the batch size nor on how ``explain_dataset`` chunks a data
+set. ``explain(x, draws=(index, alpha, noise))`` replaces the random draws (e.g. to
+replay another library's): ``index`` (N, n_samples) background rows, ``alpha``
+(N, n_samples) in [0, 1], ``noise`` (N, n_samples, *sample_shape) in input units or None.
+The N × n_samples points go through the model in blocks of at most ``batch_size`` rows.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from lumos.core.batching import expansion_chunks
+from lumos.core.registry import register
+from lumos.core.validate import check_finite, check_positive_int
+from lumos.methods.base import State
+from lumos.methods.gradient.base import GradientExplainer, input_gradients
+from lumos.methods.gradient.deeplift_shap import background_rows
+
+
+@register("gradient_shap", "expected_gradients", "gradientshap")
+class GradientShap(GradientExplainer):
+    """Expected gradients over background references, random path positions and
+    optional input noise.
+
+    Parameters
+    ----------
+    background : array (B, *sample_shape)
+        Reference rows (e.g. ``X_train[:100]``); given here or per call,
+        ``explain(x, background=...)`` (a call's background replaces this one).
+    n_samples : int, default 50
+        Draws of (reference, α, noise) per input.
+    stdevs : float, default 0.0
+        Standard deviation of the Gaussian noise added to the input, in input units
+        (captum's ``stdevs``); 0 adds none.
+    seed : int or None, default 0
+        None draws a fresh seed, recorded in the explanation's params.
+
+    ``explain(x, target, background=None, draws=None)``: see the module docstring for ``draws``.
+    """
+
+    call_options = {"background": None, "draws": None}
+    needs_background = True
+    stochastic = True
+
+    def __init__(self, model, *, background=None, n_samples: int = 50, stdevs: float = 0.0,
+                 seed: int | None = 0, **kwargs):
+        super().__init__(model, **kwargs)
+        self.background = None if background is None else background_rows(background, None, type(self).__name__)
+        self.n_samples = check_positive_int(n_samples, "n_samples")
+        if isinstance(stdevs, bool) or not isinstance(stdevs, (int, float, np.floating)) or not np.isfinite(stdevs) \
+                or stdevs < 0:
+            raise ValueError(f"stdevs must be a non-negative number (noise standard deviation in input units), "
+                             f"got {stdevs!r}")
+        self.stdevs = float(stdevs)
+        self.seed = seed
+
+    def params(self):
+        bg = None if self.background is None else list(self.background.shape)
+        return {**super().params(), "background": bg, "n_samples": self.n_samples, "stdevs": self.stdevs,
+                "seed": self.seed}
+
+    def prepare(self, x, call, background=None, draws=None):
+        bg = background_rows(background if background is not None else self.background, x, type(self).__name__)
+        adapter = call.adapter
+        state = State(call, refs=adapter.to_tensor(bg), bg_scores=adapter.scores(bg), draws=None)
+        if draws is not None:
+            state.draws = self._check_draws(draws, x, len(bg))
+        return state
+
+    def _check_draws(self, draws, x, n_refs):
+        if not isinstance(draws, (tuple, list)) or len(draws) != 3:
+            raise TypeError("draws must be a tuple (index, alpha, noise): background row indices and alphas of shape "
+                            "(N, n_samples), noise of shape (N, n_samples, *sample_shape) or None")
+        index, alpha, noise = draws
+        shape = (x.shape[0], self.n_samples)
+        index = np.asarray(index.cpu() if isinstance(index, torch.Tensor) else index)
+        alpha = np.asarray(alpha.cpu() if isinstance(alpha, torch.Tensor) else alpha, dtype=np.float64)
+        if index.shape != shape or alpha.shape != shape:
+            raise ValueError(f"draws: index and alpha must have shape (N, n_samples) = {shape}, got {index.shape} and "
+                             f"{alpha.shape}")
+        if not np.issubdtype(index.dtype, np.integer) or index.min() < 0 or index.max() >= n_refs:
+            raise ValueError(f"draws: index must hold integers in [0, {n_refs}) (rows of the background)")
+        check_finite(alpha, "draws alpha")
+        if noise is not None:
+            noise = np.asarray(noise.cpu() if isinstance(noise, torch.Tensor) else noise, dtype=np.float64)
+            if noise.shape != shape + x.shape[1:]:
+                raise ValueError(f"draws: noise must have shape (N, n_samples, *sample_shape) = "
+                                 f"{shape + x.shape[1:]}, got {noise.shape}")
+            check_finite(noise, "draws noise")
+        return index.astype(np.int64), alpha, noise
+
+    def expansion(self, state):
+        return self.n_samples
+
+    def _draw(self, positions: np.ndarray, copies: slice, state, sample_shape):
+        """(index, alpha, noise or None) of shapes (c, r), (c, r), (c, r, *S) for the inputs
+        at batch positions ``positions`` and draws ``copies``."""
+        if state.draws is not None:
+            index, alpha, noise = state.draws
+            return (index[positions, copies].T, alpha[positions, copies].T,
+                    None if noise is None else np.moveaxis(noise[positions, copies], 0, 1))
+        n, n_refs = self.n_samples, state.refs.shape[0]
+        idx, alp, eps = [], [], []
+        for p in positions.tolist():
+            rng = state.call.rng(p)
+            idx.append(rng.integers(n_refs, size=n)[copies])
+            alp.append(rng.uniform(size=n)[copies])
+            if self.stdevs > 0:
+                eps.append(rng.standard_normal((n, *sample_shape))[copies] * self.stdevs)
+        return (np.stack(idx, 1), np.stack(alp, 1), np.stack(eps, 1) if eps else None)
+
+    def gradient_rows(self, x, target, index, state):
+        total = torch.zeros_like(x)
+        positions = index.cpu().numpy()
+        sample = x.shape[1:]
+        for rows, copies in expansion_chunks(x.shape[0], self.n_samples, state.call.rows(x[0].numel())):
+            idx, alpha, noise = self._draw(positions[rows], copies, state, tuple(sample))
+            c, r = idx.shape
+            xb = x[rows][None]  # (1, r, ...)
+            if noise is not None:
+                xb = xb + torch.as_tensor(noise, device=x.device).to(x.dtype)
+            refs = state.refs[torch.as_tensor(idx.reshape(-1), device=x.device)].view(c, r, *sample)
+            diff = xb - refs  # (c, r, ...)
+            a = torch.as_tensor(alpha.reshape(-1), device=x.device).to(x.dtype).view(c, r, *([1] * len(sample)))
+            points = a * xb + (1 - a) * refs  # = b + α(x̃ − b), written as captum does (same rounding)
+            grads = input_gradients(state.adapter, points.reshape(c * r, *sample), target[rows].repeat(c), state.call)
+            total[rows] += (diff * grads.view(c, r, *sample)).sum(0)
+        return total / self.n_samples
+
+    def finish(self, x, result, state):
+        super().finish(x, result, state)
+        rows = np.arange(len(result.target))
+        f_x = result.prediction[rows, result.target]
+        result.base_value = state.bg_scores.mean(axis=0)[result.target].astype(np.float64)
+        result.delta = result.values.reshape(len(rows), -1).sum(1, dtype=np.float64) - (f_x - result.base_value)
