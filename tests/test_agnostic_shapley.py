@@ -240,3 +240,38 @@ def test_background_given_to_the_constructor_or_the_call():
     np.testing.assert_array_equal(c.values, b.values)
     with pytest.raises(ValueError, match="background is required"):
         KernelShap(model).explain(x)
+
+
+def test_a_large_background_is_summarised_with_a_note():
+    from lumos import KernelShap
+    from lumos.methods.agnostic.shapley import AUTO_BACKGROUND
+
+    w = np.linspace(-1, 1, 5)
+    x = np.random.default_rng(0).normal(size=(2, 5))
+    big = np.random.default_rng(1).normal(size=(AUTO_BACKGROUND + 50, 5))
+    with pytest.warns(UserWarning, match=r"150 rows, so it is summarised by 100 weighted k-means centres"):
+        exp = KernelShap(lambda z: z @ w, background=big, n_samples=64).explain(x)
+    np.testing.assert_allclose(exp.delta, 0, atol=1e-9)  # efficiency against the summarised background
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        full = KernelShap(lambda z: z @ w, background=big, n_background=None, n_samples=64).explain(x)
+    np.testing.assert_allclose(full.values, w * (x - big.mean(0)), atol=1e-9)  # linear model: exact
+
+
+def test_scikit_learn_estimators_are_explained_through_predict_proba():
+    from sklearn.linear_model import LogisticRegression, Ridge
+
+    import lumos
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(80, 4))
+    y = (X[:, 0] + X[:, 1] > 0).astype(int)
+    clf = LogisticRegression().fit(X, y)
+    exp = lumos.KernelShap(clf, background=X[:10], n_samples=64).explain(X[:3], target=1)
+    assert exp.params["scores"] == "LogisticRegression.predict_proba"
+    np.testing.assert_allclose(exp.values.sum(1) + exp.base_value, clf.predict_proba(X[:3])[:, 1], atol=1e-9)
+    reg = Ridge().fit(X, X[:, 2])
+    occ = lumos.explain(reg, X[:3], "occlusion")
+    assert occ.params["scores"] == "Ridge.predict" and occ.values.shape == (3, 4)

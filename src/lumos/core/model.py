@@ -68,6 +68,34 @@ def run_model(model, x, **kwargs):
         raise error from err
 
 
+class EstimatorScores:
+    """A scikit-learn estimator (or pipeline) seen as a ``numpy -> scores`` callable: its
+    ``predict_proba`` (classifiers), else ``decision_function``, else ``predict``
+    (regressors). ``method`` says which one is used; ``estimator`` is the estimator."""
+
+    def __init__(self, estimator, method: str):
+        self.estimator, self.method = estimator, method
+        self._fn = getattr(estimator, method)
+        self.__qualname__ = f"{type(estimator).__name__}.{method}"
+
+    def __call__(self, x):
+        return self._fn(x)
+
+    def __repr__(self) -> str:
+        return f"{type(self.estimator).__name__}.{self.method}"
+
+
+def estimator_scores(model):
+    """``model`` itself, or, for a scikit-learn style estimator that is not callable, the
+    :class:`EstimatorScores` of its ``predict_proba`` / ``decision_function`` / ``predict``."""
+    if isinstance(model, torch.nn.Module) or callable(model):
+        return model
+    for method in ("predict_proba", "decision_function", "predict"):
+        if callable(getattr(model, method, None)):
+            return EstimatorScores(model, method)
+    return model
+
+
 class ModelAdapter:
     """Wraps a model so that explainers see batched scores.
 
@@ -86,8 +114,10 @@ class ModelAdapter:
                  on_rows: Callable[[int], None] | None = None):
         if isinstance(model, ModelAdapter):
             model = model.model
+        model = estimator_scores(model)
         if not (isinstance(model, torch.nn.Module) or callable(model)):
-            raise TypeError(f"model must be a torch.nn.Module or a callable, got {type(model).__name__}")
+            raise TypeError(f"model must be a torch.nn.Module, a callable returning scores, or a scikit-learn "
+                            f"estimator with predict_proba/decision_function/predict; got {type(model).__name__}")
         self.model = model
         self.output = check_choice(output, "output", OUTPUTS)
         if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:

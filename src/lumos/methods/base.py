@@ -34,7 +34,7 @@ import torch
 
 from lumos.core.batching import RowBudget, chunk_slices
 from lumos.core.explanation import Explanation
-from lumos.core.model import ModelAdapter, as_adapter
+from lumos.core.model import EstimatorScores, ModelAdapter, as_adapter
 from lumos.core.registry import closest
 from lumos.core.validate import as_array, check_finite, require_float, resolve_target, targets_of
 from lumos.core.view import model_view
@@ -274,6 +274,8 @@ class Explainer:
     def params(self) -> dict[str, Any]:
         """The configuration recorded in each Explanation."""
         out = {"output": self.adapter.output, "batch_size": self.budget.batch_size}
+        if isinstance(self.adapter.model, EstimatorScores):
+            out["scores"] = repr(self.adapter.model)  # which method of a scikit-learn estimator gives the scores
         if self.device is not None:
             out["device"] = str(self.device)
         return out

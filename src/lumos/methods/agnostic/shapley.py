@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import copy
 import math
+import warnings
 from itertools import combinations, islice
 
 import numpy as np
@@ -65,6 +66,12 @@ def kmeans_background(data, k: int = 50, seed: int = 0, round_values: bool = Tru
     return centres.reshape(k, *data.shape[1:]), weights
 
 
+AUTO_BACKGROUND = 100
+"""With ``n_background="auto"`` (the default), a background of more rows is summarised by
+this many weighted k-means centres (as shap advises: each background row multiplies the
+model rows of every coalition), with a one-line warning saying so."""
+
+
 class ShapleyExplainer(AgnosticExplainer):
     """Common part: background, groups, base value, efficiency bookkeeping.
 
@@ -78,12 +85,14 @@ class ShapleyExplainer(AgnosticExplainer):
     stochastic = True
     call_options = {"background": None, "background_weights": None, "groups": None, "feature_names": None}
 
-    def __init__(self, model, *, background=None, background_weights=None, n_background: int | None = None,
+    def __init__(self, model, *, background=None, background_weights=None, n_background: int | str | None = "auto",
                  seed: int | None = 0, **kwargs):
         super().__init__(model, **kwargs)
         self.background = None if background is None else as_background(background, None)
         self.background_weights = background_weights
-        self.n_background = None if n_background is None else check_positive_int(n_background, "n_background")
+        if n_background not in ("auto", None, "all"):
+            n_background = check_positive_int(n_background, "n_background")
+        self.n_background = None if n_background == "all" else n_background
         self.seed = seed
 
     def params(self):
@@ -96,8 +105,13 @@ class ShapleyExplainer(AgnosticExplainer):
             background, background_weights = self.background, (background_weights if background_weights is not None
                                                                 else self.background_weights)
         bg = as_background(background, x)
-        if background_weights is None and self.n_background is not None and bg.shape[0] > self.n_background:
-            bg, background_weights = kmeans_background(bg, self.n_background, seed=call.seed)
+        k = AUTO_BACKGROUND if self.n_background == "auto" else self.n_background
+        if background_weights is None and k is not None and bg.shape[0] > k:
+            if self.n_background == "auto":
+                warnings.warn(f"{type(self).__name__}: the background has {bg.shape[0]} rows, so it is summarised by "
+                              f"{k} weighted k-means centres (the cost grows with every row; pass n_background=None "
+                              "to use all rows, or an int)", stacklevel=4)
+            bg, background_weights = kmeans_background(bg, k, seed=call.seed)
             bg = bg.astype(x.dtype)
         w = self._weights(background_weights, bg.shape[0])
         groups, n_groups = resolve_groups(groups, x.shape[1:])
@@ -179,8 +193,9 @@ class ExactShapley(ShapleyExplainer):
     ----------
     max_features : int, default 16
         Refuse (ValueError) above this many players: the cost is 2^d · B model rows per input.
-    n_background : int, optional
-        Summarise a larger background to this many k-means centres.
+    n_background : "auto", int or None, default "auto"
+        Summarise a larger background to this many weighted k-means centres; ``"auto"``:
+        above :data:`AUTO_BACKGROUND` (100) rows, with a warning; None: use every row.
     """
 
     def __init__(self, model, *, max_features: int = 16, **kwargs):
@@ -388,8 +403,9 @@ class KernelShap(ShapleyExplainer):
         Coalitions evaluated per input (``"auto"``: 2d + 2048, as shap).
     paired : bool, default True
         Sample each coalition together with its complement (antithetic).
-    n_background : int, optional
-        Summarise a larger background to this many weighted k-means centres.
+    n_background : "auto", int or None, default "auto"
+        Summarise a larger background to this many weighted k-means centres; ``"auto"``:
+        above :data:`AUTO_BACKGROUND` (100) rows, with a warning; None: use every row.
     seed : int or None, default 0
         The coalitions are drawn once per call from this seed and shared by all inputs;
         None draws a fresh seed, recorded in the explanation's ``params``.
