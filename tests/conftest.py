@@ -241,6 +241,10 @@ def setup_for_method(name: str, mlp: torch.nn.Module, X: np.ndarray):
     options = {}
     if cls.needs_layer or "tabular" not in cls.layouts:
         model, x = CNN1d(2, 3, channels=(4, 4)), series
+        if getattr(cls, "needs_prefixes", False):  # called on every prefix x[..., :t+1]: a GRU takes any length
+            from lumos.models.reference import RecurrentClassifier
+
+            model = RecurrentClassifier(2, 3, hidden=4)
         if cls.needs_background:
             options["background"] = np.random.default_rng(2).normal(size=(8, 2, 16)).astype(np.float32)
         return model, x, options

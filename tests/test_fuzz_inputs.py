@@ -28,7 +28,8 @@ LEAKS = re.compile(r"unexpected keyword argument|_explain\(|has no attribute|mat
 
 FAST = {"integrated_gradients": {"n_steps": 4}, "smoothgrad": {"n_samples": 3}, "lime": {"n_samples": 40},
         "kernel_shap": {"n_samples": 64}, "sampling_shapley": {"n_permutations": 4},
-        "permutation_importance": {"n_repeats": 1}}
+        "permutation_importance": {"n_repeats": 1}, "temporal_ig": {"n_steps": 4}, "rise": {"n_masks": 32},
+        "tsr": {"base": "saliency"}}
 
 
 class TupleOut(nn.Module):
@@ -77,6 +78,15 @@ def setup(name: str):
         return AttentionRNN(2, 3, hidden=4), np.random.default_rng(1).normal(size=(6, 2, 16)).astype(np.float32), options
     if cls.needs_layer:
         return CNN1d(2, 3, channels=(4, 4)), np.random.default_rng(1).normal(size=(6, 2, 16)).astype(np.float32), options
+    if "tabular" not in cls.layouts:  # series methods; a GRU for those called on every prefix
+        from lumos.models.reference import RecurrentClassifier
+
+        series = np.random.default_rng(1).normal(size=(6, 2, 16)).astype(np.float32)
+        prefixes = getattr(cls, "needs_prefixes", False)
+        model = RecurrentClassifier(2, 3, hidden=4) if prefixes else CNN1d(2, 3, channels=(4, 4))
+        if cls.needs_background:
+            options["background"] = series[:3]
+        return model, series, options
     x = np.random.default_rng(0).normal(size=(6, 12)).astype(np.float32)
     if cls.needs_background:
         options["background"] = x[:3]
