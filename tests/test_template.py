@@ -356,3 +356,12 @@ def test_fx_graph_modules_keep_their_forward_in_the_view(series):
                                lumos.Saliency(model).explain(series).values, rtol=1e-5, atol=1e-7)
     np.testing.assert_allclose(lumos.GradCAM(traced, layer="3").explain(series).values,
                                lumos.GradCAM(model, layer="3").explain(series).values, rtol=1e-5, atol=1e-7)
+
+
+def test_recurrent_models_get_moderate_calls():
+    from lumos.models import RecurrentClassifier
+
+    budget = RowBudget().for_model(RecurrentClassifier(2, 3))
+    assert budget.rows(32, "forward") == 256 and budget.rows(32, "backward") == 256
+    assert RowBudget(4000).for_model(RecurrentClassifier(2, 3)).rows(32, "forward") == 4000  # the user's knob wins
+    assert RowBudget().for_model(bn_cnn()).rows(32, "forward") == 65536

@@ -305,8 +305,9 @@ class Explainer:
         seed = self._call_seed()
         kind = "backward" if self.needs_gradients else "forward"
         with model_view(self.adapter.model, self.device) as model:
-            call = Call(None, self.budget, kind, seed, int(row_offset))
-            call.adapter = self.adapter.bound(model, batch_size=self.budget.rows(x[0].size, "forward"),
+            budget = self.budget.for_model(model)
+            call = Call(None, budget, kind, seed, int(row_offset))
+            call.adapter = self.adapter.bound(model, batch_size=budget.rows(x[0].size, "forward"),
                                               on_rows=call.count_rows)
             try:
                 with call.stack:
