@@ -16,10 +16,23 @@ parameters (or the labels it was trained on) are randomised. lumos
 - compares each randomised explanation with the original per input by Spearman rank
   correlation, SSIM and top-k intersection (of ``|Phi|`` by default, as the sign of
   gradients is not identified);
-- gives a verdict that can fail: ``passed`` is True when the mean Spearman correlation at
-  the most randomised stage (independent mode: the lowest over layers) is below
-  ``threshold``; an explainer that ignores the model (an edge detector of the input)
-  keeps correlation 1 and fails.
+- gives a verdict per stage that can fail. Each stage ``s`` has the mean Spearman
+  correlation ``rho_s`` over the inputs and is *changed* when ``rho_s < threshold``
+  (default 0.5). Cascading mode tells Adebayo et al.'s story: the *top layers* are the
+  first ``top_layers`` stages of the cascade (default ``ceil(S / 2)`` of ``S`` stages: the
+  classifier and the last conv layers, those that decide the class). The method passes when
+  the explanation has changed once the top layers are random (stage ``top_layers``) and
+  stays changed when every layer is (the last stage); it fails, with the reason "insensitive
+  to the top layers", when ``rho`` is still at or above ``threshold`` with the top layers
+  random, even if it drops once the layers near the input are randomised too (Guided
+  Backprop, whose map is rebuilt by the lower layers' ReLU pattern and the input's edges: on
+  a digits CNN its ``rho`` is 0.77, 0.69 while the classifier and the last conv are random,
+  0.50 and 0.30 below, while saliency's is 0.29, 0.21). Independent mode: the lowest ``rho``
+  over the layers must be below ``threshold``; label randomisation: its one stage. An
+  explainer that ignores the model (an edge detector of the input) keeps ``rho = 1`` and
+  fails. Multiplying by the input (Gradient x Input, IG from a zero baseline) keeps the
+  input's zero pixels at zero in every model, so ``|Phi|``'s ranks stay correlated on
+  sparse inputs (0.9 on 8x8 digits): the test then fails these too, as the paper reports.
 
 SSIM: lumos's own implementation, always (no dependency, same numbers with or without
 scikit-image, and it also handles 1-D maps). It follows scikit-image's defaults
@@ -140,8 +153,10 @@ class SanityResult:
     """Similarity between original and randomised explanations.
 
     ``stages``: the randomised layer(s) of each stage (cascading: cumulative from the top),
-    ``scores[kind]``: (S, N) per stage and input. ``passed``: the explanation changed
-    (mean Spearman below ``threshold`` at the deciding stage).
+    ``scores[kind]``: (S, N) per stage and input. ``passed``: the verdict of the rule in the
+    module docstring, ``reason`` why, ``deciding_stage`` the stage it was read at,
+    ``top_layers`` how many stages are the top layers (cascading). ``similarity`` is the
+    per-stage mean Spearman correlation, ``changed`` whether each stage is below ``threshold``.
     """
 
     method: str
@@ -152,20 +167,55 @@ class SanityResult:
     passed: bool
     deciding_stage: str
     meta: dict = field(default_factory=dict)
+    reason: str = ""
+    top_layers: int | None = None
+
+    @property
+    def similarity(self) -> dict[str, float]:
+        """Mean Spearman correlation per stage, in stage order."""
+        return {s: float(r) for s, r in zip(self.stages, self.mean("spearman"))}
+
+    @property
+    def changed(self) -> dict[str, bool]:
+        return {s: bool(r < self.threshold) for s, r in zip(self.stages, self.mean("spearman"))}
 
     @property
     def verdict(self) -> str:
-        rho = self.mean("spearman")[self.stages.index(self.deciding_stage)]
-        if self.passed:
-            return f"pass: explanation changes (Spearman {rho:.2f} < {self.threshold}) after {self.mode} randomisation"
-        return f"FAIL: explanation unchanged (Spearman {rho:.2f} >= {self.threshold}) after {self.mode} randomisation"
+        return f"{'pass' if self.passed else 'FAIL'}: {self.reason}"
 
     def mean(self, kind: str) -> np.ndarray:
         return self.scores[kind].mean(axis=1)
 
     def to_records(self) -> list[dict]:
         return [{"method": self.method, "mode": self.mode, "stage": s,
-                 **{k: float(v[i].mean()) for k, v in self.scores.items()}} for i, s in enumerate(self.stages)]
+                 **{k: float(v[i].mean()) for k, v in self.scores.items()},
+                 "changed": bool(self.scores["spearman"][i].mean() < self.threshold),
+                 "top": self.top_layers is not None and i < self.top_layers}
+                for i, s in enumerate(self.stages)]
+
+
+def _verdict(mode: str, stages: list[str], rho: np.ndarray, threshold: float, top_layers: int | None):
+    """``(passed, deciding stage, reason, top)`` by the rule of the module docstring."""
+    if mode == "cascading":
+        n = len(stages)
+        top = int(np.ceil(n / 2)) if top_layers is None else int(top_layers)
+        if not 1 <= top <= n:
+            raise ValueError(f"top_layers must be between 1 and the number of stages ({n}), got {top_layers}")
+        t, last = top - 1, n - 1
+        shown = ", ".join(f"{s} {r:.2f}" for s, r in zip(stages, rho))
+        if rho[t] >= threshold:
+            return (False, stages[t], f"insensitive to the top layers: Spearman {rho[t]:.2f} >= {threshold} with the "
+                    f"top {top} of {n} layers randomised (through {stages[t]}); per stage: {shown}", top)
+        if rho[last] >= threshold:
+            return (False, stages[last], f"explanation unchanged (Spearman {rho[last]:.2f} >= {threshold}) with every "
+                    f"layer randomised; per stage: {shown}", top)
+        return (True, stages[t], f"explanation changes with the top {top} of {n} layers randomised (Spearman "
+                f"{rho[t]:.2f} < {threshold} through {stages[t]}) and stays changed; per stage: {shown}", top)
+    i = int(np.argmin(rho))
+    word = "changes" if rho[i] < threshold else "unchanged"
+    op = "<" if rho[i] < threshold else ">="
+    what = "labels randomised" if mode == "label" else f"layer {stages[i]} randomised (the lowest of {len(stages)})"
+    return bool(rho[i] < threshold), stages[i], f"explanation {word} (Spearman {rho[i]:.2f} {op} {threshold}) with {what}", None
 
 
 def _compare(original, randomised, similarities, absolute, topk) -> dict[str, np.ndarray]:
@@ -206,12 +256,18 @@ def _method(explainer) -> str:
 
 def model_randomisation(explainer: Any, model: torch.nn.Module, inputs, target=None, *, mode: str = "cascading",
                         layers: list[str] | None = None, similarities=SIMILARITIES, absolute: bool = True,
-                        topk: float = 0.1, threshold: float = 0.5, seed: int = 0) -> SanityResult:
+                        topk: float = 0.1, threshold: float = 0.5, seed: int = 0,
+                        top_layers: int | None = None) -> SanityResult:
     """Cascading or independent model-parameter randomisation test (Adebayo et al. 2018).
 
     ``layers``: names of the layers to randomise (default: every module with parameters);
     cascading randomises them from the output side down, cumulatively. The target of each
-    input stays the one explained for the original model. Returns a :class:`SanityResult`.
+    input stays the one explained for the original model. ``threshold`` and ``top_layers``
+    (the number of cascade stages that are the top layers; None: half of them, rounded up)
+    set the verdict, per stage, by the rule of the module docstring: in cascading mode a
+    method fails when its mean Spearman correlation is still ``>= threshold`` once the top
+    layers are random, or once every layer is. Returns a :class:`SanityResult` with the
+    per-stage similarities, the verdict and its reason.
     """
     check_choice(mode, "mode", MODES)
     _check_similarities(similarities)
@@ -237,8 +293,9 @@ def model_randomisation(explainer: Any, model: torch.nn.Module, inputs, target=N
             stages.append(name)
     scores = {k: np.stack([s[k] for s in per_stage]) for k in similarities}
     rho = scores["spearman"].mean(axis=1)
-    idx = len(stages) - 1 if mode == "cascading" else int(np.argmin(rho))
-    return SanityResult(_method(explainer), mode, stages, scores, threshold, bool(rho[idx] < threshold), stages[idx])
+    passed, deciding, reason, top = _verdict(mode, stages, rho, threshold, top_layers)
+    return SanityResult(_method(explainer), mode, stages, scores, threshold, passed, deciding, reason=reason,
+                        top_layers=top)
 
 
 def label_randomisation(explainer: Any, model: torch.nn.Module, inputs, train_fn: Callable, X_train, y_train,
@@ -257,9 +314,10 @@ def label_randomisation(explainer: Any, model: torch.nn.Module, inputs, train_fn
     trained = train_fn(work, X_train, y_perm)
     trained = work if trained is None else trained
     scores = {k: v[None] for k, v in _compare(original, run(trained, x, t), similarities, absolute, topk).items()}
-    rho = float(scores["spearman"].mean())
-    return SanityResult(_method(explainer), "label", ["label_randomised"], scores, threshold, rho < threshold,
-                        "label_randomised")
+    passed, deciding, reason, _ = _verdict("label", ["label_randomised"], scores["spearman"].mean(axis=1), threshold,
+                                           None)
+    return SanityResult(_method(explainer), "label", ["label_randomised"], scores, threshold, passed, deciding,
+                        reason=reason)
 
 
 @metric("randomisation_spearman", "sanity", higher_is_better=False, needs="explainer")
