@@ -4,7 +4,7 @@ import importlib
 
 from lumos.methods.base import Explainer
 
-FAMILIES = ("gradient", "relevance", "agnostic", "cam", "attention", "temporal")
+FAMILIES = ("gradient", "relevance", "agnostic", "cam", "attention", "temporal", "transformer")
 
 for _family in FAMILIES:
     try:

@@ -93,6 +93,10 @@ class LayerMapExplainer(Explainer):
     def attribute_chunk(self, x, targets, state):
         xt = state.adapter.to_tensor(x)
         scores, t, raw, extras = self.layer_map(xt, targets, state)
+        if raw.ndim == 2 and len(state.size) == 2:  # a transformer's tokens on an image: the patch grid
+            from lumos.methods.transformer.tokens import tokens_to_grid
+
+            raw = tokens_to_grid(raw, cls_token=0)
         return Chunk(upsample(raw.detach(), state.size), scores, t, {"layer_map": raw.detach(), **extras})
 
     def finish(self, x, result, state):
