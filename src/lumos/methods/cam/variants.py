@@ -60,18 +60,27 @@ def principal_projection(a: torch.Tensor, sign: str = "svd") -> torch.Tensor:
     """``(N, C, *positions) -> (N, *positions)``: each row's activations as ``(Z, C)``
     (positions by channels), centred over positions, projected on their first right
     singular vector (pytorch-grad-cam's ``get_2d_projection``); NaNs are read as 0.
-    ``sign="max"`` flips a projection whose ``|min| > |max|``."""
+
+    ``sign="svd"``: the singular vector's sign as LAPACK returns it through
+    ``numpy.linalg.svd`` (computed on the CPU in the activations' precision, as
+    pytorch-grad-cam does, so the maps are the same; torch's SVD returns other signs for about
+    half the rows). ``sign="max"`` flips a projection whose ``|min| > |max|``, a sign that does
+    not depend on the decomposition (or on the sign of the activations)."""
+    import numpy as np
+
     if sign not in ("svd", "max"):
         raise ValueError(f"sign must be 'svd' or 'max', got {sign!r}")
-    a = torch.nan_to_num(a, nan=0.0)
-    m = a.flatten(2).transpose(1, 2)  # (N, Z, C)
-    m = m - m.mean(1, keepdim=True)
-    vh = torch.linalg.svd(m, full_matrices=False).Vh  # (N, min(Z, C), C)
-    proj = torch.einsum("nzc,nc->nz", m, vh[:, 0, :])
+    arr = a.detach().cpu().numpy().copy()
+    arr[np.isnan(arr)] = 0
+    m = arr.reshape(arr.shape[0], arr.shape[1], -1).transpose(0, 2, 1)  # (N, Z, C)
+    m = m - m.mean(axis=1, keepdims=True)
+    vt = np.linalg.svd(m, full_matrices=True)[2]  # (N, C, C); row 0 is the first right singular vector
+    proj = np.einsum("nzc,nc->nz", m, vt[:, 0, :])
     if sign == "max":
-        flip = proj.amin(1).abs() > proj.amax(1).abs()
-        proj = torch.where(flip[:, None], -proj, proj)
-    return proj.view(a.shape[0], *a.shape[2:])
+        flip = np.abs(proj.min(1)) > np.abs(proj.max(1))
+        proj = np.where(flip[:, None], -proj, proj)
+    out = torch.from_numpy(np.ascontiguousarray(proj, dtype=arr.dtype)).to(a.device)
+    return out.view(a.shape[0], *a.shape[2:])
 
 
 class _ElementwiseCAM(GradCAM):
@@ -231,12 +240,21 @@ def _from_channels_first(t: torch.Tensor, module: nn.Module, channel_axis) -> to
 
 
 class _replace_output:
-    """Forward hook replacing a layer's output (the first element of a tuple) by ``value``."""
+    """The layer's output (the first element of a tuple) replaced by ``value``. Modules that
+    return one tensor are not run at all: their ``forward`` returns ``value`` (on the call's
+    private view of the model, restored on exit), so the ablated rows cost only the layers
+    after it, as pytorch-grad-cam's ``AblationLayer``; others (recurrent layers) run and a
+    forward hook swaps the output."""
 
     def __init__(self, module, value):
-        self.module, self.value, self.handle = module, value, None
+        self.module, self.value, self.handle, self.patched = module, value, None, False
 
     def __enter__(self):
+        if not isinstance(self.module, nn.RNNBase):
+            self.module.forward = lambda *args, **kwargs: self.value
+            self.patched = True
+            return self
+
         def hook(module, inputs, output):
             if isinstance(output, tuple):
                 return (self.value, *output[1:])
@@ -246,7 +264,10 @@ class _replace_output:
         return self
 
     def __exit__(self, *exc):
-        self.handle.remove()
+        if self.patched:
+            del self.module.forward
+        if self.handle is not None:
+            self.handle.remove()
         return False
 
 
