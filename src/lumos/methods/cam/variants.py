@@ -52,6 +52,12 @@ from lumos.methods.cam.gradcam import GradCAM, activation_and_gradient
 from lumos.methods.cam.layers import _MODES, input_positions, to_channels_first, upsample
 
 
+def _check_scores(scores: torch.Tensor, method: str) -> None:
+    if not scores.is_floating_point():
+        raise ValueError(f"the model returns {scores.dtype} outputs (labels or an argmax), not scores; {method} "
+                         "explains scores: return the logits, or use a model-agnostic method")
+
+
 def _bcast(v: torch.Tensor, ndim: int) -> torch.Tensor:
     return v.view(*v.shape, *([1] * (ndim - v.ndim)))
 
@@ -145,6 +151,7 @@ class EigenCAM(_EigenBase):
     def layer_map(self, x, targets, state):
         with torch.no_grad():
             scores, act = layer_output(state.call.model, x, state.name, state.module, state.adapter.forward)
+            _check_scores(scores, type(self).__name__)
             t = targets(scores)
             act = to_channels_first(act, state.module, self.channel_axis)
             return scores, t, self._finish_map(principal_projection(act, self.sign)), {}
@@ -199,6 +206,7 @@ class _PerturbedCAM(GradCAM):
     def layer_map(self, x, targets, state):
         with torch.no_grad():
             scores, act = layer_output(state.call.model, x, state.name, state.module, state.adapter.forward)
+            _check_scores(scores, type(self).__name__)
             t = targets(scores)
             raw = act
             act = to_channels_first(act, state.module, self.channel_axis)
