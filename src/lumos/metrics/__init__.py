@@ -33,6 +33,8 @@ from lumos.metrics.plotting import plot_curves
 from lumos.metrics.robustness import entropy, infidelity, max_sensitivity, sparseness
 from lumos.metrics.sanity import (SanityResult, label_randomisation, model_randomisation, randomisation_spearman,
                                   spearman, ssim, topk_intersection)
+from lumos.metrics.white_box import (WHITE_BOX_METRICS, aup, auprc, auroc, aur, information, normalise_attributions,
+                                     white_box_entropy, white_box_metrics)
 
 __all__ = [
     "MetricInfo", "region_map", "completeness_error", "conservation_error", "sensitivity_n", "EPCResult",
@@ -40,5 +42,6 @@ __all__ = [
     "pixel_flipping", "region_perturbation", "pointing_game", "relevance_mass_accuracy",
     "relevance_rank_accuracy", "plot_curves", "entropy", "infidelity", "max_sensitivity", "sparseness",
     "SanityResult", "label_randomisation", "model_randomisation", "randomisation_spearman", "spearman", "ssim",
-    "topk_intersection",
+    "topk_intersection", "aup", "aur", "auroc", "auprc", "information", "white_box_entropy", "white_box_metrics",
+    "normalise_attributions", "WHITE_BOX_METRICS",
 ]

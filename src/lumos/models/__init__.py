@@ -4,5 +4,8 @@ train in seconds on a CPU, and its layers have stable names (``features``, ``gap
 from lumos.models.attention_rnn import AdditiveAttention, AttentionRNN
 from lumos.models.eeg import EEGNet
 from lumos.models.reference import CNN1d, CNN2d, MLP, RecurrentClassifier
+from lumos.models.temporal import (TCN, AllSteps, GRUClassifier, LSTMClassifier, SalientSquares,
+                                   TransformerClassifier)
 
-__all__ = ["MLP", "CNN1d", "CNN2d", "RecurrentClassifier", "AttentionRNN", "AdditiveAttention", "EEGNet"]
+__all__ = ["MLP", "CNN1d", "CNN2d", "RecurrentClassifier", "AttentionRNN", "AdditiveAttention", "EEGNet",
+           "GRUClassifier", "LSTMClassifier", "AllSteps", "TCN", "TransformerClassifier", "SalientSquares"]
