@@ -6,3 +6,5 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 python -m pip install -c constraints.txt -e ".[bench,scale]"
 python -m pip install --no-deps zennit grad-cam quantus
+# LXT (the AttnLRP reference of bench_transformer); it declares torchvision-pulling packages
+python -m pip install -c constraints.txt --no-deps lxt
