@@ -238,6 +238,11 @@ def setup_for_method(name: str, mlp: torch.nn.Module, X: np.ndarray):
     series = np.random.default_rng(1).normal(size=(12, 2, 16)).astype(np.float32)
     if cls.needs_attention:
         return AttentionRNN(2, 3, hidden=4), series, {}
+    if getattr(cls, "needs_transformer", False):  # token ids (as floats) into a small lumos text encoder
+        from lumos.models.transformer import TextEncoder
+
+        ids = np.random.default_rng(1).integers(0, 20, (12, 6)).astype(np.float32)
+        return TextEncoder(vocab=20, dim=8, depth=1, heads=2, num_classes=3, max_len=8), ids, {}
     options = {}
     if cls.needs_layer or "tabular" not in cls.layouts:
         model, x = CNN1d(2, 3, channels=(4, 4)), series

@@ -76,6 +76,11 @@ def setup(name: str):
     options = dict(FAST.get(name, {}))
     if cls.needs_attention:
         return AttentionRNN(2, 3, hidden=4), np.random.default_rng(1).normal(size=(6, 2, 16)).astype(np.float32), options
+    if getattr(cls, "needs_transformer", False):  # a small lumos ViT on (N, 3, 8, 8) images
+        from lumos.models.transformer import VisionTransformer
+
+        images = np.random.default_rng(1).normal(size=(6, 3, 8, 8)).astype(np.float32)
+        return VisionTransformer(image_size=8, patch=4, dim=8, depth=1, heads=2), images, options
     if cls.needs_layer:
         return CNN1d(2, 3, channels=(4, 4)), np.random.default_rng(1).normal(size=(6, 2, 16)).astype(np.float32), options
     if "tabular" not in cls.layouts:  # series methods; a GRU for those called on every prefix

@@ -163,6 +163,7 @@ class AttnLRP(TokenExplainer):
     """
 
     needs_gradients = True
+    needs_attention_modules = True
 
     def __init__(self, model, *, epsilon: float = 1e-6, output: str = "raw", **kwargs):
         super().__init__(model, output=output, **kwargs)
@@ -209,6 +210,9 @@ class AttnLRP(TokenExplainer):
             scores = adapter.forward(xt)
             if not torch.isfinite(scores).all():
                 raise ValueError("the model returned NaN or infinite scores")
+            if not scores.requires_grad:
+                raise ValueError("the model's output has no gradient path to its input (it detaches, rounds or "
+                                 "takes an argmax); AttnLRP cannot explain it")
             t = targets(scores.detach())
             idx = t.view(-1, 1)
             start = torch.zeros_like(scores).scatter_(1, idx, scores.gather(1, idx)).detach()

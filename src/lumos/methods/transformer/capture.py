@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lumos.core.model import _first
+from lumos.core.model import _first, run_model
 
 
 def model_kind(model: nn.Module) -> str:
@@ -170,14 +170,19 @@ def forward_attentions(state, xt: torch.Tensor) -> tuple[torch.Tensor, list[torc
     state.store.clear()
     state.call.count_rows(xt.shape[0])
     if state.kind == "hf":
-        out = model(xt, output_attentions=True)
+        out = run_model(model, xt, output_attentions=True)
         attns = list(getattr(out, "attentions", None) or [])
         logits = out.logits if hasattr(out, "logits") else _first(out)
     else:
-        logits = _first(model(xt))
+        logits = _first(run_model(model, xt))
         attns = list(state.store)
+    if not isinstance(logits, torch.Tensor):
+        raise TypeError(f"the model returned {type(logits).__name__}, expected a tensor of scores")
+    scores = state.adapter.transform(logits)
+    if scores.shape[0] != xt.shape[0]:
+        raise ValueError(f"the model returned {scores.shape[0]} rows of scores for {xt.shape[0]} inputs")
     if not attns or any(a is None for a in attns):
         raise ValueError("the model returned no attention weights (a fused attention kernel?); build it with "
                          "attn_implementation='eager'")
     attns = [a if a.ndim == 4 else a.unsqueeze(1) for a in attns]
-    return state.adapter.transform(logits), attns
+    return scores, attns

@@ -53,6 +53,23 @@ class TokenExplainer(Explainer):
 
     layouts = ("tabular", "image")
     torchscript = False
+    needs_transformer = True
+    """Needs a transformer whose attention lumos can read (see :mod:`~lumos.methods.transformer.capture`)."""
+
+    @classmethod
+    def applicability(cls, model, layout):
+        why = super().applicability(model, layout)
+        if why is not None:
+            return why
+        from lumos.methods.transformer.capture import model_kind
+
+        try:
+            kind = model_kind(model)
+        except (ValueError, TypeError):
+            return "needs a transformer (lumos reference, nn.MultiheadAttention or Hugging Face attention)"
+        if getattr(cls, "needs_attention_modules", False) and kind != "lumos":
+            return "needs attention written with modules (lumos.models.transformer), not fused attention"
+        return None
 
     def __init__(self, model, *, cls_token: int | None = 0, **kwargs):
         super().__init__(model, **kwargs)
