@@ -71,6 +71,25 @@ def test_dask_engine_equals_local_engine(client, X, tmp_path):
     assert_same_store(local, again)
 
 
+@pytest.mark.parametrize("method,options", [("smoothgrad", {"n_samples": 4}), ("lime", {"n_samples": 60})])
+def test_stochastic_methods_give_one_calls_values_on_dask(client, X, tmp_path, method, options):
+    """#14 item 4: the same seed gives identical rows from explain, explain_dataset (local and
+    Dask) and any chunking, because row seeds depend on the row's position only."""
+    import lumos
+
+    torch.manual_seed(0)
+    model = MLP(12, 3, hidden=(16,))
+    whole = lumos.explain(model, X, method, seed=5, **options).values
+    local = explain_dataset(model, X, method, out=tmp_path / "l.zarr", chunk_rows=16, seed=5, progress=False,
+                            **options)
+    remote = explain_dataset(model, X, method, out=tmp_path / "d.zarr", chunk_rows=9, seed=5, engine="dask",
+                             client=client, progress=False, **options)
+    np.testing.assert_allclose(local[:].values, whole, rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(remote[:].values, whole, rtol=1e-5, atol=1e-7)
+    small = lumos.explain(model, X, method, seed=5, batch_size=7, **options).values
+    np.testing.assert_allclose(small, whole, rtol=1e-5, atol=1e-7)
+
+
 def test_dask_engine_resumes_a_local_partial_store(client, X, tmp_path):
     torch.manual_seed(0)
     model = MLP(12, 3, hidden=(16,))
