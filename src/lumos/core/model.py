@@ -124,12 +124,15 @@ class ModelAdapter:
             raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
         self.batch_size = int(batch_size)
         self.on_rows = on_rows
+        self._placement = None
 
     def bound(self, model, batch_size: int | None = None, on_rows: Callable[[int], None] | None = None) -> "ModelAdapter":
         """The same output transformation on ``model`` (one call's private view of the
         user's model), ``batch_size`` rows per scores call, ``on_rows(n)`` told of every
         ``n`` rows evaluated (progress bars)."""
-        return ModelAdapter(model, output=self.output, batch_size=batch_size or self.batch_size, on_rows=on_rows)
+        bound = ModelAdapter(model, output=self.output, batch_size=batch_size or self.batch_size, on_rows=on_rows)
+        bound._placement = (bound.device, bound.dtype)  # one call's view does not move: read once
+        return bound
 
     # -- properties -----------------------------------------------------------
     @property
@@ -138,6 +141,8 @@ class ModelAdapter:
 
     @property
     def device(self) -> torch.device:
+        if self._placement is not None:
+            return self._placement[0]
         if self.is_torch:
             for t in self.model.parameters():
                 return t.device
@@ -147,6 +152,8 @@ class ModelAdapter:
 
     @property
     def dtype(self) -> torch.dtype:
+        if self._placement is not None:
+            return self._placement[1]
         if self.is_torch:
             for t in self.model.parameters():
                 if t.is_floating_point():

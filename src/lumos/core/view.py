@@ -31,7 +31,7 @@ from typing import Iterator
 import torch
 from torch import nn
 
-from lumos.core.guard import model_guard, training_layers
+from lumos.core.guard import _STOCHASTIC, model_guard
 
 _LOCKS: "weakref.WeakKeyDictionary[nn.Module, threading.RLock]" = weakref.WeakKeyDictionary()
 _LOCKS_GUARD = threading.Lock()
@@ -63,47 +63,55 @@ def _copy_module(module: nn.Module, memo: dict, device) -> nn.Module:
         return memo[id(module)]
     new = object.__new__(module.__class__)  # not cls.__new__: torch.fx's GraphModule makes a new class there
     memo[id(module)] = new
-    state = {}
-    for key, value in module.__dict__.items():
-        if key == "_parameters":
-            params = OrderedDict()
-            for name, p in value.items():
-                if p is None:
-                    params[name] = None
-                elif id(p) in memo:
-                    params[name] = memo[id(p)]
-                else:
-                    params[name] = memo[id(p)] = nn.Parameter(_shadow_tensor(p, device), requires_grad=False)
-            state[key] = params
-        elif key == "_buffers":
-            bufs = OrderedDict()
-            for name, b in value.items():
-                if b is None or device is None:
-                    bufs[name] = b
-                else:
-                    bufs[name] = memo.setdefault(id(b), _shadow_tensor(b, device))
-            state[key] = bufs
-        elif key == "_modules":
-            state[key] = OrderedDict((name, None if m is None else _copy_module(m, memo, device))
-                                     for name, m in value.items())
-        elif key.startswith("_") and isinstance(value, (dict, set, list)):
-            state[key] = type(value)(value) if not isinstance(value, OrderedDict) else OrderedDict(value)
+    state = dict(module.__dict__)
+    for key, value in state.items():  # hook dictionaries and other private containers: the view's own
+        if key[0] == "_" and type(value) in _CONTAINERS:
+            state[key] = value.copy()
+    params = state["_parameters"] = type(module._parameters)()
+    for name, p in module._parameters.items():
+        if p is None:
+            params[name] = None
+        elif id(p) in memo:
+            params[name] = memo[id(p)]
         else:
-            state[key] = value
+            params[name] = memo[id(p)] = nn.Parameter(_shadow_tensor(p, device), requires_grad=False)
+    if device is not None:
+        state["_buffers"] = type(module._buffers)(
+            (name, None if b is None else memo.setdefault(id(b), _shadow_tensor(b, device)))
+            for name, b in module._buffers.items())
+    state["_modules"] = type(module._modules)(
+        (name, None if m is None else _copy_module(m, memo, device)) for name, m in module._modules.items())
+    state["training"] = False  # the view is in eval mode
+    if type(state.get("inplace")) is bool:
+        state["inplace"] = False  # in-place activations overwrite what hooks must keep
     new.__dict__.update(state)
     return new
+
+
+_CONTAINERS = (dict, OrderedDict, set, list)
 
 
 def make_view(model: nn.Module, device: torch.device | None = None) -> nn.Module:
     """A structural copy of ``model`` in eval mode with frozen parameters sharing the
     user's storage (on ``device``: copies there), fresh hook dictionaries of its own, and
     in-place activations turned off (hooks must see the values they are given)."""
-    view = _copy_module(model, {}, device)
-    view.eval()
-    for m in view.modules():
-        if isinstance(getattr(m, "inplace", None), bool):
-            m.inplace = False
-    return view
+    return _copy_module(model, {}, device)
+
+
+def inspect_model(model: nn.Module) -> tuple[bool, list[str], bool]:
+    """One pass over the modules: ``(viewable, dropout/batch-norm layers in training mode,
+    parameters or buffers on the meta device)``."""
+    viewable, busy, meta = True, [], False
+    for name, m in model.named_modules():
+        if isinstance(m, torch.jit.ScriptModule):
+            viewable = False
+            continue
+        if m.training and isinstance(m, _STOCHASTIC):
+            busy.append(name or type(m).__name__)
+        for t in (*m._parameters.values(), *m._buffers.values()):
+            if t is not None and t.is_meta:
+                meta = True
+    return viewable, busy, meta
 
 
 def _check_device(device) -> torch.device | None:
@@ -120,8 +128,7 @@ def _check_device(device) -> torch.device | None:
     return dev
 
 
-def _warn_training(model: nn.Module) -> None:
-    busy = training_layers(model)
+def _warn_training(busy: list[str]) -> None:
     if busy:
         warnings.warn(
             f"the model has dropout/batch-norm layers in training mode ({', '.join(busy[:4])}"
@@ -143,12 +150,13 @@ def model_view(model, device=None, warn_training: bool = True) -> Iterator:
             raise ValueError(f"device={device!r} applies to torch models; this model is a {type(model).__name__}")
         yield model
         return
-    if any(t.device.type == "meta" for t in list(model.parameters()) + list(model.buffers())):
+    can_view, busy, meta = inspect_model(model)
+    if meta:
         raise ValueError("the model's parameters are on the meta device (shapes without values): load its weights "
                          "first, e.g. model.to_empty(device='cpu') followed by model.load_state_dict(...)")
     if warn_training:
-        _warn_training(model)
-    if viewable(model):
+        _warn_training(busy)
+    if can_view:
         try:
             view = make_view(model, dev)
         except Exception as err:  # noqa: BLE001  an exotic module: fall back to the guarded model
