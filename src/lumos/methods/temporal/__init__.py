@@ -3,7 +3,7 @@ temporal IG, augmented occlusion, temporal saliency rescaling, RISE. Each module
 its explainers on import."""
 import importlib as _importlib
 
-MODULES: tuple[str, ...] = ("temporal_ig", "temporal_occlusion", "tsr", "rise")
+MODULES: tuple[str, ...] = ("masks", "temporal_ig", "temporal_occlusion", "tsr", "rise")
 """The family's modules, imported in this order (each adds its explainers to the registry)."""
 
 for _name in MODULES:
