@@ -11,6 +11,15 @@ weights (RNN only), and permutation importance (lumos.PermutationImportance) of 
 What they say: the class-averaged relevance shows which part of the beat separates MI
 from normal beats; the printout names the window with the largest relevance for each class.
 
+Clinical views (lumos.plot.ecg): the first MI test beat the CNN detects, as an ECG strip
+over its IG relevance (ECG200 has no sampling rate and is z-normalised: time in samples),
+and a 2-lead record of UEA AtrialFibrillation (5 s at 128 Hz,
+../shared/data/atrial_fibrillation.npz) explained for a small CNN's predicted class, on ECG
+paper, with R peaks detected and the beat-averaged relevance beside each lead. That task
+(does AF terminate: n / s / t) is hard and has 15 training records: the CNN is near chance,
+so the figure shows the view, not a finding. The archive names no leads and states no unit;
+the amplitudes (R waves about 1 mV, quantised in steps of 1/200) are read as mV.
+
 Run:  python examples/workshop_ecg.py     (under a minute on 2 cores)
 """
 from __future__ import annotations
@@ -82,6 +91,8 @@ def window_importance(model, X, y, seed=0, n_repeats=10) -> np.ndarray:
 
 def main(quiet=False, seed=0) -> dict:
     setup(seed=seed)
+    import torch
+
     from lumos.data import load_ecg200
 
     ds = load_ecg200()
@@ -109,8 +120,16 @@ def main(quiet=False, seed=0) -> dict:
             w = int(np.argmax([m[s:s + WINDOW].sum() for s in range(0, len(m), WINDOW)]))
             findings[label][f"top_window_{name}"] = (w * WINDOW, w * WINDOW + WINDOW)
     figures(ds, class_maps, one_beat, mi_idx[0], findings, quiet)
+    with torch.no_grad():
+        pred = nets["CNN1d"](torch.as_tensor(ds.X_test[mi_idx])).argmax(1).numpy()
+    hits = mi_idx[pred == 1]
+    printout_ecg200(nets["CNN1d"], ds, int(hits[0] if len(hits) else mi_idx[0]), quiet)
+    af = atrial_fibrillation(seed, quiet)
+    if af is not None:
+        findings["atrial_fibrillation"] = af
     if not quiet:
-        for label, f in findings.items():
+        for label in nets:
+            f = findings[label]
             tops = {k: v for k, v in f.items() if k.startswith("top_window")}
             print(f"{label}: most relevant window per class (samples): {tops}; "
                   f"PFI top window: samples {int(np.argmax(f['window_importance'])) * WINDOW}-"
@@ -119,7 +138,62 @@ def main(quiet=False, seed=0) -> dict:
                 top = int(np.argmax(share))
                 print(f"    {n:<24} largest share of |attribution|: samples {top * WINDOW}-{top * WINDOW + WINDOW - 1} "
                       f"({share[top]:.0%})")
+        if af is None:
+            print("AtrialFibrillation skipped: atrial_fibrillation.npz not found")
+        else:
+            print(f"AtrialFibrillation (2-lead, 128 Hz): CNN test accuracy {af['accuracy']:.2f} (chance 0.33); "
+                  f"R peaks detected per 5-s record: {af['beats_min']}-{af['beats_max']} "
+                  f"({af['rate_min']:.0f}-{af['rate_max']:.0f} bpm)")
     return findings
+
+
+def printout_ecg200(model, ds, i, quiet):
+    """One MI test beat (the first the CNN detects) as a strip over the Integrated Gradients
+    relevance of the predicted class (lumos.plot.ecg)."""
+    import lumos
+    import lumos.plot
+
+    exp = lumos.IntegratedGradients(model, n_steps=32).explain(ds.X_test[i:i + 1])  # the predicted class
+    fig = lumos.plot.ecg(exp, 0, sfreq=None, lead_names=["ECG"], class_names=ds.class_names,
+                         unit="z-normalised", true_label=int(ds.y_test[i]),
+                         title=f"ECG200 test beat #{i} (96 samples, no sampling rate stated), CNN1d")
+    save(fig, "ecg200_printout.png", quiet)
+
+
+def atrial_fibrillation(seed=0, quiet=False) -> dict | None:
+    """Train a small CNN on UEA AtrialFibrillation (15 two-lead records), explain one test
+    record's predicted class with IG and draw it as a 2-lead printout with beat-averaged
+    relevance. None when the archive is not available."""
+    import torch
+
+    import lumos
+    import lumos.models as lm
+    import lumos.plot
+    from lumos.data import find_data_dir, load_npz_dataset
+    from lumos.models.cache import cached_fit
+
+    try:
+        ds = load_npz_dataset(find_data_dir("atrial_fibrillation.npz") / "atrial_fibrillation.npz",
+                              "atrial_fibrillation")
+    except FileNotFoundError:
+        return None
+    torch.manual_seed(seed)
+    cnn = cached_fit(lm.CNN1d(2, 3, channels=(16, 32, 32), kernel_size=9), ds.X_train, ds.y_train, epochs=60,
+                     lr=3e-3, batch_size=5, seed=seed, name="af-CNN1d", progress=not quiet)
+    acc = accuracy(cnn, ds.X_test, ds.y_test)
+    names = {"n": "n (AF, does not terminate)", "s": "s (AF, terminates later)", "t": "t (AF, terminates at once)"}
+    class_names = [names.get(c, c) for c in ds.class_names]
+    i = 0
+    exp = lumos.IntegratedGradients(cnn, n_steps=32).explain(ds.X_test[i:i + 1])
+    fig = lumos.plot.ecg(exp, 0, sfreq=ds.sfreq, lead_names=["lead 1", "lead 2"], class_names=class_names,
+                         unit="mV", true_label=int(ds.y_test[i]),
+                         title=f"AtrialFibrillation test record #{i} (5 s, 128 Hz), CNN1d, test accuracy {acc:.2f} "
+                               "(chance 0.33)")
+    save(fig, "ecg_af_printout.png", quiet)
+    counts = [len(lumos.plot.detect_r_peaks(r, ds.sfreq)) for r in ds.X_test]
+    duration = ds.X_test.shape[2] / ds.sfreq
+    return {"accuracy": acc, "beats_min": min(counts), "beats_max": max(counts),
+            "rate_min": min(counts) / duration * 60, "rate_max": max(counts) / duration * 60}
 
 
 def _segment_share(v: np.ndarray) -> np.ndarray:
