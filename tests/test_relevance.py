@@ -331,3 +331,28 @@ def test_registry_layer_shape_and_batching():
     assert layer.values.shape == (7, 4, 10, 10) and layer.meta["layer"] == "features.1"
     dt = lumos.explain(model, x, method="deep_taylor", input_bounds=(-4.0, 4.0))
     assert dt.method == "deep_taylor" and dt.values.shape == x.shape
+
+
+def test_lrp_skips_parametrizations_and_warns_about_containers_it_cannot_see():
+    import warnings
+
+    from torch.nn.utils import parametrizations
+
+    torch.manual_seed(0)
+    model = nn.Sequential(parametrizations.weight_norm(nn.Linear(4, 6)), nn.ReLU(), nn.Linear(6, 2))
+    x = np.random.default_rng(0).normal(size=(3, 4)).astype(np.float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        exp = LRP(model, composite="epsilon").explain(x)
+    assert np.isfinite(exp.values).all()
+
+    class Combined(nn.Module):  # computes with its child's weight without calling it
+        def __init__(self):
+            super().__init__()
+            self.lin = nn.Linear(4, 2)
+
+        def forward(self, x):
+            return torch.nn.functional.linear(x, self.lin.weight * 2, self.lin.bias)
+
+    with pytest.warns(UserWarning, match=r"child layer\(s\) lin never did"):
+        LRP(nn.Sequential(Combined(), nn.ReLU(), nn.Linear(2, 2)), composite="epsilon").explain(x)

@@ -61,6 +61,27 @@ def _check_rule(rule) -> BackwardRule:
     return rule
 
 
+def _computes_weights(name: str) -> bool:
+    """Modules of ``torch.nn.utils.parametrize`` (``layer.parametrizations.weight``)."""
+    return name == "parametrizations" or name.startswith("parametrizations.") or ".parametrizations" in name
+
+
+def _warn_unseen_children(name: str, module: nn.Module, ran: set) -> None:
+    """A container that ran while a child with parameters never did probably computes with
+    the child's weights directly (``F.conv2d(x, self.conv.weight)``): no rule sees that
+    operation, so relevance crosses it as a gradient. Said, since the result is then not LRP."""
+    unseen = [child for child, m in module.named_children()
+              if id(m) not in ran and not _computes_weights(child) and any(True for _ in m.parameters())]
+    if unseen:
+        import warnings
+
+        warnings.warn(
+            f"LRP: {_label(name, module)} ran but its child layer(s) {', '.join(unseen)} never did; if it computes "
+            "with their weights directly (e.g. F.conv2d(x, self.conv.weight)), no rule sees that operation and "
+            "relevance crosses it as a gradient (check the explanation's delta), or map a rule to it by name",
+            stacklevel=6)
+
+
 class Composite:
     """Map layers to LRP rules.
 
@@ -120,14 +141,18 @@ class Composite:
         first_seen = False
         mapping: dict[nn.Module, BackwardRule] = {}
         done: set[int] = set()
+        ran = {id(c.module) for c in calls}
         for call in calls:
             name, module = call.name, call.module
             if id(module) in done:
                 continue
             done.add(id(module))
+            if _computes_weights(name):
+                continue  # a parametrization (weight norm...) computes a weight, not an activation
             is_leaf = not any(True for _ in module.children())
             own_params = any(True for _ in module.parameters(recurse=False))
             if not is_leaf and not own_params and name not in self.name_map:
+                _warn_unseen_children(name, module, ran)
                 continue  # a container: its children carry the rules
             first = bool(first_types) and not first_seen and isinstance(module, first_types)
             first_seen = first_seen or first
