@@ -276,3 +276,22 @@ def test_eegnet_cam_over_time(rng):
     assert exp.values.shape == (3, 1, 96)
     with pytest.raises(ValueError, match="has none"):
         GuidedBackprop(model).explain(x)  # ELU only
+
+
+def test_a_map_over_channels_and_time_keeps_the_channel_axis():
+    """EEGNet-style models read the (C, T) epoch as a 1-channel image: a temporal conv's map
+    over (C, T') is brought to the input's (C, T), shaped like the input."""
+    class ImageView(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.temporal = nn.Conv2d(1, 4, (1, 5), padding=(0, 3))
+            self.head = nn.Linear(4, 2)
+
+        def forward(self, x):
+            h = torch.relu(self.temporal(x[:, None]))  # (N, 4, C, T + 2)
+            return self.head(h.mean((2, 3)))
+
+    torch.manual_seed(0)
+    x = np.random.default_rng(0).normal(size=(3, 6, 20)).astype(np.float32)
+    exp = GradCAM(ImageView(), layer="temporal").explain(x)
+    assert exp.values.shape == (3, 6, 20) and exp.extras["layer_map"].shape == (3, 6, 22)

@@ -85,7 +85,7 @@ class LayerMapExplainer(Explainer):
         probe_rows = call.adapter.to_tensor(x[:8])
         name, module = resolve_positional_layer(call.model, self.layer, probe_rows, self.channel_axis,
                                                 type(self).__name__)
-        return State(call, name=name, module=module, size=size)
+        return State(call, name=name, module=module, size=size, channels=x.shape[1])
 
     def layer_map(self, x: torch.Tensor, targets, state):
         raise NotImplementedError
@@ -97,7 +97,8 @@ class LayerMapExplainer(Explainer):
             from lumos.methods.transformer.tokens import tokens_to_grid
 
             raw = tokens_to_grid(raw, cls_token=0)
-        return Chunk(upsample(raw.detach(), state.size), scores, t, {"layer_map": raw.detach(), **extras})
+        values = upsample(raw.detach(), state.size, getattr(state, "channels", None))
+        return Chunk(values, scores, t, {"layer_map": raw.detach(), **extras})
 
     def finish(self, x, result, state):
         result.meta = {**result.meta, "layer": state.name}
@@ -179,7 +180,7 @@ class CAM(LayerMapExplainer):
                     f"positions gives the logits through {name!r}. Use GradCAM for this model."
                 )
             fname, module = found[-1]
-        return State(call, name=fname, module=module, size=size, linear=linear)
+        return State(call, name=fname, module=module, size=size, linear=linear, channels=x.shape[1])
 
     def layer_map(self, x, targets, state):
         with torch.no_grad():

@@ -98,7 +98,7 @@ def resolve_positional_layer(model: nn.Module, layer, x1: torch.Tensor, channel_
     return name, module
 
 
-def upsample(raw: torch.Tensor, size: tuple[int, ...]) -> torch.Tensor:
+def upsample(raw: torch.Tensor, size: tuple[int, ...], channels: int | None = None) -> torch.Tensor:
     """Bring ``raw`` ``(N, *positions)`` to ``(N, 1, *size)``.
 
     Singleton position axes are dropped when the layer has more position axes than the
@@ -106,6 +106,13 @@ def upsample(raw: torch.Tensor, size: tuple[int, ...]) -> torch.Tensor:
     (``align_corners=False``), so a map already at the input size is returned unchanged.
     """
     m = raw.unsqueeze(1)
+    if channels is not None and raw.ndim - 1 == len(size) + 1 and raw.shape[1] == channels and channels > 1:
+        # a map over (input channels, positions...): e.g. EEGNet's temporal conv sees the (C, T) epoch as an
+        # image; it is brought to (C, *size) and keeps the channel axis, shaped like the input
+        full = (channels, *size)
+        if tuple(raw.shape[1:]) != full:
+            m = F.interpolate(m, size=full, mode=_MODES[len(full)], align_corners=False)
+        return m[:, 0]
     if m.ndim - 2 != len(size):
         squeezed = [s for s in m.shape[2:] if s != 1]
         if len(squeezed) == len(size):
