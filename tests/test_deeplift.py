@@ -167,6 +167,31 @@ def test_deeplift_sums_to_delta_through_a_softmax_module_and_output_transformati
             np.testing.assert_allclose(exp.prediction, probs, rtol=1e-5)
 
 
+class PlainReLU(nn.ReLU):
+    """An nn.ReLU subclass: its rule takes the general path (the module's own backward
+    where Δx = 0) instead of the closed-form ReLU derivative."""
+
+
+def test_deeplift_where_inputs_equal_the_reference():
+    """Zero regions against a zero reference (MNIST backgrounds): Δx = 0 at many units, where
+    the rules use the gradient; summation still holds, captum agrees, and the closed-form
+    ReLU derivative equals the general path."""
+    model = seeded(SETUPS["cnn2d"][0])
+    x = images(n=6)
+    x[:, :, :9] = 0.0
+    x[0] = 0.0  # one input equal to the reference: no contribution at all
+    exp = DeepLift(model).explain(x)
+    assert_summation(exp)
+    np.testing.assert_array_equal(exp.values[0], 0.0)
+    attr, _ = captum_deeplift(decoupled(model), x, 0.0, exp.target)
+    assert rel_diff(exp.values, attr) < 1e-5
+    general = copy.deepcopy(model)
+    for name, m in list(general.features.named_children()):
+        if type(m) is nn.ReLU:
+            general.features._modules[name] = PlainReLU()
+    np.testing.assert_allclose(DeepLift(general).explain(x).values, exp.values, rtol=1e-6, atol=1e-8)
+
+
 def test_deeplift_does_not_depend_on_the_batch_size():
     model, x = seeded(SETUPS["cnn1d"][0]), series(n=7)
     ref = reference("per input", x)

@@ -20,9 +20,10 @@ How it runs (as captum's ``DeepLift``): each chunk of n inputs goes through the 
 one batch of 2n rows, the inputs then their references; rules attached with
 :func:`lumos.core.hooks.attach_rules` to the call's private view of the model replace the
 backward pass of each nonlinearity module, and each rule reads its own row pairs (row
-``i`` and row ``n + i``) from the module's saved input and output. One forward and one
-backward pass over the 2n rows give the scores f(x), the base values f(x') and the
-multipliers. The rules:
+``i`` and row ``n + i``) from the module's saved input and output, and its multipliers
+from the input rows of the incoming gradient (the backward pass starts from the inputs'
+target scores only; the reference rows carry zeros). One forward and one backward pass
+over the 2n rows give the scores f(x), the base values f(x') and the multipliers. The rules:
 
 - elementwise activations (ReLU, ReLU6, LeakyReLU, PReLU, RReLU, ELU, SELU, CELU, GELU,
   SiLU, Mish, Sigmoid, Tanh, Softplus, Softsign, Hardtanh, Hardsigmoid, Hardswish,
@@ -31,9 +32,9 @@ multipliers. The rules:
 - max pooling (MaxPool1d/2d/3d, AdaptiveMaxPool1d/2d/3d), captum's rule: of the
   output difference ``y − y'``, the part ``max(y, y') − y'`` goes to the input's maximum
   of the window and ``y − max(y, y')`` to the reference's maximum, then
-  ``m = (what reached the unit) / Δx`` (``|Δx| < eps``: the gradient). lumos scatter-adds
-  through the pooling's own backward, so overlapping windows (stride < kernel) keep
-  summation-to-delta too (captum's max_unpool writes, it does not add);
+  ``m = (what reached the unit) / Δx`` (``|Δx| < eps``: the gradient). lumos adds what
+  each window routes onto its maximum (a scatter-add), so overlapping windows
+  (stride < kernel) keep summation-to-delta too (captum's max_unpool writes, it does not add);
 - Softmax, LogSoftmax, Softmax2d (they mix their inputs, so Δy/Δx is not defined unit by
   unit): the path-averaged Jacobian ``m = ∫₀¹ J(x' + αΔx)ᵀ dα · m_out`` by 64-node
   Gauss–Legendre quadrature, the multi-input form of ``Δy/Δx`` (for one input it *is*
@@ -60,6 +61,7 @@ import warnings
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
@@ -111,9 +113,17 @@ def _vjp(module: nn.Module, x: torch.Tensor, grad: torch.Tensor) -> torch.Tensor
     return g
 
 
+def _batch_gradient(x: torch.Tensor, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The gradient a rule returns for the whole batch of 2n rows, and its first half: the
+    multipliers of the input rows go there; the reference rows get zeros (no rule reads
+    them: every rule takes its multipliers from the input rows, ``grad_output[:n]``)."""
+    out = torch.empty_like(x)
+    out[n:].zero_()
+    return out, out[:n]
+
+
 class RescaleRule(BackwardRule):
-    """``m_in = m_out · Δy/Δx`` elementwise (the module's gradient where ``|Δx| < eps``);
-    the multipliers of the first half of the rows (the inputs) are returned for both halves."""
+    """``m_in = m_out · Δy/Δx`` elementwise (the module's gradient where ``|Δx| < eps``)."""
 
     def __init__(self, eps: float = 1e-10):
         self.eps = eps
@@ -121,19 +131,50 @@ class RescaleRule(BackwardRule):
     def backward(self, module, inputs, output, grad_output):
         x = inputs[0]
         n = _halves(x, module)
-        g = grad_output[:n]
-        dx, dy = x[:n] - x[n:], output[:n] - output[n:]
-        tiny = dx.abs() < self.eps
-        mult = g * dy / torch.where(tiny, torch.ones_like(dx), dx)
-        if bool(tiny.any()):
-            mult = torch.where(tiny, _vjp(module, x[:n], g), mult)
-        return (torch.cat([mult, mult]),) + (None,) * (len(inputs) - 1)
+        g, x1 = grad_output[:n], x[:n]
+        dx = x1 - x[n:]
+        ratio = (output[:n] - output[n:]).div_(dx).mul_(g)  # inf or nan where Δx = 0: replaced below
+        tiny = dx.abs_() < self.eps
+        out, first = _batch_gradient(x, n)
+        if type(module) is nn.ReLU:  # its gradient in closed form, without a sync or a second pass
+            torch.where(tiny, torch.ops.aten.threshold_backward(g, x1, 0), ratio, out=first)
+        elif bool(tiny.any()):
+            torch.where(tiny, _vjp(module, x1, g), ratio, out=first)
+        else:
+            first.copy_(ratio)
+        return (out,) + (None,) * (len(inputs) - 1)
+
+
+_MAX_POOL = {nn.MaxPool1d: (1, F.max_pool1d), nn.MaxPool2d: (2, F.max_pool2d), nn.MaxPool3d: (3, F.max_pool3d),
+             nn.AdaptiveMaxPool1d: (1, F.adaptive_max_pool1d), nn.AdaptiveMaxPool2d: (2, F.adaptive_max_pool2d),
+             nn.AdaptiveMaxPool3d: (3, F.adaptive_max_pool3d)}
+
+
+def _pool_indices(module: nn.Module, x: torch.Tensor) -> tuple[int, torch.Tensor]:
+    """The pooled dimensions and the index of each window's maximum (flat over them)."""
+    kind = next(k for k in _MAX_POOL if isinstance(module, k))
+    d, fn = _MAX_POOL[kind]
+    if kind.__name__.startswith("Adaptive"):
+        return d, fn(x, module.output_size, return_indices=True)[1]
+    return d, fn(x, module.kernel_size, module.stride, module.padding, module.dilation, ceil_mode=module.ceil_mode,
+                 return_indices=True)[1]
+
+
+def _route(values: torch.Tensor, index: torch.Tensor, d: int, shape, *more: torch.Tensor) -> torch.Tensor:
+    """Add each window's value onto its maximum (the pooling's backward): windows that
+    share a maximum (stride < kernel) add up; ``more`` are further (values, index) pairs
+    added into the same buffer."""
+    flat = values.new_zeros((*shape[:-d], int(np.prod(shape[-d:]))))
+    pairs = (values, index, *more)
+    for v, i in zip(pairs[::2], pairs[1::2]):
+        flat.scatter_add_(-1, i.flatten(-d), v.flatten(-d))
+    return flat.view(shape)
 
 
 class MaxPoolRule(BackwardRule):
     """captum's max-pooling rule: ``max(y, y') − y'`` is routed to the input's maximum of
-    each window, ``y − max(y, y')`` to the reference's maximum, by the pooling's own
-    backward (a scatter-add, so overlapping windows add up), then divided by Δx."""
+    each window, ``y − max(y, y')`` to the reference's maximum (scatter-added, so
+    overlapping windows add up), then divided by Δx."""
 
     def __init__(self, eps: float = 1e-10):
         self.eps = eps
@@ -144,18 +185,19 @@ class MaxPoolRule(BackwardRule):
         g = grad_output[:n]
         y, y_ref = output[:n], output[n:]
         top = torch.maximum(y, y_ref)
-        with torch.enable_grad():
-            xi = x.detach().requires_grad_(True)
-            pooled = module.forward(xi)
-            (routed,) = torch.autograd.grad(pooled, xi, torch.cat([g * (top - y_ref), g * (y - top)]),
-                                            retain_graph=True)
-            dx = x[:n] - x[n:]
-            tiny = dx.abs() < self.eps
-            mult = (routed[:n] + routed[n:]) / torch.where(tiny, torch.ones_like(dx), dx)
-            if bool(tiny.any()):
-                (local,) = torch.autograd.grad(pooled, xi, torch.cat([g, torch.zeros_like(g)]))
-                mult = torch.where(tiny, local[:n], mult)
-        return (torch.cat([mult, mult]),) + (None,) * (len(inputs) - 1)
+        d, index = _pool_indices(module, x)
+        shape = (n, *x.shape[1:])
+        # both parts land in the input rows' buffer: the input's maxima and the reference's
+        ratio = _route(g * (top - y_ref), index[:n], d, shape, g * (y - top), index[n:])
+        dx = x[:n] - x[n:]
+        ratio.div_(dx)  # inf or nan where Δx = 0: replaced below
+        tiny = dx.abs_() < self.eps
+        out, first = _batch_gradient(x, n)
+        if bool(tiny.any()):
+            torch.where(tiny, _route(g, index[:n], d, shape), ratio, out=first)
+        else:
+            first.copy_(ratio)
+        return (out,) + (None,) * (len(inputs) - 1)
 
 
 class PathRule(BackwardRule):
@@ -182,7 +224,9 @@ class PathRule(BackwardRule):
             q = points.shape[0]
             grads = _vjp(module, points.reshape(q * n, *x.shape[1:]), g.repeat(q, *([1] * (g.ndim - 1))))
             mult += (weights[k].view(shape) * grads.view(q, n, *x.shape[1:])).sum(0)
-        return (torch.cat([mult, mult]),) + (None,) * (len(inputs) - 1)
+        out, first = _batch_gradient(x, n)
+        first.copy_(mult)
+        return (out,) + (None,) * (len(inputs) - 1)
 
 
 class OutputTransform(nn.Module):
@@ -294,13 +338,14 @@ class DeepLiftSetup:
         call.stack.enter_context(attach_rules(rules))
         self.call = call
 
-    def multipliers(self, x: torch.Tensor, ref: torch.Tensor, choose):
-        """One forward and one backward pass over the rows ``x`` then ``ref``: the scores
-        of ``x`` and of ``ref``, the targets ``choose(scores of x)`` and the multipliers
-        of the target score with respect to ``x`` (shaped like ``x``)."""
-        n = x.shape[0]
+    def multipliers(self, batch: torch.Tensor, choose):
+        """One forward and one backward pass over ``batch``, n input rows then their n
+        references: the scores of the inputs and of the references, the targets
+        ``choose(scores of the inputs)`` and the multipliers of the target score with
+        respect to the inputs (shaped like them)."""
+        n = batch.shape[0] // 2
         call = self.call
-        batch = torch.cat([x, ref]).detach().requires_grad_(True)
+        batch = batch.detach().requires_grad_(True)
         with torch.enable_grad():
             scores = self.raw.forward(batch)
             if self.transform is not None:
@@ -392,15 +437,15 @@ class DeepLift(GradientExplainer):
         """DeepLIFT of rows ``x`` with known targets against the references of the batch
         positions ``index`` (SmoothGrad can wrap it)."""
         ref = state.refs[index]
-        mult = state.setup.multipliers(x, ref, lambda scores: target)[3]
-        return (x - ref) * mult
+        mult = state.setup.multipliers(torch.cat([x, ref]), lambda scores: target)[3]
+        return (x - ref).mul_(mult)
 
     def attribute_chunk(self, x, targets, state):
         xt = state.adapter.to_tensor(x)
         ref = state.refs[torch.as_tensor(targets.index, device=xt.device)]
-        s, s_ref, t, mult = state.setup.multipliers(xt, ref, targets)
+        s, s_ref, t, mult = state.setup.multipliers(torch.cat([xt, ref]), targets)
         state.base.append(s_ref.gather(1, t.view(-1, 1))[:, 0].cpu().numpy())
-        return Chunk(((xt - ref) * mult).detach(), s, t)
+        return Chunk((xt - ref).mul_(mult).detach(), s, t)
 
     def finish(self, x, result, state):
         super().finish(x, result, state)

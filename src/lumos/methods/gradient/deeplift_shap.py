@@ -111,11 +111,11 @@ class DeepLiftShap(GradientExplainer):
         for rows, copies in expansion_chunks(x.shape[0], n_refs, max(1, state.call.rows(x[0].numel()) // 2)):
             xs, bs = x[rows], refs[copies]
             c, r = bs.shape[0], xs.shape[0]
-            xx = xs[None].expand(c, r, *sample).reshape(c * r, *sample)
-            bb = bs[:, None].expand(c, r, *sample).reshape(c * r, *sample)
+            # the pairs (reference k, input j) at row k * r + j: inputs, then references
+            batch = torch.cat([xs.expand(c, r, *sample), bs[:, None].expand(c, r, *sample)]).view(2 * c * r, *sample)
             t = target[rows].repeat(c)
-            mult = state.setup.multipliers(xx, bb, lambda scores: t)[3]
-            total[rows] += ((xx - bb) * mult).view(c, r, *sample).sum(0)
+            mult = state.setup.multipliers(batch, lambda scores: t)[3]
+            total[rows] += (xs[None] - bs[:, None]).mul_(mult.view(c, r, *sample)).sum(0)
         return total / n_refs
 
     def finish(self, x, result, state):
