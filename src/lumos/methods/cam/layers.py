@@ -76,24 +76,26 @@ def resolve_positional_layer(model: nn.Module, layer, x1: torch.Tensor, channel_
     """The ``(name, module)`` whose output gives the map: ``layer`` when given, otherwise
     the last module (in execution order) whose output has positions. Raises a
     ``ValueError`` listing the candidate layers when there is none or ``layer`` has none."""
-    rows = probe(model, x1)
-    candidates = positional_layers(rows)
-    shown = ", ".join(candidates[-20:]) or "(none: the model has no layer with a spatial or temporal axis)"
+    def shown() -> str:  # the candidates, probed only when a message needs them (one more forward pass)
+        names = positional_layers(probe(model, x1))
+        return ", ".join(names[-20:]) or "(none: the model has no layer with a spatial or temporal axis)"
+
     if layer is None:
+        candidates = positional_layers(probe(model, x1))
         if not candidates:
-            raise ValueError(f"{method} needs a layer with a spatial or temporal axis; candidates: {shown}")
+            raise ValueError(f"{method} needs a layer with a spatial or temporal axis; candidates: {shown()}")
         name = candidates[-1]
         return name, named_layers(model)[name]
     name, module = find_layer(model, layer)
     with capture_activations(model, {name: module}) as store, torch.no_grad():
         run_model(model, x1)
     if name not in store:
-        raise ValueError(f"layer {name!r} did not run during the forward pass; candidates: {shown}")
+        raise ValueError(f"layer {name!r} did not run during the forward pass; candidates: {shown()}")
     act = to_channels_first(store[name], module, channel_axis)
     if not has_positions(act):
         raise ValueError(
             f"layer {name!r} outputs shape {tuple(act.shape)} (as N, C, positions) with no spatial or "
-            f"temporal axis, so {method} cannot localise on it; candidates: {shown}"
+            f"temporal axis, so {method} cannot localise on it; candidates: {shown()}"
         )
     return name, module
 

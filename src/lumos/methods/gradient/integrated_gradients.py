@@ -19,6 +19,8 @@ bounded whatever the number of steps.
 """
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import torch
 
@@ -35,6 +37,12 @@ def quadrature(n_steps: int, method: str = "gausslegendre") -> tuple[np.ndarray,
     """Nodes α_k in [0, 1] and weights w_k (summing to 1) of a quadrature rule."""
     n = check_positive_int(n_steps, "n_steps")
     method = check_choice(method, "method", QUADRATURES)
+    nodes, weights = _quadrature(n, method)
+    return nodes.copy(), weights.copy()
+
+
+@functools.lru_cache(maxsize=64)
+def _quadrature(n: int, method: str) -> tuple[np.ndarray, np.ndarray]:
     if method == "gausslegendre":
         nodes, weights = np.polynomial.legendre.leggauss(n)
         return (nodes + 1) / 2, weights / 2

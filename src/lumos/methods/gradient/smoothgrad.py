@@ -7,8 +7,8 @@
 with ε_j ~ N(0, σ²) and σ = noise_level · (max(x) − min(x)) per input (the paper uses
 10–20 %). E is the wrapped explainer (the signed gradient by default). The noisy copies
 of a group of inputs go through the model as one batch. The noise of input i comes from
-a generator seeded by (seed, row_offset + i) and is drawn in float64 whatever the model's
-dtype, so results depend neither on the batch size, the chunking of a dataset
+a generator seeded by (seed, row_offset + i) and is drawn in float32 whatever the model's
+dtype (then cast), so results depend neither on the batch size, the chunking of a dataset
 (``explain_dataset``), nor the model's precision.
 """
 from __future__ import annotations
@@ -98,7 +98,7 @@ class SmoothGrad(GradientExplainer):
         sigma = self.noise_level * (flat.amax(1) - flat.amin(1))
         call = state.call
         rows = [torch.randn((self.n_samples, *x.shape[1:]), generator=call.torch_generator(i),
-                            dtype=torch.float64)[copies] for i in index.tolist()]
+                            dtype=torch.float32)[copies] for i in index.tolist()]
         eps = torch.stack(rows, dim=1).to(device=x.device, dtype=x.dtype)
         return eps * sigma.view(1, -1, *([1] * (x.ndim - 1)))
 
