@@ -1,6 +1,8 @@
 """Time-series explanation benchmarks with an exact ground truth (issue #16 items 2-4).
 
-``python -m benchmarks.timeseries [--quick] [--out DIR] [--methods a,b] [--settings hmm,rare] [--seeds N]``
+``python -m benchmarks.timeseries [--quick | --scale tiny|quick|medium|full] [--out DIR] [--methods a,b]
+[--settings hmm,rare] [--seeds N] [--no-cache] [--render]`` (``--render`` rewrites the tables from
+``DIR/results.json`` without running anything; the default scale is ``full``, see :data:`SCALES`).
 
 Settings (data from :mod:`lumos.data.synthetic_ts`, models from :mod:`lumos.models.temporal`):
 
@@ -110,15 +112,15 @@ SCALES = {
                           "faith_steps": 6, "time_windows": 4, "faith_times": 1},
                   methods=("saliency", "integrated_gradients", "occlusion", "grad_cam"), faith_inputs=8),
     "quick": Scale("quick", 1,
-                   hmm={"n_train": 150, "n_test": 6, "length": 60, "n_times": 4, "hidden": 16, "epochs": 5},
-                   rare={"n": 5, "times": 50, "features": 50, "subset": 5, "kinds": ("rare_feature",)},
-                   ismail={"n_train": 150, "n_test": 6, "times": 50, "features": 50, "epochs": 6,
-                           "settings": (("Middle", "tcn"),)},
-                   budget={**_BUDGET, "ig_steps": 8, "sg_samples": 6, "lime_samples": 64, "shap_samples": 64,
-                           "svs_permutations": 2, "mask_epochs": 10, "rise_masks": 64, "aug_samples": 1,
+                   hmm={"n_train": 300, "n_test": 10, "length": 200, "n_times": 5, "hidden": 16, "epochs": 6},
+                   rare={"n": 10, "times": 50, "features": 50, "subset": 5},
+                   ismail={"n_train": 300, "n_test": 8, "times": 50, "features": 50, "epochs": 8,
+                           "settings": (("Middle", "lstm"), ("RareFeature", "tcn"), ("PositionalTime", "transformer"))},
+                   budget={**_BUDGET, "ig_steps": 8, "sg_samples": 6, "lime_samples": 100, "shap_samples": 100,
+                           "svs_permutations": 2, "mask_epochs": 20, "rise_masks": 100, "aug_samples": 1,
                            "faith_steps": 8, "faith_times": 1},
-                   faith_inputs=6),
-    "medium": Scale("medium", 2,
+                   faith_inputs=8),
+    "medium": Scale("medium", 3,
                     hmm={"n_train": 400, "n_test": 10, "length": 200, "n_times": 6, "hidden": 16, "epochs": 8},
                     rare={"n": 10, "times": 50, "features": 50, "subset": 5},
                     ismail={"n_train": 300, "n_test": 6, "times": 50, "features": 50, "epochs": 10,
@@ -134,10 +136,12 @@ SCALES = {
                           "settings": ISMAIL_ALL},
                   budget=dict(_BUDGET), faith_inputs=30),
 }
-"""``tiny``: the test (seconds); ``quick``: ``--quick`` (HMM, rare feature, Ismail Middle x
-TCN; a few minutes on 2 cores); ``medium``: the committed tables (every setting kind, the
-six Ismail sets with one model each, 2 seeds; ~40 min on 2 shared cores); ``full``: 3
-seeds, the six Ismail sets x 3 models and the papers' budgets (hours on 2 cores)."""
+"""``tiny``: the test (seconds); ``quick``: ``--quick`` (HMM, both rare sets, three Ismail
+settings, one seed, small budgets; well under a minute on 2 idle cores); ``medium``: the
+committed tables (every setting kind, the six Ismail sets with one model each, 3 seeds,
+mid budgets; minutes on 2 idle cores, much longer when the cores are shared); ``full``: 3
+seeds, the six Ismail sets x 3 models, 50 test inputs and the papers' budgets (hours on 2
+cores)."""
 
 
 # -- published values ----------------------------------------------------------------------------------
@@ -224,7 +228,9 @@ NOT_RUN = {
 """Registered methods the benchmark leaves out on purpose, with the reason (printed in the tables)."""
 
 CONV_ONLY = {"grad_cam", "grad_cam_plus_plus", "guided_grad_cam", "cam"}
-"""Layer methods run only where the model has a convolution (the brief: "Grad-CAM where a conv layer exists")."""
+"""Grad-CAM and CAM run only where the model has a convolution ("Grad-CAM where a conv layer
+exists"); the other layer methods run wherever lumos finds a layer for them (a recurrent
+output counts) and are reported as failed where it finds none."""
 
 
 PER_STEP = {"temporal_ig", "temporal_occlusion"}
