@@ -129,6 +129,15 @@ SCALES = {
                             "svs_permutations": 4, "mask_epochs": 30, "rise_masks": 200, "aug_samples": 2,
                             "faith_steps": 10, "faith_times": 2},
                     faith_inputs=10),
+    "large": Scale("large", 3,
+                   hmm={"n_train": 400, "n_test": 30, "length": 200, "n_times": 10, "hidden": 16, "epochs": 8},
+                   rare={"n": 10, "times": 50, "features": 50, "subset": 5},
+                   ismail={"n_train": 300, "n_test": 20, "times": 50, "features": 50, "epochs": 10,
+                           "settings": ISMAIL_ALL},
+                   budget={**_BUDGET, "ig_steps": 16, "sg_samples": 10, "lime_samples": 200, "shap_samples": 200,
+                           "svs_permutations": 4, "mask_epochs": 30, "rise_masks": 200, "aug_samples": 2,
+                           "faith_steps": 10, "faith_times": 2},
+                   faith_inputs=20),
     "full": Scale("full", 3,
                   hmm={"n_train": 800, "n_test": 60, "length": 200, "n_times": 20, "hidden": 32, "epochs": 12},
                   rare={"n": 10, "times": 50, "features": 50, "subset": 5},
@@ -139,7 +148,9 @@ SCALES = {
 """``tiny``: the test (seconds); ``quick``: ``--quick`` (HMM, both rare sets, three Ismail
 settings, one seed, small budgets; well under a minute on 2 idle cores); ``medium``: the
 committed tables (every setting kind, the six Ismail sets with one model each, 3 seeds,
-mid budgets; minutes on 2 idle cores, much longer when the cores are shared); ``full``: 3
+mid budgets; minutes on 2 idle cores, much longer when the cores are shared); ``large``: the
+same budgets on the six Ismail sets x 3 models, 20 test inputs (the committed tables when
+they ran); ``full``: 3
 seeds, the six Ismail sets x 3 models, 50 test inputs and the papers' budgets (hours on 2
 cores)."""
 
