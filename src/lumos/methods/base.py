@@ -424,6 +424,16 @@ class Explainer:
         return f"{type(self).__name__}({params})"
 
 
+def record_completeness(result: Explanation, base_value, dtype=None) -> np.ndarray:
+    """Set ``result.base_value`` and the completeness error of each input,
+    ``delta = Σ values − (f_target(x) − base_value)`` (summed in ``dtype``); returns f_target(x)."""
+    rows = np.arange(len(result.target))
+    f_x = result.prediction[rows, result.target]
+    result.base_value = base_value
+    result.delta = result.values.reshape(len(rows), -1).sum(1, dtype=dtype) - (f_x - base_value)
+    return f_x
+
+
 _LAYOUT_SHAPES = {"tabular": "(N, d)", "timeseries": "(N, C, T)", "image": "(N, C, H, W)"}
 
 

@@ -39,7 +39,7 @@ from lumos.core.registry import register
 from lumos.core.validate import check_positive_int
 from lumos.methods.agnostic.base import AgnosticExplainer, coalition_values
 from lumos.methods.agnostic.masking import as_background, resolve_groups, spread
-from lumos.methods.base import Chunk, State
+from lumos.methods.base import Chunk, State, record_completeness
 
 
 def kmeans_background(data, k: int = 50, seed: int = 0, round_values: bool = True) -> tuple[np.ndarray, np.ndarray]:
@@ -143,10 +143,7 @@ class ShapleyExplainer(AgnosticExplainer):
         return Chunk(values, scores, t, extras)
 
     def finish(self, x, result, state):
-        rows = np.arange(len(result.target))
-        result.base_value = self._base(result.target, state)
-        f_x = result.prediction[rows, result.target]
-        result.delta = result.values.reshape(len(rows), -1).sum(1) - (f_x - result.base_value)
+        record_completeness(result, self._base(result.target, state))
         result.feature_names = state.feature_names
 
     @staticmethod

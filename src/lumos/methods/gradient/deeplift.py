@@ -69,7 +69,7 @@ from lumos.core.hooks import BackwardRule, attach_rules
 from lumos.core.model import ModelAdapter
 from lumos.core.registry import register
 from lumos.core.validate import broadcast_reference
-from lumos.methods.base import Chunk, State
+from lumos.methods.base import Chunk, State, record_completeness
 from lumos.methods.gradient.base import GradientExplainer, step_functions
 from lumos.methods.gradient.integrated_gradients import quadrature
 
@@ -449,10 +449,7 @@ class DeepLift(GradientExplainer):
 
     def finish(self, x, result, state):
         super().finish(x, result, state)
-        rows = np.arange(len(result.target))
-        f_x = result.prediction[rows, result.target]
-        result.base_value = np.concatenate(state.base).astype(np.float64)
-        result.delta = result.values.reshape(len(rows), -1).sum(1, dtype=np.float64) - (f_x - result.base_value)
+        f_x = record_completeness(result, np.concatenate(state.base).astype(np.float64), np.float64)
         check_summation(result.delta, f_x, result.base_value, type(self).__name__, state.setup)
 
 

@@ -26,7 +26,7 @@ import torch
 from lumos.core.batching import expansion_chunks
 from lumos.core.registry import register
 from lumos.core.validate import as_array, check_positive_int
-from lumos.methods.base import Chunk, State
+from lumos.methods.base import State, record_completeness
 from lumos.methods.gradient.base import GradientExplainer
 from lumos.methods.gradient.deeplift import DeepLiftSetup, _check_eps, check_summation
 
@@ -120,8 +120,5 @@ class DeepLiftShap(GradientExplainer):
 
     def finish(self, x, result, state):
         super().finish(x, result, state)
-        rows = np.arange(len(result.target))
-        f_x = result.prediction[rows, result.target]
-        result.base_value = state.bg_scores.mean(axis=0)[result.target].astype(np.float64)
-        result.delta = result.values.reshape(len(rows), -1).sum(1, dtype=np.float64) - (f_x - result.base_value)
+        f_x = record_completeness(result, state.bg_scores.mean(axis=0)[result.target].astype(np.float64), np.float64)
         check_summation(result.delta, f_x, result.base_value, type(self).__name__, state.setup)

@@ -27,7 +27,7 @@ import torch
 from lumos.core.batching import expansion_chunks
 from lumos.core.registry import register
 from lumos.core.validate import check_finite, check_positive_int
-from lumos.methods.base import State
+from lumos.methods.base import State, record_completeness
 from lumos.methods.gradient.base import GradientExplainer, input_gradients
 from lumos.methods.gradient.deeplift_shap import background_rows
 
@@ -144,7 +144,4 @@ class GradientShap(GradientExplainer):
 
     def finish(self, x, result, state):
         super().finish(x, result, state)
-        rows = np.arange(len(result.target))
-        f_x = result.prediction[rows, result.target]
-        result.base_value = state.bg_scores.mean(axis=0)[result.target].astype(np.float64)
-        result.delta = result.values.reshape(len(rows), -1).sum(1, dtype=np.float64) - (f_x - result.base_value)
+        record_completeness(result, state.bg_scores.mean(axis=0)[result.target].astype(np.float64), np.float64)

@@ -27,7 +27,7 @@ import torch
 from lumos.core.batching import expansion_chunks
 from lumos.core.registry import register
 from lumos.core.validate import broadcast_reference, check_choice, check_finite, check_positive_int
-from lumos.methods.base import State
+from lumos.methods.base import State, record_completeness
 from lumos.methods.gradient.base import GradientExplainer, input_gradients
 
 QUADRATURES = ("gausslegendre", "riemann_left", "riemann_right", "riemann_middle", "riemann_trapezoid")
@@ -155,8 +155,5 @@ class IntegratedGradients(GradientExplainer):
         flat = refs.reshape(-1, *x.shape[1:])
         ref_scores = state.adapter.scores(flat)  # (M*N or M, K)
         ref_scores = ref_scores.reshape(refs.shape[0], refs.shape[1], -1).mean(axis=0)  # (N or 1, K)
-        scores, target = result.prediction, result.target
-        ref_scores = np.broadcast_to(ref_scores, scores.shape)
-        rows = np.arange(len(target))
-        result.base_value = ref_scores[rows, target]
-        result.delta = result.values.reshape(len(target), -1).sum(1) - (scores[rows, target] - result.base_value)
+        ref_scores = np.broadcast_to(ref_scores, result.prediction.shape)
+        record_completeness(result, ref_scores[np.arange(len(result.target)), result.target])

@@ -27,7 +27,7 @@ import torch
 
 from lumos.core.hooks import attach_rules, capture_activations, find_layer, trace_calls
 from lumos.core.registry import register
-from lumos.methods.base import Chunk, Explainer, State
+from lumos.methods.base import Chunk, Explainer, State, record_completeness
 from lumos.methods.relevance.canonizers import BATCHNORMS, batchnorm_pairs, fold_batchnorm
 from lumos.methods.relevance.composites import Composite, as_composite
 
@@ -133,8 +133,6 @@ class LRP(Explainer):
         return Chunk(rel, scores, t)
 
     def finish(self, x, result, state):
-        logit = result.prediction[np.arange(len(result.target)), result.target]
-        result.base_value = np.zeros_like(logit)
-        result.delta = result.values.reshape(len(result.values), -1).sum(1) - logit
+        record_completeness(result, np.zeros(len(result.target), dtype=result.prediction.dtype))  # R_out = the logit
         if state.layer_name is not None:
             result.meta = {**result.meta, "layer": state.layer_name}

@@ -42,7 +42,7 @@ from torch import nn
 
 from lumos.core.hooks import BackwardRule, attach_rules, capture_activations, trace_calls
 from lumos.core.registry import register
-from lumos.methods.base import Chunk, State
+from lumos.methods.base import Chunk, State, record_completeness
 from lumos.methods.relevance.composites import Composite
 from lumos.methods.relevance.rules import Epsilon, _check_stabiliser, stabilise
 from lumos.methods.transformer.capture import to_model_input
@@ -227,6 +227,4 @@ class AttnLRP(TokenExplainer):
         return Chunk(rel, scores.detach(), t, extras)
 
     def finish(self, x, result, state):
-        logit = result.prediction[np.arange(len(result.target)), result.target]
-        result.base_value = np.zeros_like(logit)
-        result.delta = result.values.reshape(len(result.values), -1).sum(1) - logit
+        record_completeness(result, np.zeros(len(result.target), dtype=result.prediction.dtype))  # R_out = the logit
