@@ -42,6 +42,25 @@ def _agreement(ours, peer):
     return diff, diff / max(float(np.abs(b).max()), 1e-30)
 
 
+def setup(h):
+    """The MNIST CNN (CNN2d (16, 32, 32), GAP head, 2 epochs on 2,000 images), 256 test
+    images (numpy and on the harness's device) and their predicted classes."""
+    from lumos.data import load_mnist
+    from lumos.models import CNN2d
+    from lumos.models.train import fit
+
+    d = load_mnist()
+    X_train = d.X_train[:2000].astype(np.float32)
+    X = d.X_test[:256].astype(np.float32)
+    torch.manual_seed(0)
+    model = fit(CNN2d(1, 10, channels=(16, 32, 32)), X_train, d.y_train[:2000], epochs=2, lr=3e-3, seed=0)
+    model = h.to(model.eval())
+    xt = h.to(torch.as_tensor(X))
+    with torch.no_grad():
+        target = model(xt).argmax(1).cpu().numpy()
+    return model, X, xt, target
+
+
 def run(h):
     threads = torch.get_num_threads()
     try:
@@ -55,23 +74,12 @@ def _run(h):
     import pytorch_grad_cam as pgc
     from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
-    from lumos.data import load_mnist
     from lumos.methods.cam import GradCAM, GradCAMPlusPlus
-    from lumos.models import CNN2d
-    from lumos.models.train import fit
 
     torch.set_num_threads(1)
-    d = load_mnist()
-    X_train = d.X_train[:2000].astype(np.float32)
-    X = d.X_test[:256].astype(np.float32)
-    torch.manual_seed(0)
-    model = fit(CNN2d(1, 10, channels=(16, 32, 32)), X_train, d.y_train[:2000], epochs=2, lr=3e-3, seed=0)
-    model = h.to(model.eval())
+    model, X, xt, target = setup(h)
     dev = h.device
-    xt = h.to(torch.as_tensor(X))
-    with torch.no_grad():
-        tt = model(xt).argmax(1)
-    target = tt.cpu().numpy()
+    tt = torch.as_tensor(target, device=xt.device)
     layer = model.features  # output of the last conv block (after its ReLU), 7 x 7
     cam_floor = floors.layer_floor(model, "features", xt, tt)
     grad_floor = floors.gradient_floor(model, xt, tt)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from benchmarks.bench_cam import setup
 from benchmarks.stubs import stub_torchvision
 
 VARIANTS = [  # lumos name, lumos class, peer class, images, needs a layer
@@ -44,24 +45,6 @@ def _agreement(ours, peer):
     b = _unit(peer).reshape(a.shape)
     diff = float(np.abs(a - b).max())
     return diff, diff / max(float(np.abs(b).max()), 1e-30)
-
-
-def setup(h):
-    """The model, inputs and predicted targets of bench_cam's setting."""
-    from lumos.data import load_mnist
-    from lumos.models import CNN2d
-    from lumos.models.train import fit
-
-    d = load_mnist()
-    X_train = d.X_train[:2000].astype(np.float32)
-    X = d.X_test[:256].astype(np.float32)
-    torch.manual_seed(0)
-    model = fit(CNN2d(1, 10, channels=(16, 32, 32)), X_train, d.y_train[:2000], epochs=2, lr=3e-3, seed=0)
-    model = h.to(model.eval())
-    xt = h.to(torch.as_tensor(X))
-    with torch.no_grad():
-        target = model(xt).argmax(1).cpu().numpy()
-    return model, X, xt, target
 
 
 def run(h):

@@ -30,34 +30,10 @@ from torch import nn
 import lumos
 from lumos.core.validate import broadcast_reference
 from lumos.methods.gradient import DeepLift, DeepLiftShap, GradientShap, IntegratedGradients, SmoothGrad
+from benchmarks.bench_deeplift import decoupled  # captum 0.9's ReLU/MaxPool workaround, shared with the benchmark
 from lumos.models import CNN1d, CNN2d, MLP, RecurrentClassifier
 
 captum_attr = pytest.importorskip("captum.attr")
-
-HOOKED = (nn.ReLU, nn.MaxPool1d, nn.MaxPool2d)
-
-
-class Copy(nn.Module):
-    def forward(self, x):
-        return x.clone()
-
-
-def decoupled(model: nn.Module) -> nn.Module:
-    """A copy of ``model`` with a ``Copy`` between adjacent ReLU/MaxPool modules (same
-    outputs), so that captum 0.9 applies the rule of both (captum issue #1104)."""
-    model = copy.deepcopy(model)
-    for m in list(model.modules()):
-        if isinstance(m, nn.Sequential):
-            layers = []
-            for i, layer in enumerate(m):
-                layers.append(layer)
-                if i + 1 < len(m) and isinstance(layer, HOOKED) and isinstance(m[i + 1], HOOKED):
-                    layers.append(Copy())
-            m._modules.clear()
-            for i, layer in enumerate(layers):
-                m.add_module(str(i), layer)
-    return model
-
 
 def captum_deeplift(model, x, baseline, target, shap=False):
     cls = captum_attr.DeepLiftShap if shap else captum_attr.DeepLift
