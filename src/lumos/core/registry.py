@@ -45,10 +45,7 @@ def available() -> dict[str, type]:
 def split_options(cls: type, options: dict) -> tuple[dict, dict]:
     """Split ``options`` into those ``cls``'s constructors accept (configuration) and the
     rest (passed to ``explain()``)."""
-    accepted: set[str] = set()
-    for klass in cls.__mro__:
-        if "__init__" in vars(klass):
-            accepted |= {p for p in inspect.signature(klass.__init__).parameters if p not in ("self", "model", "kwargs")}
+    accepted = {name for name, option in options_of(cls).items() if option.where == "config"}
     config = {k: v for k, v in options.items() if k in accepted}
     return config, {k: v for k, v in options.items() if k not in accepted}
 

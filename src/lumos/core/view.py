@@ -46,13 +46,6 @@ def model_lock(model: nn.Module) -> threading.RLock:
         return lock
 
 
-def viewable(model) -> bool:
-    """Whether :func:`model_view` can give ``model`` a private view (plain ``nn.Module``s)."""
-    if not isinstance(model, nn.Module):
-        return False
-    return not any(isinstance(m, torch.jit.ScriptModule) for m in model.modules())
-
-
 def _shadow_tensor(t: torch.Tensor, device) -> torch.Tensor:
     t = t.detach()
     return t if device is None or t.device == device else t.to(device)
