@@ -301,6 +301,34 @@ def test_tiny_benchmark_writes_the_tables(tmp_path, dummy_method):
     assert "accuracy drop" in (tmp_path / "ismail_middle_tcn.md").read_text()
 
 
+def test_cli_bench_timeseries_runs_from_the_installed_package(tmp_path):
+    """``lumos bench timeseries`` runs the package's copy of the benchmark (no source checkout
+    on the path: the working directory is a tmp folder) and writes its tables to --out."""
+    import os
+    import subprocess
+
+    env = {**os.environ, "LUMOS_CACHE": str(tmp_path / "cache"), "PYTHONPATH": ""}
+    out = tmp_path / "tables"
+    done = subprocess.run([sys.executable, "-m", "lumos", "bench", "timeseries", "--scale", "tiny", "--methods",
+                           "saliency", "--settings", "rare_time,ismail", "--out", str(out)], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert {p.name for p in out.iterdir()} == {"rare_time.md", "ismail_middle_tcn.md", "summary.md", "results.json"}
+    assert "| saliency |" in (out / "rare_time.md").read_text()
+    bad = subprocess.run([sys.executable, "-m", "lumos", "bench", "timeseries", "--scale", "huge"], cwd=tmp_path,
+                         env=env, capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2 and "invalid choice: 'huge'" in bad.stderr
+    assert not (tmp_path / "timeseries_tables").exists()
+
+
+def test_source_checkout_wrapper_is_the_package_benchmark():
+    bench = _benchmark_module()
+    from lumos.benchmarks import timeseries as core
+
+    assert bench.SCALES is core.SCALES and bench.road_morf is core.road_morf
+    assert bench.TABLE_DIR == Path(bench.__file__).resolve().parent / "timeseries_tables"
+
+
 class _BoxSign(torch.nn.Module):
     """Logits (-s, s) with s the sum of the inputs over a fixed box: class 1 iff the box is positive."""
 

@@ -9,6 +9,7 @@ import click
 import numpy as np
 
 from lumos.cli.common import (MODEL_HELP, check_device, model_file_options, run_options, say)
+from lumos.cli.bench import bench_group
 from lumos.cli.explain_dataset import explain_dataset_command
 from lumos.cli.loaders import DATA_FORMATS, load_data, load_model
 from lumos.cli.options import parse_options, parse_target
@@ -226,3 +227,4 @@ def report(ctx, model_path, factory, trust_model, data_path, limit, method_list,
 
 
 cli.add_command(explain_dataset_command)
+cli.add_command(bench_group)
