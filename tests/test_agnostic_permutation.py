@@ -85,7 +85,7 @@ def test_channel_groups_torch_model_one_call_per_chunk():
     assert_same_state(before, model_state(model))
     assert exp.values.shape == (3,) and exp.values[1] == 0.0
     assert calls == [40, 400, 80]  # the inputs, then 12 permuted copies of 40 rows in 2 calls
-    ax = exp.plot()
+    ax = exp.plot().axes[0]
     assert len(ax.patches) == 3 and ax.containers  # bars with error bars
     assert [t.get_text() for t in ax.get_yticklabels()] == sorted(["a", "b", "c"], key=lambda n: abs(exp.values[["a", "b", "c"].index(n)]))
 

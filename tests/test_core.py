@@ -80,7 +80,7 @@ def test_explanation_plot_all_layouts(rng):
     matplotlib.use("Agg")
     torch.manual_seed(0)
     for model, x in ((MLP(6, 2), rng.normal(size=(2, 6))), (CNN2d(1, 2, channels=(4,)), rng.normal(size=(2, 1, 8, 8)))):
-        ax = Saliency(model.double()).explain(x).plot()
+        ax = Saliency(model.double()).explain(x).plot().axes[0]
         assert ax.get_title().startswith("saliency")
 
 

@@ -207,12 +207,24 @@ class Explanation:
             )
 
     # -- display --------------------------------------------------------------
-    def plot(self, index: int = 0, **kwargs):
-        """Draw the explanation with :func:`lumos.plot.plot_explanation` (a heatmap over
-        the image, a coloured line per channel for time series, bars for tables)."""
-        from lumos.plot import plot_explanation  # imported here: core knows no plotting
+    def plot(self, index: int = 0, *, kind: str = "auto", ax=None, show: bool | None = None, **kwargs):
+        """Draw sample ``index`` and return the matplotlib Figure.
 
-        return plot_explanation(self, index=index, **kwargs)
+        ``kind="auto"`` uses :func:`lumos.plot.plot_explanation` (a heatmap over the image, a
+        coloured line per channel for time series, bars for tables); tables also have the
+        shap-style ``"waterfall"`` (this row), ``"beeswarm"`` and ``"bar"`` (all rows). Run as
+        a script with an interactive matplotlib backend the figure is shown; ``ax=`` draws
+        into an existing Axes; ``show`` overrides (:mod:`lumos.plot.display`).
+        """
+        from lumos.plot.display import draw  # imported here: core knows no plotting
+
+        return draw(self, index, kind=kind, ax=ax, show=show, **kwargs)
+
+    def _repr_html_(self) -> str:
+        """Jupyter's view: a summary table and the first sample's figure."""
+        from lumos.plot.display import to_html
+
+        return to_html(self)
 
 
 def stack(explanations: Sequence[Explanation]) -> Explanation:
