@@ -31,8 +31,8 @@ from lumos.metrics.faithfulness import (PerturbationCurve, abpc, deletion, inser
 from lumos.metrics.localisation import pointing_game, relevance_mass_accuracy, relevance_rank_accuracy
 from lumos.metrics.plotting import plot_curves
 from lumos.metrics.robustness import entropy, infidelity, max_sensitivity, sparseness
-from lumos.metrics.sanity import (SanityResult, label_randomisation, model_randomisation, randomisation_spearman,
-                                  spearman, ssim, topk_intersection)
+from lumos.metrics.sanity import (SanityResult, efficient_mprt, label_randomisation, model_randomisation,
+                                  random_logit, randomisation_spearman, smooth_mprt, spearman, ssim, topk_intersection)
 from lumos.metrics.white_box import (WHITE_BOX_METRICS, aup, auprc, auroc, aur, information, normalise_attributions,
                                      white_box_entropy, white_box_metrics)
 
@@ -42,6 +42,7 @@ __all__ = [
     "pixel_flipping", "region_perturbation", "pointing_game", "relevance_mass_accuracy",
     "relevance_rank_accuracy", "plot_curves", "entropy", "infidelity", "max_sensitivity", "sparseness",
     "SanityResult", "label_randomisation", "model_randomisation", "randomisation_spearman", "spearman", "ssim",
-    "topk_intersection", "aup", "aur", "auroc", "auprc", "information", "white_box_entropy", "white_box_metrics",
+    "topk_intersection", "smooth_mprt", "efficient_mprt", "random_logit", "aup", "aur", "auroc", "auprc", "information",
+    "white_box_entropy", "white_box_metrics",
     "normalise_attributions", "WHITE_BOX_METRICS",
 ]

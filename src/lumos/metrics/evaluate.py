@@ -14,7 +14,7 @@ METRICS = {fn.info.name: fn for fn in (
     faithfulness.insertion, axioms.completeness_error, axioms.conservation_error, axioms.sensitivity_n,
     robustness.infidelity, robustness.max_sensitivity, robustness.sparseness, robustness.entropy,
     localisation.relevance_mass_accuracy, localisation.relevance_rank_accuracy, localisation.pointing_game,
-    epc.explainability_performance, sanity.randomisation_spearman,
+    epc.explainability_performance, sanity.randomisation_spearman, sanity.efficient_mprt, sanity.random_logit,
 )}
 DEFAULT_METRICS = ("region_perturbation", "deletion", "insertion", "sparseness", "entropy")
 

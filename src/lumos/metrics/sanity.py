@@ -148,6 +148,42 @@ def randomise_layer(module: torch.nn.Module, seed: int) -> None:
                     p.normal_(0.0, scale)
 
 
+ORDERS = ("top_down", "bottom_up", "independent")
+LAYER_SEEDS = ("increment", "same")
+
+
+def _layer_names(model: torch.nn.Module, layers) -> list[str]:
+    names = parametrised_layers(model) if layers is None else list(layers)
+    modules = dict(model.named_modules())
+    missing = [n for n in names if n not in modules]
+    if missing or not names:
+        raise ValueError(f"unknown layers {missing}; layers with parameters: {parametrised_layers(model)}")
+    return names
+
+
+def randomised_models(model: torch.nn.Module, names: list[str], order: str, seed: int, layer_seeds: str = "increment"):
+    """Yield ``(layer name, randomised deep copy)`` per stage.
+
+    ``order``: ``"top_down"`` (cascading from the output side: each stage randomises one more
+    layer), ``"bottom_up"`` (cascading from the input side, Hedström et al. 2023's order for
+    smooth MPRT) or ``"independent"`` (a fresh copy with one layer randomised per stage).
+    ``layer_seeds``: ``"increment"`` re-initialises the ``i``-th randomised layer under
+    ``seed + i``; ``"same"`` re-seeds with ``seed`` before every layer, Quantus's convention
+    (its ``get_random_layer_generator`` calls ``torch.manual_seed(seed + 1)``, so Quantus's
+    ``seed=42`` is lumos's ``seed=43`` with ``layer_seeds="same"``). A yielded copy of a
+    cascade is the same object, randomised further at the next stage.
+    """
+    check_choice(order, "order", ORDERS)
+    check_choice(layer_seeds, "layer_seeds", LAYER_SEEDS)
+    sequence = list(reversed(names)) if order == "top_down" else list(names)
+    work = copy.deepcopy(model) if order != "independent" else None
+    for i, name in enumerate(sequence):
+        if order == "independent":
+            work = copy.deepcopy(model)
+        randomise_layer(dict(work.named_modules())[name], seed + i if layer_seeds == "increment" else seed)
+        yield name, work
+
+
 @dataclass
 class SanityResult:
     """Similarity between original and randomised explanations.
@@ -211,6 +247,12 @@ def _verdict(mode: str, stages: list[str], rho: np.ndarray, threshold: float, to
                     f"layer randomised; per stage: {shown}", top)
         return (True, stages[t], f"explanation changes with the top {top} of {n} layers randomised (Spearman "
                 f"{rho[t]:.2f} < {threshold} through {stages[t]}) and stays changed; per stage: {shown}", top)
+    if mode == "bottom_up":
+        ok = bool(rho[-1] < threshold)
+        shown = ", ".join(f"{s} {r:.2f}" for s, r in zip(stages, rho))
+        return (ok, stages[-1], f"explanation {'changes' if ok else 'unchanged'} (Spearman {rho[-1]:.2f} "
+                f"{'<' if ok else '>='} {threshold}) with every layer randomised, input side first; per stage: {shown}",
+                None)
     i = int(np.argmin(rho))
     word = "changes" if rho[i] < threshold else "unchanged"
     op = "<" if rho[i] < threshold else ">="
@@ -257,7 +299,7 @@ def _method(explainer) -> str:
 def model_randomisation(explainer: Any, model: torch.nn.Module, inputs, target=None, *, mode: str = "cascading",
                         layers: list[str] | None = None, similarities=SIMILARITIES, absolute: bool = True,
                         topk: float = 0.1, threshold: float = 0.5, seed: int = 0,
-                        top_layers: int | None = None) -> SanityResult:
+                        top_layers: int | None = None, layer_seeds: str = "increment") -> SanityResult:
     """Cascading or independent model-parameter randomisation test (Adebayo et al. 2018).
 
     ``layers``: names of the layers to randomise (default: every module with parameters);
@@ -267,30 +309,17 @@ def model_randomisation(explainer: Any, model: torch.nn.Module, inputs, target=N
     set the verdict, per stage, by the rule of the module docstring: in cascading mode a
     method fails when its mean Spearman correlation is still ``>= threshold`` once the top
     layers are random, or once every layer is. Returns a :class:`SanityResult` with the
-    per-stage similarities, the verdict and its reason.
+    per-stage similarities, the verdict and its reason. ``layer_seeds``: see
+    :func:`randomised_models`.
     """
     check_choice(mode, "mode", MODES)
     _check_similarities(similarities)
     run, x, t, original = _prepare(explainer, model, inputs, target)
-    names = parametrised_layers(model) if layers is None else list(layers)
-    modules = dict(model.named_modules())
-    missing = [n for n in names if n not in modules]
-    if missing or not names:
-        raise ValueError(f"unknown layers {missing}; layers with parameters: {parametrised_layers(model)}")
+    names = _layer_names(model, layers)
     stages, per_stage = [], []
-    if mode == "cascading":
-        work = copy.deepcopy(model)
-        work_modules = dict(work.named_modules())
-        for i, name in enumerate(reversed(names)):
-            randomise_layer(work_modules[name], seed + i)
-            per_stage.append(_compare(original, run(work, x, t), similarities, absolute, topk))
-            stages.append(name)
-    else:
-        for i, name in enumerate(names):
-            work = copy.deepcopy(model)
-            randomise_layer(dict(work.named_modules())[name], seed + i)
-            per_stage.append(_compare(original, run(work, x, t), similarities, absolute, topk))
-            stages.append(name)
+    for name, work in randomised_models(model, names, "top_down" if mode == "cascading" else mode, seed, layer_seeds):
+        per_stage.append(_compare(original, run(work, x, t), similarities, absolute, topk))
+        stages.append(name)
     scores = {k: np.stack([s[k] for s in per_stage]) for k in similarities}
     rho = scores["spearman"].mean(axis=1)
     passed, deciding, reason, top = _verdict(mode, stages, rho, threshold, top_layers)
@@ -328,3 +357,245 @@ def randomisation_spearman(explainer: Any, model: torch.nn.Module, inputs, targe
     res = model_randomisation(explainer, model, inputs, target, mode="cascading", similarities=("spearman",),
                               absolute=absolute, seed=seed)
     return res.scores["spearman"][-1]
+
+
+# -- MPRT variants ------------------------------------------------------------------
+def _targets(model, x: np.ndarray, target) -> np.ndarray:
+    with scorer(model, x[0].size) as adapter:
+        return np.asarray(adapter.targets(target, adapter.scores(x)))
+
+
+def _second_moment(a: np.ndarray) -> np.ndarray:
+    """Each map divided by the square root of its mean square (Binder et al. 2022); zero maps kept."""
+    flat = a.reshape(len(a), -1)
+    rms = np.sqrt((flat ** 2).mean(axis=1))
+    return (flat / np.where(rms > 0, rms, 1.0)[:, None]).reshape(a.shape)
+
+
+def _max_abs(a: np.ndarray) -> np.ndarray:
+    """Each map divided by its largest absolute value; zero maps kept."""
+    flat = a.reshape(len(a), -1)
+    top = np.abs(flat).max(axis=1)
+    return (flat / np.where(top > 0, top, 1.0)[:, None]).reshape(a.shape)
+
+
+def smooth_mprt_noise(x: np.ndarray, n_samples: int, seed: int = 0, row_offset: int = 0) -> np.ndarray:
+    """The standard normal draws of :func:`smooth_mprt`, shape ``(n_samples - 1, N, ...)``:
+    row ``i`` draws from ``numpy.random.default_rng([seed, row_offset + i])``, so a row's
+    noise does not depend on the batch it is in."""
+    if n_samples < 1:
+        raise ValueError(f"n_samples must be at least 1, got {n_samples}")
+    z = np.empty((n_samples - 1, *x.shape), dtype=np.float64)
+    for i in range(len(x)):
+        z[:, i] = np.random.default_rng([int(seed), int(row_offset) + i]).standard_normal((n_samples - 1, *x.shape[1:]))
+    return z
+
+
+def _smoothed(run, model, x: np.ndarray, t: np.ndarray, z: np.ndarray, std: np.ndarray, chunk: int) -> np.ndarray:
+    """``(1/K) sum_k Phi(x + eps_k)`` with ``eps_k = z_k * std`` for ``k < K - 1`` and ``eps = 0`` last
+    (Quantus's order: the average of SmoothGrad-style copies that includes the input itself)."""
+    k = z.shape[0] + 1
+    out = []
+    for s in range(0, len(x), chunk):
+        xs = x[s:s + chunk].astype(np.float64)
+        c = len(xs)
+        noisy = np.concatenate([xs[None] + z[:, s:s + chunk] * std[s:s + chunk][None], xs[None]])
+        rows = noisy.reshape(k * c, *x.shape[1:]).astype(x.dtype)
+        tc = t[s:s + chunk]
+        a = np.asarray(run(model, rows, np.concatenate([tc] * k)), dtype=np.float64)
+        a = a.reshape(k, c, *a.shape[1:])
+        acc = a[0] / k
+        for j in range(1, k):
+            acc = acc + a[j] / k
+        out.append(acc)
+    return np.concatenate(out)
+
+
+def smooth_mprt(explainer: Any, model: torch.nn.Module, inputs, target=None, *, n_samples: int = 50,
+                noise_magnitude: float = 0.1, order: str = "bottom_up", layers: list[str] | None = None,
+                similarities=("spearman",), absolute: bool = True, normalise: bool = True, topk: float = 0.1,
+                threshold: float = 0.5, seed: int = 0, noise_seed: int | None = None,
+                layer_seeds: str = "increment", top_layers: int | None = None, chunk: int | None = None
+                ) -> SanityResult:
+    """Smooth model parameter randomisation test (Hedström et al. 2023, arXiv:2401.06465;
+    extended in arXiv:2405.02383).
+
+    MPRT on *denoised* explanations: for the model and for each randomised copy, each input's
+    explanation is the average ``(1/K) sum_k Phi(x + eps_k)`` over ``K = n_samples`` copies
+    with Gaussian noise ``eps_k ~ N(0, sigma^2)``, ``sigma = noise_magnitude * (max x - min x)``
+    per input, the last copy noise-free; the same noise draws (:func:`smooth_mprt_noise`,
+    seeded by ``noise_seed``, default ``seed``) serve every model, so the comparison is not
+    blurred by different noise. Each average is divided by the root of its mean square
+    (``normalise``; Binder et al. 2022's normalisation, Quantus's default here) and its
+    absolute value taken (``absolute``), then compared with the original's by the
+    ``similarities`` (Spearman by default). ``order``: ``"bottom_up"`` (the paper's choice,
+    Quantus's default), ``"top_down"`` (cascading as Adebayo et al.) or ``"independent"``;
+    see :func:`randomised_models`. The verdict: top-down, the per-stage rule of the module
+    docstring; bottom-up, whether the fully randomised stage is below ``threshold``;
+    independent, the lowest stage. ``chunk``: inputs per explainer call (each gives ``K`` rows;
+    the results do not depend on it). Lower similarity is better.
+
+    Equal to ``quantus.SmoothMPRT`` (0.6.0) given the same noise and layer seeding
+    (``layer_seeds="same"``, ``seed`` = Quantus's + 1). Quantus normalises over the whole
+    batch, lumos each map: the same Spearman scores, as rank correlation ignores the scale.
+    """
+    check_choice(order, "order", ORDERS)
+    _check_similarities(similarities)
+    run = explain_fn(explainer)
+    x = inputs_of(inputs)
+    t = _targets(model, x, target)
+    names = _layer_names(model, layers)
+    z = smooth_mprt_noise(x, n_samples, seed if noise_seed is None else noise_seed)
+    axes = tuple(range(1, x.ndim))
+    std = noise_magnitude * (x.max(axis=axes, keepdims=True) - x.min(axis=axes, keepdims=True)).astype(np.float64)
+    chunk = max(1, 4096 // n_samples) if chunk is None else int(chunk)
+
+    def explained(m):
+        a = _smoothed(run, m, x, t, z, std, chunk)
+        a = _second_moment(a) if normalise else a
+        return np.abs(a) if absolute else a
+
+    original = explained(model)
+    stages, per_stage = [], []
+    for name, work in randomised_models(model, names, order, seed, layer_seeds):
+        per_stage.append(_compare(original, explained(work), similarities, False, topk))
+        stages.append(name)
+    scores = {k: np.stack([s[k] for s in per_stage]) for k in similarities}
+    mode = "cascading" if order == "top_down" else order
+    passed, deciding, reason, top = _verdict(mode, stages, scores["spearman"].mean(axis=1), threshold, top_layers)
+    return SanityResult(_method(explainer), mode, stages, scores, threshold, passed, deciding,
+                        meta={"metric": "smooth_mprt", "n_samples": n_samples, "noise_magnitude": noise_magnitude},
+                        reason=reason, top_layers=top)
+
+
+def discrete_entropy(a: np.ndarray, n_bins: int = 100) -> np.ndarray:
+    """Shannon entropy (nats) of each map's histogram of ``n_bins`` equal-width bins between its
+    minimum and maximum (``numpy.histogram``), per row of ``a`` (N, ...)."""
+    flat = np.asarray(a).reshape(len(a), -1)
+    return np.array([stats.entropy(np.histogram(row, bins=n_bins)[0]) for row in flat])
+
+
+@dataclass
+class EfficientMPRTResult:
+    """``scores``: the relative rise in explanation complexity per input,
+    ``(H(Phi_random) - H(Phi)) / H(Phi)``; ``entropy_original``, ``entropy_randomised``:
+    the two discrete entropies. Higher is better; 0 means randomising the model did not
+    change the explanation's complexity."""
+
+    method: str
+    scores: np.ndarray
+    entropy_original: np.ndarray
+    entropy_randomised: np.ndarray
+    n_bins: int
+
+    @property
+    def mean(self) -> float:
+        return float(np.nanmean(self.scores))
+
+
+@metric("efficient_mprt", "sanity", higher_is_better=True, needs="explainer")
+def efficient_mprt(explainer: Any, model: torch.nn.Module, inputs, target=None, *, n_bins: int = 100,
+                   layers: list[str] | None = None, absolute: bool = False, normalise: bool = False,
+                   seed: int = 0, layer_seeds: str = "increment") -> EfficientMPRTResult:
+    """Efficient model parameter randomisation test (Hedström et al. 2023, arXiv:2401.06465 /
+    2405.02383): instead of layer-by-layer similarities, the relative rise in complexity of
+    each explanation from the model to a copy with every layer randomised,
+    ``(H(Phi_random) - H(Phi)) / H(Phi)``, ``H`` the discrete entropy of the map's histogram
+    in ``n_bins`` equal bins (:func:`discrete_entropy`). A faithful explanation of a random
+    model is noise, so its entropy rises: higher is better; a model-independent explanation
+    scores 0. An input whose original map is constant (``H = 0``) scores NaN.
+
+    Layers are randomised input side first (as Quantus's default ``bottom_up``; the fully
+    randomised copy does not depend on the order with ``layer_seeds="same"``). Equal to
+    ``quantus.EfficientMPRT`` (0.6.0: ``n_bins`` given or its default 100, ``skip_layers=True``)
+    with ``layer_seeds="same"`` and ``seed`` = Quantus's + 1. ``normalise`` divides each
+    map by its root mean square, ``absolute`` takes ``|Phi|`` (both off, Quantus's defaults).
+    """
+    run = explain_fn(explainer)
+    x = inputs_of(inputs)
+    t = _targets(model, x, target)
+    names = _layer_names(model, layers)
+    work = None
+    for _, work in randomised_models(model, names, "bottom_up", seed, layer_seeds):
+        pass
+
+    def explained(m):
+        a = np.asarray(run(m, x, t), dtype=np.float64)
+        a = _second_moment(a) if normalise else a
+        return np.abs(a) if absolute else a
+
+    h0 = discrete_entropy(explained(model), n_bins)
+    h1 = discrete_entropy(explained(work), n_bins)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        gain = np.where(h0 > 0, (h1 - h0) / np.where(h0 > 0, h0, 1.0), np.nan)
+    return EfficientMPRTResult(_method(explainer), gain, h0, h1, int(n_bins))
+
+
+@dataclass
+class RandomLogitResult:
+    """``scores``: similarity per input between the explanation of the explained class and of
+    ``off_target`` (a random other class); lower is better."""
+
+    method: str
+    scores: np.ndarray
+    target: np.ndarray
+    off_target: np.ndarray
+    similarity: str
+
+
+def off_class_targets(target: np.ndarray, n_classes: int, seed: int = 0) -> np.ndarray:
+    """A random class other than ``target[i]`` per input: index ``j`` drawn uniformly from the
+    ``n_classes - 1`` others (``numpy.random.RandomState(seed).randint(0, n_classes - 1, N)``,
+    Quantus's draw when its batch holds every input), then skipping ``target[i]``."""
+    target = np.asarray(target).reshape(-1)
+    if n_classes < 2:
+        raise ValueError(f"random logit needs at least 2 classes, the model has {n_classes}")
+    j = np.random.RandomState(seed).randint(0, n_classes - 1, len(target))
+    return j + (j >= target)
+
+
+def _ssim_joint(a: np.ndarray, b: np.ndarray, win: int = 7) -> np.ndarray:
+    """SSIM of the flattened maps per row, data range = the range of the pair (Quantus's ``ssim``)."""
+    fa, fb = _flat(a), _flat(b)
+    out = []
+    for p, q in zip(fa, fb):
+        both = np.concatenate([p, q])
+        out.append(_ssim_one(p, q, win, data_range=float(abs(both.max() - both.min()))))
+    return np.array(out)
+
+
+@metric("random_logit", "sanity", higher_is_better=False, needs="explainer")
+def random_logit(explainer: Any, model: torch.nn.Module, inputs, target=None, *, similarity: str = "ssim",
+                 off_target=None, normalise: bool = True, absolute: bool = False, seed: int = 0
+                 ) -> RandomLogitResult:
+    """Random logit test (Sixt et al. 2020, "When explanations lie", arXiv:1912.09818): the
+    similarity between the explanation of the explained class and of a random other class
+    (``off_target``; default :func:`off_class_targets` with ``seed``). An explanation that
+    looks the same whatever class it explains does not explain the class: lower is better.
+
+    ``similarity``: ``"ssim"`` (Quantus's default: the flattened maps, a 7-wide window, the
+    data range of the pair) or ``"spearman"``. ``normalise`` divides each map by its largest
+    absolute value, ``absolute`` takes ``|Phi|`` (Quantus's defaults: normalise, signed).
+
+    Equal to ``quantus.RandomLogit`` (0.6.0) with ``batch_size=1`` given the same off classes:
+    Quantus divides by the largest value of its whole batch (so its scores depend on which
+    inputs share a batch) and re-seeds its draw per batch; lumos scales each map by its own.
+    """
+    check_choice(similarity, "similarity", ("ssim", "spearman"))
+    run = explain_fn(explainer)
+    x = inputs_of(inputs)
+    with scorer(model, x[0].size) as adapter:
+        scores = adapter.scores(x)
+        t = np.asarray(adapter.targets(target, scores)).reshape(-1)
+    off = off_class_targets(t, scores.shape[1], seed) if off_target is None else np.asarray(off_target).reshape(-1)
+    if len(off) != len(x) or np.any(off == t):
+        raise ValueError("off_target must give one class per input, each different from the explained one")
+
+    def explained(cls):
+        a = np.asarray(run(model, x, cls), dtype=np.float64)
+        a = _max_abs(a) if normalise else a
+        return np.abs(a) if absolute else a
+
+    a, b = explained(t), explained(off)
+    s = _ssim_joint(a, b) if similarity == "ssim" else spearman(a, b)
+    return RandomLogitResult(_method(explainer), s, t, off, similarity)
