@@ -83,7 +83,7 @@ def main(argv=None) -> int:
             "AOPC MoRF": ("region_perturbation", {**setting, "order": "morf"}),
             "AOPC LeRF": ("region_perturbation", {**setting, "order": "lerf"}),
         }
-        table = evaluate(model, x, y, methods, metrics)
+        table = evaluate(model, x, y, methods, metrics).to_pandas()
         texts.append(_report(table, methods, label, len(x)))
         print(texts[-1])
         fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))

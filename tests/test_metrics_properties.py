@@ -124,6 +124,7 @@ def test_evaluate_table_and_curves(linear, tmp_path):
     lin, x = linear
     table = evaluate(lin, x, 0, {"saliency": Saliency(lin), "gxi": GradientXInput, "ig": "integrated_gradients"},
                      ["region_perturbation", ("deletion", {"n_steps": 6}), "sparseness"], progress=False)
+    table = table.to_pandas()
     assert isinstance(table, pd.DataFrame) and len(table) == 9
     assert set(table.columns) >= {"method", "metric", "mean", "sem", "n", "higher_is_better"}
     row = table[(table.method == "gxi") & (table.metric == "sparseness")].iloc[0]
@@ -135,8 +136,8 @@ def test_evaluate_table_and_curves(linear, tmp_path):
     matplotlib.use("Agg")
     ax = plot_curves(table)
     assert len(ax.lines) == 3
-    with pytest.raises(ValueError, match="unknown metric"):
-        evaluate(lin, x, 0, [Saliency(lin)], ["aopc"], progress=False)
+    with pytest.raises(ValueError, match="unknown metric 'aopcc'; did you mean 'aopc'"):
+        evaluate(lin, x, 0, [Saliency(lin)], ["aopcc"], progress=False)
 
 
 def test_evaluate_without_pandas_gives_records(linear, monkeypatch):
@@ -146,7 +147,9 @@ def test_evaluate_without_pandas_gives_records(linear, monkeypatch):
     monkeypatch.setitem(sys.modules, "pandas", None)  # import pandas now raises ImportError
     table = evaluate(lin, x, 0, [Saliency(lin)], ["entropy", ("region_perturbation", {"n_steps": 4})],
                      progress=False)
-    assert isinstance(table, list) and [r["metric"] for r in table] == ["entropy", "region_perturbation"]
+    from lumos.metrics.evaluate import EvaluationTable
+
+    assert isinstance(table, EvaluationTable) and [r["metric"] for r in table] == ["entropy", "region_perturbation"]
     assert table[0]["method"] == "saliency" and table[0]["higher_is_better"] is False
     assert table.attrs["curves"]["region_perturbation"]["saliency"][1].shape == (5,)
 

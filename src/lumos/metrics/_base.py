@@ -50,6 +50,26 @@ class MetricInfo:
     data: tuple[str, ...] = LAYOUTS
     needs: str = "attributions"
 
+    @property
+    def direction(self) -> str:
+        """``"higher is better"``, ``"lower is better"`` or ``"no better direction"``."""
+        return {True: "higher is better", False: "lower is better"}.get(self.higher_is_better, "no better direction")
+
+    @property
+    def requires(self) -> tuple[str, ...]:
+        """What the metric is computed from, beyond the inputs: among ``"attributions"``,
+        ``"model"``, ``"explainer"`` (it re-runs it), ``"mask"`` (ground truth), ``"labels"``."""
+        return _REQUIRES.get(self.needs, (self.needs,))
+
+    def describe(self) -> str:
+        """One line for a tooltip: the name, the direction and what it needs."""
+        return f"{self.name} ({self.category}): {self.direction}; needs {', '.join(self.requires)}"
+
+
+_REQUIRES = {"attributions": ("model", "attributions"), "explainer": ("model", "explainer"),
+             "attributions_only": ("attributions",), "mask": ("attributions", "mask"),
+             "labels": ("model", "attributions", "labels")}
+
 
 def metric(name: str, category: str, higher_is_better: bool | None, data=LAYOUTS, needs: str = "attributions"):
     """Decorator attaching a :class:`MetricInfo` as ``fn.info``."""

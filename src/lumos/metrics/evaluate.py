@@ -7,6 +7,7 @@ import numpy as np
 
 from lumos.core.validate import as_array
 from lumos.metrics import axioms, epc, faithfulness, localisation, robustness, sanity
+from lumos.metrics import complexity, conservation, localisation_masks, stability
 from lumos.metrics._base import explain_fn, method_name, per_sample, scorer
 
 METRICS = {fn.info.name: fn for fn in (
@@ -16,16 +17,145 @@ METRICS = {fn.info.name: fn for fn in (
     localisation.relevance_mass_accuracy, localisation.relevance_rank_accuracy, localisation.pointing_game,
     epc.explainability_performance, sanity.randomisation_spearman, sanity.efficient_mprt, sanity.random_logit,
 )}
+# Robustness, complexity, localisation and axiom families equal to Quantus (issue 18 item 2).
+METRICS.update({fn.info.name: fn for fn in (
+    complexity.effective_complexity, stability.continuity, stability.local_lipschitz_estimate,
+    stability.relative_input_stability, stability.relative_output_stability,
+    stability.relative_representation_stability, stability.consistency, conservation.non_sensitivity,
+    conservation.completeness_residual, conservation.absorbed_relevance, localisation_masks.focus,
+    localisation_masks.top_k_intersection, localisation_masks.attribution_localisation,
+)})
 DEFAULT_METRICS = ("region_perturbation", "deletion", "insertion", "sparseness", "entropy")
 
 
-class Records(list):
-    """A list of row dicts with an ``attrs`` dict (like a DataFrame's), used when pandas
-    is not installed."""
+#: Names users know a metric by (Quantus's class names, papers' short names) -> lumos's name.
+ALIASES = {
+    "aopc": "region_perturbation", "morf": "region_perturbation", "regionperturbation": "region_perturbation",
+    "pixelflipping": "pixel_flipping", "mprt": "randomisation_spearman",
+    "model_parameter_randomisation": "randomisation_spearman", "modelparameterrandomisation": "randomisation_spearman",
+    "cascading_randomisation": "randomisation_spearman", "emprt": "efficient_mprt", "efficientmprt": "efficient_mprt",
+    "randomlogit": "random_logit", "road": "road", "gini": "sparseness", "complexity": "entropy",
+    "relevance_mass": "relevance_mass_accuracy", "relevancemassaccuracy": "relevance_mass_accuracy",
+    "relevance_rank": "relevance_rank_accuracy", "relevancerankaccuracy": "relevance_rank_accuracy",
+    "pointinggame": "pointing_game", "maxsensitivity": "max_sensitivity", "sensitivityn": "sensitivity_n",
+    "completeness": "completeness_error", "conservation": "conservation_error",
+    "explainability_performance_coefficient": "epc", "deletion_auc": "deletion", "insertion_auc": "insertion",
+}
 
-    def __init__(self, rows=()):
-        super().__init__(rows)
-        self.attrs: dict = {}
+
+def metric_function(name: str):
+    """The metric registered as ``name`` in :data:`METRICS` or known by an alias in
+    :data:`ALIASES` (case, spaces and hyphens ignored); an unknown name raises a
+    ``ValueError`` suggesting the closest names."""
+    import difflib
+
+    key = str(name).strip().lower().replace("-", "_").replace(" ", "_")
+    for candidate in (key, ALIASES.get(key), ALIASES.get(key.replace("_", ""))):
+        if candidate in METRICS:
+            return METRICS[candidate]
+    known = sorted(set(METRICS) | {a for a, n in ALIASES.items() if n in METRICS})
+    close = difflib.get_close_matches(key, known, n=3, cutoff=0.6)
+    hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+    raise ValueError(f"unknown metric {name!r}{hint} Available: {', '.join(sorted(METRICS))}")
+
+
+COLUMNS = ("method", "metric", "mean", "sem", "n", "higher_is_better", "category")
+
+
+class EvaluationTable:
+    """The result of :func:`evaluate`, the same type whether or not pandas is installed:
+    one row per method x metric (``dict`` rows with :data:`COLUMNS`), iterable and indexable
+    like a list of rows, with ``attrs`` (``attrs["curves"]``, as a DataFrame's).
+
+    ``to_pandas()`` gives a DataFrame (``attrs`` copied), ``to_markdown()`` a Markdown table,
+    ``column(name)`` one column, ``info(metric)`` the :class:`MetricInfo` of a row's metric.
+    """
+
+    def __init__(self, rows=(), attrs: dict | None = None):
+        self.rows: list[dict] = [dict(r) for r in rows]
+        self.attrs: dict = dict(attrs or {})
+
+    def __iter__(self):
+        return iter(self.rows)
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, i):
+        if isinstance(i, str):
+            return self.column(i)
+        if isinstance(i, slice):
+            return EvaluationTable(self.rows[i], self.attrs)
+        return self.rows[i]
+
+    def __eq__(self, other) -> bool:
+        rows = other.rows if isinstance(other, EvaluationTable) else other
+        return isinstance(rows, list) and self.rows == rows
+
+    @property
+    def columns(self) -> list[str]:
+        names = list(COLUMNS)
+        for r in self.rows:
+            names += [k for k in r if k not in names]
+        return names
+
+    def column(self, name: str) -> list:
+        if name not in self.columns:
+            raise KeyError(f"no column {name!r}; columns: {', '.join(self.columns)}")
+        return [r.get(name) for r in self.rows]
+
+    def info(self, metric: str):
+        """The :class:`MetricInfo` of ``metric`` (a row's metric label or a metric name)."""
+        fn = self.attrs.get("metric_functions", {}).get(metric)
+        return fn.info if fn is not None else metric_function(metric).info
+
+    def to_pandas(self):
+        try:
+            import pandas as pd
+        except ImportError as err:
+            raise ImportError("EvaluationTable.to_pandas needs pandas: pip install pandas "
+                              "(or read the rows: iterate the table or call to_markdown())") from err
+        frame = pd.DataFrame(self.rows, columns=self.columns)
+        frame.attrs.update(self.attrs)
+        return frame
+
+    def to_markdown(self, digits: int = 4) -> str:
+        """Methods as rows, metrics as columns, ``mean ± sem`` cells; each metric's header
+        carries its direction (↑ higher is better, ↓ lower is better)."""
+        methods = list(dict.fromkeys(r["method"] for r in self.rows))
+        metrics = list(dict.fromkeys(r["metric"] for r in self.rows))
+        cell = {(r["method"], r["metric"]): r for r in self.rows}
+        arrow = {True: " ↑", False: " ↓"}
+        head = ["method"] + [m + arrow.get(next(r["higher_is_better"] for r in self.rows if r["metric"] == m), "")
+                             for m in metrics]
+        lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        for name in methods:
+            cells = [name]
+            for m in metrics:
+                r = cell.get((name, m))
+                if r is None:
+                    cells.append("")
+                else:
+                    sem = "" if not np.isfinite(r["sem"]) else f" ± {r['sem']:.{digits}g}"
+                    cells.append(f"{r['mean']:.{digits}g}{sem}")
+            lines.append("| " + " | ".join(cells) + " |")
+        return "\n".join(lines)
+
+    def __repr__(self) -> str:
+        return f"EvaluationTable({len(self)} rows)\n" + self.to_markdown()
+
+    def _repr_html_(self) -> str:
+        return self.to_pandas()._repr_html_() if _has_pandas() else "<pre>" + self.to_markdown() + "</pre>"
+
+
+def _has_pandas() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("pandas") is not None
+
+
+#: The table type's former name (a list of rows without pandas).
+Records = EvaluationTable
 
 
 def _explainers(explainers) -> dict[str, Any]:
@@ -49,9 +179,7 @@ def _metrics(metrics) -> dict[str, tuple[Any, dict]]:
     for label, spec in items:
         fn, options = (spec if isinstance(spec, tuple) else (spec, {}))
         if isinstance(fn, str):
-            if fn not in METRICS:
-                raise ValueError(f"unknown metric {fn!r}; available: {', '.join(sorted(METRICS))}")
-            fn = METRICS[fn]
+            fn = metric_function(fn)
         if not hasattr(fn, "info"):
             raise TypeError(f"a metric must be a name or a lumos metric function (with .info), got {fn!r}")
         out[label or fn.info.name] = (fn, dict(options))
@@ -72,7 +200,8 @@ def evaluate(model, inputs, targets=None, explainers=None, metrics=None, *, labe
         Explainer objects (``.explain(inputs, target=...)``), explainer classes, registry
         names (``"saliency"``) or callables ``fn(inputs, target)``.
     metrics : list or dict
-        Metric names (see ``METRICS``), lumos metric functions, or ``(metric, options)``
+        Metric names (see ``METRICS``; also the names in ``ALIASES``, e.g. ``"aopc"`` for
+        region perturbation, ``"mprt"``), lumos metric functions, or ``(metric, options)``
         pairs; a dict gives the row labels. Default: region perturbation (MoRF AOPC),
         deletion, insertion, sparseness, entropy.
     labels : array (N,), optional
@@ -82,7 +211,8 @@ def evaluate(model, inputs, targets=None, explainers=None, metrics=None, *, labe
 
     Returns
     -------
-    pandas.DataFrame (or :class:`Records` without pandas) with one row per method x metric:
+    :class:`EvaluationTable` (``.to_pandas()``, ``.to_markdown()``, iterable rows; the same
+    type with or without pandas) with one row per method x metric:
     ``method, metric, mean, sem, n, higher_is_better, category`` where ``sem`` is the
     standard error ``std(ddof=1)/sqrt(n)`` over inputs (NaN for dataset-level scores such
     as EPC). ``attrs["curves"][metric][method] = (fractions, mean curve)`` holds the
@@ -133,14 +263,7 @@ def evaluate(model, inputs, targets=None, explainers=None, metrics=None, *, labe
     finally:
         if bar is not None:
             bar.close()
-    try:
-        import pandas as pd
-    except ImportError:
-        table = Records(rows)
-    else:
-        table = pd.DataFrame(rows)
-    table.attrs["curves"] = curves
-    return table
+    return EvaluationTable(rows, {"curves": curves, "metric_functions": {k: fn for k, (fn, _) in chosen.items()}})
 
 
 def _call(fn, explainer, model, x, values, target, labels, mask, options):

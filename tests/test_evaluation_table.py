@@ -1,0 +1,72 @@
+"""lumos.evaluate's one table type, metric aliases with did-you-mean, and each metric's
+direction and needs from its MetricInfo."""
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from lumos import GradientXInput, Saliency
+from lumos.metrics import METRICS, evaluate
+from lumos.metrics.evaluate import ALIASES, EvaluationTable, metric_function
+
+
+@pytest.fixture(scope="module")
+def linear():
+    torch.manual_seed(0)
+    lin = torch.nn.Sequential(torch.nn.Linear(6, 3)).double()
+    return lin, np.random.default_rng(0).normal(size=(8, 6))
+
+
+def _table(lin, x):
+    return evaluate(lin, x, 0, {"saliency": Saliency(lin), "gxi": GradientXInput(lin)},
+                    ["aopc", "sparseness", ("deletion", {"n_steps": 4})], progress=False)
+
+
+def test_same_type_with_and_without_pandas(linear, monkeypatch):
+    lin, x = linear
+    table = _table(lin, x)
+    assert isinstance(table, EvaluationTable) and len(table) == 6
+    assert [r["metric"] for r in table][:3] == ["region_perturbation", "sparseness", "deletion"]
+    assert table["method"] == ["saliency"] * 3 + ["gxi"] * 3 and table[0]["higher_is_better"] is True
+    md = table.to_markdown()
+    assert md.splitlines()[0] == "| method | region_perturbation ↑ | sparseness ↑ | deletion ↓ |"
+    assert len(md.splitlines()) == 4 and "±" in md
+    with monkeypatch.context() as m:
+        m.setitem(sys.modules, "pandas", None)
+        bare = _table(lin, x)
+        assert isinstance(bare, EvaluationTable) and bare == table.rows
+        with pytest.raises(ImportError, match="pip install pandas"):
+            bare.to_pandas()
+    pd = pytest.importorskip("pandas")
+    frame = table.to_pandas()
+    assert isinstance(frame, pd.DataFrame) and list(frame.columns[:7]) == list(table.columns[:7])
+    assert set(frame.attrs["curves"]) == {"region_perturbation", "deletion"}
+
+
+def test_aliases_and_did_you_mean(linear):
+    lin, x = linear
+    assert metric_function("aopc") is METRICS["region_perturbation"]
+    assert metric_function("MPRT") is METRICS["randomisation_spearman"]
+    assert metric_function("Pixel-Flipping") is METRICS["pixel_flipping"]
+    assert metric_function("RegionPerturbation") is METRICS["region_perturbation"]
+    assert metric_function("eMPRT") is METRICS["efficient_mprt"]
+    for alias, name in ALIASES.items():
+        if name in METRICS:
+            assert metric_function(alias) is METRICS[name]
+    with pytest.raises(ValueError, match="did you mean 'sparseness'"):
+        metric_function("sparsness")
+    with pytest.raises(ValueError, match="unknown metric 'zzz' Available: "):
+        metric_function("zzz")
+
+
+def test_every_metric_says_its_direction_and_needs():
+    for name, fn in METRICS.items():
+        info = fn.info
+        assert info.direction in ("higher is better", "lower is better", "no better direction")
+        assert info.requires and set(info.requires) <= {"model", "attributions", "explainer", "mask", "labels"}
+        assert info.describe().startswith(f"{name} (") and info.direction in info.describe()
+    assert METRICS["relevance_mass_accuracy"].info.requires == ("attributions", "mask")
+    assert METRICS["random_logit"].info.describe() == "random_logit (sanity): lower is better; needs model, explainer"
