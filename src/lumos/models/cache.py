@@ -46,14 +46,20 @@ def cache_key(model: nn.Module, X: np.ndarray, y: np.ndarray, config: dict) -> s
 
 def cached_fit(model: nn.Module, X: np.ndarray, y: np.ndarray, *, epochs: int = 20, lr: float = 1e-3,
                batch_size: int = 64, weight_decay: float = 0.0, seed: int = 0, name: str | None = None,
-               progress: bool = True, cache: bool = True, directory: str | Path | None = None) -> nn.Module:
+               progress: bool = True, cache: bool = True, directory: str | Path | None = None,
+               trainer=None, trainer_options: dict | None = None) -> nn.Module:
     """Fit ``model`` with :func:`lumos.models.train.fit` unless weights for the same
     architecture, data and configuration are cached; returns the model in eval mode.
+
+    ``trainer`` (called as ``fit``, with ``trainer_options`` added) replaces the default
+    loop, e.g. :func:`lumos.models.text.fit_text` for token ids.
 
     ``model.lumos_cache`` is set to ``{"path", "hit", "seconds"}`` so that callers can
     report where the weights came from.
     """
     config = {"epochs": epochs, "lr": lr, "batch_size": batch_size, "weight_decay": weight_decay, "seed": seed}
+    if trainer is not None:  # e.g. lumos.models.text.fit_text; its name and options enter the key
+        config.update(trainer=f"{trainer.__module__}.{trainer.__qualname__}", **(trainer_options or {}))
     key = cache_key(model, X, y, config)
     folder = Path(directory) if directory else cache_dir()
     path = folder / f"{name or type(model).__name__}-{key}.pt"
@@ -69,8 +75,8 @@ def cached_fit(model: nn.Module, X: np.ndarray, y: np.ndarray, *, epochs: int = 
     for module in model.modules():  # same initial weights for a given seed, whatever came before
         if hasattr(module, "reset_parameters"):
             module.reset_parameters()
-    fit(model, X, y, epochs=epochs, lr=lr, batch_size=batch_size, weight_decay=weight_decay, seed=seed,
-        progress=progress)
+    (trainer or fit)(model, X, y, epochs=epochs, lr=lr, batch_size=batch_size, weight_decay=weight_decay, seed=seed,
+                     progress=progress, **(trainer_options or {}))
     if cache:
         try:
             folder.mkdir(parents=True, exist_ok=True)

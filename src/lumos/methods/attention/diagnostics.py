@@ -13,19 +13,23 @@ import torch
 from scipy.stats import kendalltau
 
 
-def kendall_tau_rows(a: np.ndarray, b: np.ndarray, valid: np.ndarray | None = None) -> np.ndarray:
+def kendall_tau_rows(a: np.ndarray, b: np.ndarray, valid: np.ndarray | None = None,
+                     return_pvalue: bool = False):
     """Kendall tau-b between ``a[i]`` and ``b[i]`` over the steps where ``valid[i]``;
-    NaN where fewer than two valid steps or a row is constant."""
+    NaN where fewer than two valid steps or a row is constant. ``return_pvalue=True``
+    returns ``(tau, p)`` with scipy's two-sided p-values (Jain & Wallace's "significant"
+    rows are those with p < 0.05)."""
     a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
     if a.shape != b.shape or a.ndim != 2:
         raise ValueError(f"kendall_tau_rows needs two (N, T) arrays of the same shape, got {a.shape} and {b.shape}")
     valid = np.ones(a.shape, dtype=bool) if valid is None else np.asarray(valid, dtype=bool)
-    out = np.full(a.shape[0], np.nan)
+    out, pvalue = np.full(a.shape[0], np.nan), np.full(a.shape[0], np.nan)
     for i in range(a.shape[0]):
         m = valid[i] & np.isfinite(a[i]) & np.isfinite(b[i])
         if m.sum() >= 2 and np.ptp(a[i][m]) > 0 and np.ptp(b[i][m]) > 0:
-            out[i] = kendalltau(a[i][m], b[i][m]).statistic
-    return out
+            res = kendalltau(a[i][m], b[i][m])
+            out[i], pvalue[i] = res.statistic, res.pvalue
+    return (out, pvalue) if return_pvalue else out
 
 
 def total_variation(p: np.ndarray, q: np.ndarray) -> np.ndarray:

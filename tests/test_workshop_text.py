@@ -1,0 +1,102 @@
+"""Text data, the sentence classifiers and the text workshop's findings on a tiny synthetic
+corpus (no data files needed); a slow-marked reduced run on the real sentences when
+``movie_review_polarity.npz`` is present."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from lumos.data.text import (Vocabulary, load_movie_reviews, make_polarity_sentences, plant_cue, remove_token,
+                             tokenise, with_cls)
+from lumos.models.text import BiLSTMAttention, KimCNN, TransformerText, fit_text, predict_text, text_accuracy
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+
+
+def test_kim_tokeniser_and_vocabulary():
+    assert tokenise("it's not the rock's \"best\" , isn't it ?") == \
+        ["it", "'s", "not", "the", "rock", "'s", "best", ",", "is", "n't", "it", "?"]
+    assert tokenise("a  b", scheme="whitespace") == ["a", "b"]
+    with pytest.raises(ValueError, match="scheme"):
+        tokenise("a", scheme="bpe")
+    v = Vocabulary.build([["b", "a", "b"], ["c"]])
+    assert v.itos[:4] == ["<pad>", "<unk>", "<cls>", "<mask>"] and v.itos[4] == "b"
+    ids = v.encode([["b", "zzz"], ["a"]], max_len=4, cls_token=True)
+    assert ids.tolist() == [[2, 4, 1, 0], [2, 5, 0, 0]]
+    assert v.decode(ids[0]) == ["<cls>", "b", "<unk>"]
+    assert with_cls(np.array([[5, 6]])).tolist() == [[2, 5, 6]]
+
+
+def test_missing_file_names_the_fix(tmp_path):
+    with pytest.raises(FileNotFoundError, match="movie_review_polarity.npz.*data_dir"):
+        load_movie_reviews(data_dir=tmp_path)
+
+
+def test_folds_hold_out_and_build_vocab_on_train_only():
+    corpus = make_polarity_sentences(n=200, seed=1)
+    ds = corpus.fold(3)
+    assert len(ds.X_test) == (corpus.folds == 3).sum() == 20 and len(ds.X_train) == 180
+    assert set(np.bincount(ds.y_test)) == {10}  # stratified
+    vocab = ds.extra["vocab"]
+    train_words = {t for s in ds.extra["tokens_train"] for t in s}
+    assert set(vocab.itos[4:]) == train_words
+    assert ds.X_train.dtype == np.int64 and ds.X_train.shape[1] == corpus.max_len
+    assert sum(1 for _ in corpus.cv()) == 10
+    with pytest.raises(ValueError, match="fold must be"):
+        corpus.fold(10)
+
+
+def test_plant_cue_decides_the_label():
+    corpus = make_polarity_sentences(n=100, seed=0)
+    toks, y, planted, pos = plant_cue(corpus.tokens, corpus.y, 0.3, cue="zxq", label=1, seed=0)
+    assert planted.sum() == 30 and (y[planted] == 1).all() and (y[~planted] == corpus.y[~planted]).all()
+    assert all(toks[i][pos[i]] == "zxq" for i in np.flatnonzero(planted))
+    assert remove_token(toks, "zxq") == corpus.tokens
+
+
+@pytest.mark.parametrize("build", [lambda v: KimCNN(v, embed_dim=16, maps=8),
+                                   lambda v: BiLSTMAttention(v, embed_dim=16, hidden=8),
+                                   lambda v: TransformerText(v, dim=16, depth=1, heads=2, ff=32)])
+def test_padding_does_not_change_the_output(build):
+    torch.manual_seed(0)
+    model = build(30).eval()
+    ids = torch.tensor([[2, 5, 6, 7, 8, 9]])
+    padded = torch.cat([ids, torch.zeros(1, 7, dtype=torch.long)], 1)
+    with torch.no_grad():
+        torch.testing.assert_close(model(ids), model(padded), atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(model(ids.float()), model(ids))  # ids cast to floats by lumos
+
+
+def test_attention_is_exposed_replaceable_and_uniform():
+    torch.manual_seed(0)
+    m = BiLSTMAttention(30, embed_dim=8, hidden=4).eval()
+    ids = torch.tensor([[4, 5, 6, 0], [7, 8, 9, 10]])
+    with torch.no_grad():
+        logits, alpha = m(ids, return_attention=True)
+        assert alpha[0, 3] == 0 and torch.allclose(alpha.sum(1), torch.ones(2))
+        same = m(ids, attention=alpha)
+        torch.testing.assert_close(same, logits)
+        _, uni = m(ids, return_attention=True, uniform=True)
+        torch.testing.assert_close(uni[0], torch.tensor([1 / 3, 1 / 3, 1 / 3, 0]))
+    frozen = BiLSTMAttention(30, embed_dim=8, hidden=4, attention="uniform").eval()
+    with torch.no_grad():
+        torch.testing.assert_close(frozen(ids, return_attention=True)[1], uni)
+    with pytest.raises(ValueError, match="attention must be"):
+        BiLSTMAttention(30, attention="sparse")
+
+
+def test_models_learn_the_synthetic_polarity():
+    corpus = make_polarity_sentences(n=400, seed=0)
+    ds = corpus.fold(0)
+    v = len(ds.extra["vocab"])
+    torch.set_num_threads(1)
+    cnn = fit_text(KimCNN(v, embed_dim=16, maps=8), ds.X_train, ds.y_train, epochs=6, lr=1e-2, max_norm=3.0)
+    assert text_accuracy(cnn, ds.X_test, ds.y_test) >= 0.85
+    assert (cnn.classifier.weight.norm(dim=1) <= 3.0 + 1e-5).all()
+    lstm = fit_text(BiLSTMAttention(v, embed_dim=16, hidden=8), ds.X_train, ds.y_train, epochs=6, lr=1e-2)
+    assert text_accuracy(lstm, ds.X_test, ds.y_test) >= 0.85
+    assert predict_text(lstm, ds.X_test).shape == (len(ds.X_test), 2)
