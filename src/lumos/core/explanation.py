@@ -150,6 +150,21 @@ class Explanation:
             return np.asarray(self.values.sum())
         return self.values.reshape(self._batch_size(), -1).sum(axis=1)
 
+    @property
+    def tokens(self) -> np.ndarray | None:
+        """Text: the token strings ``(N, T)`` given as ``tokens=`` (None otherwise)."""
+        return self.extras.get("tokens")
+
+    def words(self, index: int | None = None):
+        """Text: ``[(word, relevance), ...]`` of input ``index`` (all inputs: a list of those),
+        each word's relevance the sum over its tokens (``words=`` maps tokens to words; by
+        default every real token is a word); see :mod:`lumos.core.text`."""
+        from lumos.core.text import explanation_words
+
+        if index is None:
+            return [explanation_words(self, i) for i in range(len(self))]
+        return explanation_words(self, int(index))
+
     def target_score(self) -> np.ndarray | None:
         """``prediction[i, target[i]]`` for each sample, or None when unknown."""
         if self.prediction is None or self.target is None:

@@ -126,6 +126,8 @@ class Call:
     """Set by gradient methods once any input gradient was non-zero."""
     step_functions: list | None = None
     """Piecewise-constant operations (round, sign...) found in the graph of a zero gradient."""
+    positions: np.ndarray | None = None
+    """Where row ``i`` stands in the explained batch (None: at ``i``), for per-row seeds."""
 
     @property
     def model(self):
@@ -146,7 +148,8 @@ class Call:
     def row_seed(self, i: int) -> np.random.SeedSequence:
         """The seed of row ``i`` of the batch: ``(seed, row_offset + i)``, the same whatever
         the batch size or chunking."""
-        return np.random.SeedSequence([int(self.seed), int(self.row_offset) + int(i)])
+        at = int(i) if self.positions is None else int(self.positions[int(i)])
+        return np.random.SeedSequence([int(self.seed), int(self.row_offset) + at])
 
     def rng(self, i: int) -> np.random.Generator:
         """A numpy generator for row ``i`` of the batch."""
@@ -191,6 +194,13 @@ class Explainer:
         Run on this device (e.g. ``"cuda"``); the user's model stays where it is.
     progress : bool, default True
         Show a progress bar on a terminal for calls that take more than two seconds.
+    embedding : nn.Module or str, optional
+        Text (token ids ``(N, T)``): the layer that embeds the ids (default: the
+        ``nn.Embedding`` that reads them); see :mod:`lumos.core.text`.
+    pad_token, baseline_token : int, optional
+        Text: the padding id (positions holding it get relevance 0; default the embedding's
+        ``padding_idx``) and the id that stands for a removed token (IG's baseline, the
+        occlusion value; default the pad token, else 0).
     """
 
     name: ClassVar[str] = ""
@@ -217,7 +227,8 @@ class Explainer:
     """Options of ``explain()`` with their defaults (besides ``target`` and ``row_offset``)."""
 
     def __init__(self, model, *, output: str = "raw", batch_size: int | None = None, device=None,
-                 progress: bool = True):
+                 progress: bool = True, embedding=None, pad_token: int | None = None,
+                 baseline_token: int | None = None):
         self.adapter: ModelAdapter = as_adapter(model, output=output)
         if self.needs_gradients and not self.adapter.is_torch:
             raise TypeError(
@@ -228,6 +239,11 @@ class Explainer:
         self.budget = RowBudget(batch_size)
         self.device = device
         self.progress = bool(progress)
+        for key, tok in (("pad_token", pad_token), ("baseline_token", baseline_token)):
+            if tok is not None and (isinstance(tok, bool) or not isinstance(tok, (int, np.integer)) or tok < 0):
+                raise ValueError(f"{key} must be a token id (an int >= 0) or None, got {tok!r}")
+        self.text_config = {"embedding": embedding, "pad_token": None if pad_token is None else int(pad_token),
+                            "baseline_token": None if baseline_token is None else int(baseline_token)}
 
     # -- capabilities -----------------------------------------------------------------
     @classmethod
@@ -278,6 +294,9 @@ class Explainer:
             out["scores"] = repr(self.adapter.model)  # which method of a scikit-learn estimator gives the scores
         if self.device is not None:
             out["device"] = str(self.device)
+        if self.text_config["embedding"] is not None:
+            emb = self.text_config["embedding"]
+            out["embedding"] = emb if isinstance(emb, str) else type(emb).__name__
         return out
 
     # -- the template -------------------------------------------------------------------
@@ -299,14 +318,30 @@ class Explainer:
         row_offset = options.pop("row_offset", 0)
         if isinstance(row_offset, bool) or not isinstance(row_offset, (int, np.integer)) or row_offset < 0:
             raise ValueError(f"row_offset must be a non-negative integer, got {row_offset!r}")
+        from lumos.methods.text import TEXT_OPTIONS, explain_text, is_text
+
+        passed = set(options)
+        text_options = {k: options.pop(k) for k in TEXT_OPTIONS if k in options}
         options = self._check_options(options)
-        x = self._validate(inputs)
+        raw = as_array(inputs)
+        if text_options or is_text(self, raw):  # token ids: the text layout (lumos.methods.text)
+            given = self._validate_target(target, raw.shape[0])
+            return explain_text(self, raw, given, options, text_options, passed, int(row_offset), self._call_seed())
+        x = self._validate(raw)
         given = self._validate_target(target, x.shape[0])
-        seed = self._call_seed()
+        return self._run(x, given, options, int(row_offset), self._call_seed())
+
+    def _run(self, x: np.ndarray, given, options: dict, row_offset: int, seed, positions: np.ndarray | None = None,
+             model=None) -> Explanation:
+        """The template's body on validated inputs: view, prepare, chunks, assembly.
+        ``positions``: where the rows of ``x`` stand in the explained batch, for per-row seeds
+        (default ``0..N-1``; the text layout explains groups of rows); ``model``: a module
+        already built on a private view (explained as it is)."""
         kind = "backward" if self.needs_gradients else "forward"
-        with model_view(self.adapter.model, self.device) as model:
+        opened = model_view(self.adapter.model, self.device) if model is None else contextlib.nullcontext(model)
+        with opened as model:
             budget = self.budget.for_model(model)
-            call = Call(None, budget, kind, seed, int(row_offset))
+            call = Call(None, budget, kind, seed, int(row_offset), positions=positions)
             call.adapter = self.adapter.bound(model, batch_size=budget.rows(x[0].size, "forward"),
                                               on_rows=call.count_rows)
             try:
