@@ -281,7 +281,7 @@ def test_tiny_benchmark_writes_the_tables(tmp_path, dummy_method):
     SCALES, run = bench.SCALES, bench.run
 
     methods = SCALES["tiny"].methods + (dummy_method,)
-    result = run("tiny", tmp_path, methods=methods, log=lambda s: None)
+    result = run("tiny", tmp_path, methods=methods, log=lambda s: None, tint=False)
     files = {p.name for p in tmp_path.iterdir()}
     assert {"hmm_gru.md", "rare_feature.md", "rare_time.md", "ismail_middle_tcn.md", "summary.md",
             "results.json"} <= files
@@ -310,7 +310,7 @@ def test_cli_bench_timeseries_runs_from_the_installed_package(tmp_path):
     env = {**os.environ, "LUMOS_CACHE": str(tmp_path / "cache"), "PYTHONPATH": ""}
     out = tmp_path / "tables"
     done = subprocess.run([sys.executable, "-m", "lumos", "bench", "timeseries", "--scale", "tiny", "--methods",
-                           "saliency", "--settings", "rare_time,ismail", "--out", str(out)], cwd=tmp_path, env=env,
+                           "saliency", "--settings", "rare_time,ismail", "--no-tint", "--out", str(out)], cwd=tmp_path, env=env,
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     assert {p.name for p in out.iterdir()} == {"rare_time.md", "ismail_middle_tcn.md", "summary.md", "results.json"}
@@ -319,6 +319,27 @@ def test_cli_bench_timeseries_runs_from_the_installed_package(tmp_path):
                          env=env, capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and "invalid choice: 'huge'" in bad.stderr
     assert not (tmp_path / "timeseries_tables").exists()
+
+
+def test_tint_runs_live_beside_lumos(tmp_path):
+    """With tint installed, its counterparts run on the same model and inputs: the
+    deterministic ones (IG with the same Gauss-Legendre nodes, occlusion) give the same
+    scores as lumos, and the table puts published / lumos / tint side by side."""
+    pytest.importorskip("tint.attr")
+    from lumos.benchmarks.timeseries import run
+
+    result = run("tiny", tmp_path, methods=("integrated_gradients", "occlusion", "deeplift"), settings=("rare_time",),
+                 log=lambda s: None, tint=True)
+    peer = result["runs"]["rare_time"][0]["tint"]
+    ours = result["settings"]["rare_time"]
+    assert set(peer) == {"integrated_gradients", "occlusion", "deeplift"}
+    for name in ("integrated_gradients", "occlusion"):
+        for k in ("aup", "aur", "auroc"):
+            assert peer[name][k] == pytest.approx(ours[name][k][0], abs=1e-6)
+        assert peer[name]["time_per_input"] > 0
+    text = (tmp_path / "rare_time.md").read_text()
+    assert "Published, lumos and tint (live) side by side" in text
+    assert "| integrated_gradients | AUP | 1.000 ± 0.000 | 1.000 ± 0.000 | 1.000 ± 0.000 | ✓ | ✓ |" in text
 
 
 def test_source_checkout_wrapper_is_the_package_benchmark():

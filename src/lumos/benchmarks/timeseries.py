@@ -569,7 +569,57 @@ def _explain(explainer, call, x, target, notes: dict | None = None):
     return _as_map(exp.values, x.shape)
 
 
-def run_setting(setting: Setting, scale: Scale, seed: int, only=None, log=print, cache=True) -> dict:
+SE_METRICS = ("aup", "aur", "auroc")
+"""The metrics whose standard error the tables give (bootstrap over the test inputs)."""
+
+
+def bootstrap_se(a: np.ndarray, mask: np.ndarray, n_boot: int = 100, seed: int = 0) -> dict[str, float]:
+    """Standard errors of the pooled white-box metrics over the test inputs: the standard
+    deviation of each metric over ``n_boot`` resamples of the inputs (with replacement)."""
+    rng = np.random.default_rng([seed, 11])
+    n = len(a)
+    vals = {k: [] for k in SE_METRICS}
+    m = np.broadcast_to(mask, a.shape)
+    for _ in range(n_boot):
+        idx = rng.integers(0, n, n)
+        if not m[idx].any() or m[idx].all():
+            continue
+        row = white_box_metrics(a[idx], m[idx], absolute=True)
+        for k in SE_METRICS:
+            vals[k].append(row[k])
+    return {f"{k}_se": float(np.std(v, ddof=1)) if len(v) > 1 else float("nan") for k, v in vals.items()}
+
+
+def _peer_map(name: str, net, x, target, ctx, log, failed: dict) -> tuple[np.ndarray | None, float]:
+    """tint's counterpart of ``name`` on the same inputs (None when it fails); its seconds."""
+    from lumos.benchmarks.timeseries_tint import PEERS
+
+    start = time.perf_counter()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            a = PEERS[name][1](net, x, target, ctx, METHOD_OPTIONS(name, ctx))
+    except Exception as err:  # noqa: BLE001 - reported in the table
+        failed[name] = f"{type(err).__name__}: {str(err).splitlines()[0][:160] if str(err) else ''}"
+        log(f"    tint {name}: failed ({failed[name]})")
+        return None, 0.0
+    return _as_map(a, x.shape), time.perf_counter() - start
+
+
+def _peer_names(names, peer: bool) -> list[str]:
+    if not peer:
+        return []
+    from lumos.benchmarks.timeseries_tint import PEERS
+
+    return [nm for nm in names if nm in PEERS]
+
+
+def _predicted(model, x) -> torch.Tensor:
+    with torch.no_grad():
+        return model(torch.as_tensor(x, dtype=torch.float32)).argmax(1)
+
+
+def run_setting(setting: Setting, scale: Scale, seed: int, only=None, log=print, cache=True, peer=False) -> dict:
     """Train (or load) the model of ``setting`` for ``seed``, explain its test inputs with
     every method, score them. Returns ``{"methods": {name: {metric: value}}, "info": ...,
     "skipped": {name: reason}, "failed": {name: message}}``."""
@@ -577,7 +627,7 @@ def run_setting(setting: Setting, scale: Scale, seed: int, only=None, log=print,
     b = scale.budget
     info: dict[str, Any] = {"seed": seed}
     if setting.kind == "hmm":
-        return _run_hmm(setting, scale, seed, only, log, cache)
+        return _run_hmm(setting, scale, seed, only, log, cache, peer)
     if setting.kind == "rare":
         make = make_rare_feature if setting.dataset == "rare_feature" else make_rare_time
         r = scale.rare
@@ -620,6 +670,14 @@ def run_setting(setting: Setting, scale: Scale, seed: int, only=None, log=print,
             continue
         seconds[name] = (time.perf_counter() - start) / len(x)
         log(f"    {name}: {seconds[name] * 1e3:.1f} ms/input")
+    peer_rows, peer_failed = {}, {}
+    for name in _peer_names(maps, peer):
+        tgt = target if target is not None else _predicted(model, x)
+        a, sec = _peer_map(name, model, x, tgt, ctx, log, peer_failed)
+        if a is not None:
+            peer_rows[name] = {**white_box_metrics(a, mask, absolute=True), **bootstrap_se(a, mask, seed=seed),
+                               "time_per_input": sec / len(x)}
+            log(f"    tint {name}: {sec / len(x) * 1e3:.1f} ms/input")
     maps[RANDOM] = _random_map(x.shape, seed)
     seconds[RANDOM] = 0.0
     results = {}
@@ -633,9 +691,12 @@ def run_setting(setting: Setting, scale: Scale, seed: int, only=None, log=print,
         if fill is not None:
             row["accuracy_drop"] = masked_accuracy_drop(model, x, y, a, fill)
         row["time_per_input"] = seconds[name]
+        if name in peer_rows:
+            row.update(bootstrap_se(a, mask, seed=seed))
         results[name] = row
     info["n_true"] = int(mask.sum())
-    return {"methods": results, "info": info, "skipped": skipped, "failed": failed, "notes": notes}
+    return {"methods": results, "info": info, "skipped": skipped, "failed": failed, "notes": notes,
+            "tint": peer_rows, "tint_failed": peer_failed}
 
 
 class FlatSteps(nn.Module):
@@ -650,7 +711,7 @@ class FlatSteps(nn.Module):
         return self.model.forward_all(x).flatten(1)
 
 
-def _run_hmm(setting: Setting, scale: Scale, seed: int, only, log, cache) -> dict:
+def _run_hmm(setting: Setting, scale: Scale, seed: int, only, log, cache, peer=False) -> dict:
     h, b = scale.hmm, scale.budget
     data = make_switching_hmm(h["n_train"] + h["n_test"], h["length"], seed=seed)
     tr, te = data.split(h["n_train"])
@@ -697,6 +758,10 @@ def _run_hmm(setting: Setting, scale: Scale, seed: int, only, log, cache) -> dic
         seconds[name] += time.perf_counter() - start
         return a
 
+    peers = _peer_names([nm for nm, _ in methods], peer)
+    peer_kept = {name: np.zeros((n, c, len(times))) for name in peers}
+    peer_seconds = {name: 0.0 for name in peers}
+    peer_failed: dict[str, str] = {}
     once = [(nm, cls) for nm, cls in methods if nm in PER_STEP | SEQUENCE_MASKS]
     for name, cls in once:  # one run over the whole sequences explains every step
         net = FlatSteps(model) if name in SEQUENCE_MASKS else model
@@ -705,6 +770,12 @@ def _run_hmm(setting: Setting, scale: Scale, seed: int, only, log, cache) -> dic
             kept[name][:] = a[:, :, times]
             full_maps[name] = {t: a[:, :, : t + 1] for t in faith_times}
             predictions[name] = n * length
+        if name in peers:
+            pa, sec = _peer_map(name, net, x_all, None if name in SEQUENCE_MASKS else _predicted(model, x_all),
+                                context(length), log, peer_failed)
+            if pa is not None:
+                peer_kept[name][:] = pa[:, :, times]
+                peer_seconds[name] += sec
     for j, t in enumerate(times):
         ctx = context(int(t) + 1)
         for name, cls in methods:
@@ -716,6 +787,12 @@ def _run_hmm(setting: Setting, scale: Scale, seed: int, only, log, cache) -> dic
             kept[name][:, :, j] = a[:, :, t]
             if int(t) in faith_times:
                 full_maps[name][int(t)] = a
+            if name in peers and name not in peer_failed:
+                prefix = x_all[:, :, : t + 1]
+                pa, sec = _peer_map(name, model, prefix, _predicted(model, prefix), ctx, log, peer_failed)
+                if pa is not None:
+                    peer_kept[name][:, :, j] = pa[:, :, t]
+                    peer_seconds[name] += sec
     mask = mask_all[:, :, times]
     results = {}
     maps = {k: v for k, v in kept.items() if k not in failed}
@@ -730,11 +807,23 @@ def _run_hmm(setting: Setting, scale: Scale, seed: int, only, log, cache) -> dic
                                       seed))
         row.update({k: float(np.mean([f[k] for f in faith])) for k in FAITHFULNESS})
         row["time_per_input"] = seconds.get(name, 0.0) / predictions.get(name, 1)
+        if name in peers:
+            row.update(bootstrap_se(a, mask, seed=seed))
         results[name] = row
         if name != RANDOM:
             log(f"    {name}: {row['time_per_input'] * 1e3:.1f} ms/prediction, AUROC {row['auroc']:.3f}")
+    peer_rows = {}
+    for name in peers:
+        if name in peer_failed or name in failed:
+            continue
+        pa = peer_kept[name]
+        peer_rows[name] = {**white_box_metrics(pa, mask, absolute=True), **bootstrap_se(pa, mask, seed=seed),
+                           "time_per_input": peer_seconds[name] / predictions.get(name, 1)}
+        log(f"    tint {name}: {peer_rows[name]['time_per_input'] * 1e3:.1f} ms/prediction, "
+            f"AUROC {peer_rows[name]['auroc']:.3f}")
     info["n_true"] = int(mask.sum())
-    return {"methods": results, "info": info, "skipped": skipped, "failed": failed, "notes": notes}
+    return {"methods": results, "info": info, "skipped": skipped, "failed": failed, "notes": notes,
+            "tint": peer_rows, "tint_failed": peer_failed}
 
 
 # -- aggregation and tables ------------------------------------------------------------------------------------
@@ -844,7 +933,97 @@ def setting_table(setting: Setting, agg: dict, runs: list[dict], scale: Scale) -
     missing = [m for m in (pub["values"] if pub else {}) if m not in agg]
     if missing:
         lines += ["", "Published methods not registered in lumos yet (or not run): " + ", ".join(missing) + "."]
+    lines += peer_table(setting, agg, runs, scale)
     return "\n".join(lines) + "\n"
+
+
+PUBLISHED_FOLDS = 5  # tint's results.csv: 5 folds per method
+
+
+def _se_of(stat, row: dict, key: str) -> float:
+    """Standard error of an aggregated metric: std / sqrt(seeds) over two or more seeds, the
+    bootstrap standard error over the test inputs with one seed."""
+    mean, std, n = stat
+    if n >= 2 and std is not None:
+        return float(std / np.sqrt(n))
+    se = row.get(f"{key}_se")
+    return float(se[0]) if se is not None else float("nan")
+
+
+def _agree(a: tuple[float, float], b: tuple[float, float]) -> tuple[bool, float]:
+    """Whether two estimates (mean, s.e.) are within two standard errors of their difference."""
+    d = a[0] - b[0]
+    se = float(np.sqrt(np.nansum([a[1] ** 2, b[1] ** 2])))
+    return bool(abs(d) <= 2 * se + 1e-9), d
+
+
+EXPLAINED: dict[tuple[str, str], str] = {}
+"""(setting, method) -> why lumos differs from the published value (filled from the runs)."""
+
+
+def peer_table(setting: "Setting", agg: dict, runs: list[dict], scale: Scale) -> list[str]:
+    """Published / lumos / tint (live) for the methods tint has, with s.e. and the time ratio."""
+    peer_runs = [{"methods": r.get("tint", {})} for r in runs]
+    pagg = aggregate(peer_runs) if any(r["methods"] for r in peer_runs) else {}
+    pub = PUBLISHED.get(setting.key, {}).get("values", {})
+    names = [m for m in agg if m != RANDOM and (m in pagg or m in pub)]
+    version = next((r["info"].get("tint_version") for r in runs if r["info"].get("tint_version")), None)
+    if not names:
+        return []
+    lines = ["", "## Published, lumos and tint (live) side by side", "",
+             ("tint " + version + " run on the same model, inputs, targets, baselines and budgets (equal work; "
+              if version else "tint not installed for this run: no live column (")
+             + "see `lumos.benchmarks.timeseries_tint`). mean ± s.e.: over seeds with two or more, else bootstrap "
+             "over the test inputs; published: mean ± s.e. over tint's 5 folds. ✓: within two standard errors of "
+             "the difference; ✗ with the difference otherwise. Time ratio: lumos / tint per explained prediction.",
+             "", "| method | metric | published | lumos | tint (live) | lumos vs published | lumos vs tint | "
+             "time lumos / tint |", "|---|---|---|---|---|---|---|---|"]
+    misses = []
+    for name in names:
+        row, prow = agg[name], pagg.get(name)
+        ratio = "-"
+        if prow and prow["time_per_input"][0] > 0 and row["time_per_input"][0] > 0:
+            ratio = f"{row['time_per_input'][0] / prow['time_per_input'][0]:.2f}"
+        for k in SE_METRICS:
+            lum = (row[k][0], _se_of(row[k], row, k))
+            cells = [name, k.upper()]
+            p = pub.get(name, {}).get(k)
+            pv = (p[0], p[1] / np.sqrt(PUBLISHED_FOLDS)) if p is not None else None
+            cells.append("-" if pv is None else f"{_fmt(pv[0])} ± {_fmt(pv[1])}")
+            cells.append(f"{_fmt(lum[0])} ± {_fmt(lum[1])}")
+            tv = (prow[k][0], _se_of(prow[k], prow, k)) if prow and k in prow else None
+            cells.append("-" if tv is None else f"{_fmt(tv[0])} ± {_fmt(tv[1])}")
+            for ref in (pv, tv):
+                if ref is None:
+                    cells.append("-")
+                    continue
+                ok, d = _agree(lum, ref)
+                cells.append("✓" if ok else f"✗ ({d:+.3f})")
+            if pv is not None and not _agree(lum, pv)[0]:
+                misses.append((name, k, tv is not None and _agree(tv, pv)[0], tv is not None and _agree(lum, tv)[0]))
+            cells.append(ratio if k == SE_METRICS[0] else "")
+            lines.append("| " + " | ".join(cells) + " |")
+    if misses:
+        notes: dict[str, list[str]] = {}
+        for name in dict.fromkeys(m[0] for m in misses):
+            ks = [m for m in misses if m[0] == name]
+            why = EXPLAINED.get((setting.key, name))
+            if why is None:
+                if all(m[3] and not m[2] for m in ks):
+                    why = ("tint, run live on the same model and inputs, agrees with lumos and misses the "
+                           "published value too: the difference comes from this run's setting (its model, "
+                           "training and test inputs; see above), not from lumos's method")
+                elif any(m[2] for m in ks):
+                    why = "tint live reaches the published value here and lumos does not: not explained"
+                else:
+                    why = "no live tint value to separate the setting from the method: not explained"
+            notes.setdefault(why, []).append(f"`{name}` ({', '.join(m[1].upper() for m in ks)})")
+        lines += ["", "Differences from the published values: "
+                  + "; ".join(f"{', '.join(who)}: {why}" for why, who in notes.items()) + "."]
+    failed = {k: v for r in runs for k, v in r.get("tint_failed", {}).items()}
+    if failed:
+        lines += ["", "tint failed: " + "; ".join(f"`{k}` ({v})" for k, v in sorted(failed.items())) + "."]
+    return lines
 
 
 MIN_ACCURACY = 0.8
@@ -935,13 +1114,23 @@ def summary_table(trust: dict, titles: dict[str, str], scale: Scale, meta: dict 
 
 # -- driver --------------------------------------------------------------------------------------------------
 def run(scale: str | Scale = "quick", out_dir: str | Path | None = None, methods=None, settings=None, seeds=None,
-        log: Callable[[str], None] | None = None, cache: bool = True) -> dict:
+        log: Callable[[str], None] | None = None, cache: bool = True, tint: bool | None = None,
+        budget: dict | None = None) -> dict:
     """Run the benchmark and write the tables; returns ``{"settings": {key: aggregate},
     "trust": ..., "runs": ...}``. ``methods``: names to run (None: every applicable
-    registered method); ``settings``: substrings selecting settings by key."""
+    registered method); ``settings``: substrings selecting settings by key; ``tint``: run tint
+    beside lumos (None: where it is installed); ``budget``: overrides of the scale's budget
+    (e.g. ``{"mask_epochs": 1000}``)."""
+    from lumos.benchmarks.timeseries_tint import version as tint_version
     scale = SCALES[scale] if isinstance(scale, str) else scale
     if seeds is not None:
         scale = replace(scale, seeds=int(seeds))
+    if budget:
+        scale = replace(scale, budget={**scale.budget, **budget})
+    peer_version = tint_version() if tint is not False else None
+    if tint and peer_version is None:
+        raise ImportError("tint is not installed: pip install -c constraints.txt --no-deps time-interpret "
+                          "pytorch-lightning lightning-utilities torchmetrics (or run without --tint)")
     log = log or (lambda s: print(s, file=sys.stderr, flush=True))
     out = Path(out_dir) if out_dir is not None else DEFAULT_OUT
     out.mkdir(parents=True, exist_ok=True)
@@ -954,7 +1143,9 @@ def run(scale: str | Scale = "quick", out_dir: str | Path | None = None, methods
         for seed in range(scale.seeds):
             t0 = time.perf_counter()
             log(f"{setting.key} seed {seed}")
-            runs.append(run_setting(setting, scale, seed, only=only, log=log, cache=cache))
+            runs.append(run_setting(setting, scale, seed, only=only, log=log, cache=cache,
+                                    peer=peer_version is not None))
+            runs[-1]["info"]["tint_version"] = peer_version
             log(f"  {setting.key} seed {seed}: {time.perf_counter() - t0:.1f} s")
         agg = aggregate(runs)
         all_agg[setting.key], all_runs[setting.key], titles[setting.key] = agg, runs, setting.title
@@ -963,9 +1154,10 @@ def run(scale: str | Scale = "quick", out_dir: str | Path | None = None, methods
     trust = which_to_trust(all_agg, accuracy=accuracy)
     meta = {"scale": scale.name, "seeds": scale.seeds, "seconds": round(time.perf_counter() - started, 1),
             "python": platform.python_version(), "torch": torch.__version__, "machine": platform.machine(),
-            "threads": torch.get_num_threads(), "methods": sorted(lumos.list_methods())}
+            "threads": torch.get_num_threads(), "methods": sorted(lumos.list_methods()), "tint": peer_version,
+            "budget": scale.budget}
     (out / "summary.md").write_text(summary_table(trust, titles, scale, meta))
-    keep = ("info", "methods", "skipped", "failed", "notes")
+    keep = ("info", "methods", "skipped", "failed", "notes", "tint", "tint_failed")
     stored = {k: {"runs": [{f: r.get(f, {}) for f in keep} for r in v]} for k, v in all_runs.items()}
     (out / "results.json").write_text(json.dumps({"meta": meta, "settings": stored, "trust": trust}, indent=1,
                                                  default=_json_default))
@@ -978,7 +1170,8 @@ def render(out_dir: str | Path | None = None) -> dict:
     out = Path(out_dir) if out_dir is not None else DEFAULT_OUT
     data = json.loads((out / "results.json").read_text())
     meta = data["meta"]
-    scale = replace(SCALES[meta["scale"]], seeds=int(meta["seeds"]))
+    scale = replace(SCALES[meta["scale"]], seeds=int(meta["seeds"]), budget=meta.get("budget")
+                    or SCALES[meta["scale"]].budget)
     titles_of = {s.key: s for s in settings_of(scale)}
     all_agg, titles, accuracy = {}, {}, {}
     for key, block in data["settings"].items():
@@ -1019,6 +1212,12 @@ def build_parser(prog: str = "lumos bench timeseries", default_out: Path | str =
     parser.add_argument("--seeds", type=int, default=None, help="number of seeds (default: the scale's)")
     parser.add_argument("--no-cache", action="store_true", help="retrain the models")
     parser.add_argument("--render", action="store_true", help="only rewrite the tables from --out's results.json")
+    peer = parser.add_mutually_exclusive_group()
+    peer.add_argument("--tint", dest="tint", action="store_true", default=None,
+                      help="run tint beside lumos (an error if it is not installed; default: where installed)")
+    peer.add_argument("--no-tint", dest="tint", action="store_false", help="lumos only")
+    parser.add_argument("--budget", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a budget of the scale, e.g. --budget mask_epochs=1000 (repeatable)")
     return parser
 
 
@@ -1028,8 +1227,15 @@ def main(argv=None, prog: str = "lumos bench timeseries", default_out: Path | st
         render(args.out)
         return 0
     scale = "quick" if args.quick else (args.scale or "full")
+    budget = {}
+    for item in args.budget:
+        key, sep, value = item.partition("=")
+        if not sep or key not in SCALES["full"].budget:
+            raise SystemExit(f"--budget {item!r}: expected KEY=VALUE with KEY one of {', '.join(SCALES['full'].budget)}")
+        budget[key] = int(value)
     run(scale, args.out, methods=args.methods.split(",") if args.methods else None,
-        settings=args.settings.split(",") if args.settings else None, seeds=args.seeds, cache=not args.no_cache)
+        settings=args.settings.split(",") if args.settings else None, seeds=args.seeds, cache=not args.no_cache,
+        tint=args.tint, budget=budget)
     return 0
 
 
