@@ -28,6 +28,8 @@ from lumos.metrics.epc import EPCResult, explainability_performance
 from lumos.metrics.evaluate import METRICS, evaluate
 from lumos.metrics.faithfulness import (PerturbationCurve, abpc, deletion, insertion, pixel_flipping,
                                         region_perturbation)
+from lumos.metrics.faithfulness_quantus import (faithfulness_correlation, faithfulness_estimate, irof, monotonicity,
+                                                monotonicity_correlation, road, selectivity, sufficiency)
 from lumos.metrics.localisation import pointing_game, relevance_mass_accuracy, relevance_rank_accuracy
 from lumos.metrics.plotting import plot_curves
 from lumos.metrics.robustness import entropy, infidelity, max_sensitivity, sparseness
@@ -45,4 +47,6 @@ __all__ = [
     "topk_intersection", "smooth_mprt", "efficient_mprt", "random_logit", "aup", "aur", "auroc", "auprc", "information",
     "white_box_entropy", "white_box_metrics",
     "normalise_attributions", "WHITE_BOX_METRICS",
+    "road", "irof", "monotonicity", "monotonicity_correlation", "faithfulness_correlation", "faithfulness_estimate",
+    "selectivity", "sufficiency",
 ]

@@ -8,6 +8,7 @@ import numpy as np
 from lumos.core.validate import as_array
 from lumos.metrics import axioms, epc, faithfulness, localisation, robustness, sanity
 from lumos.metrics import complexity, conservation, localisation_masks, stability
+from lumos.metrics import faithfulness_quantus
 from lumos.metrics._base import explain_fn, method_name, per_sample, scorer
 
 METRICS = {fn.info.name: fn for fn in (
@@ -24,6 +25,12 @@ METRICS.update({fn.info.name: fn for fn in (
     stability.relative_representation_stability, stability.consistency, conservation.non_sensitivity,
     conservation.completeness_residual, conservation.absorbed_relevance, localisation_masks.focus,
     localisation_masks.top_k_intersection, localisation_masks.attribution_localisation,
+)})
+# Faithfulness family equal to Quantus (issue 18 item 2).
+METRICS.update({fn.info.name: fn for fn in (
+    faithfulness_quantus.road, faithfulness_quantus.irof, faithfulness_quantus.monotonicity,
+    faithfulness_quantus.monotonicity_correlation, faithfulness_quantus.faithfulness_correlation,
+    faithfulness_quantus.faithfulness_estimate, faithfulness_quantus.selectivity, faithfulness_quantus.sufficiency,
 )})
 DEFAULT_METRICS = ("region_perturbation", "deletion", "insertion", "sparseness", "entropy")
 
