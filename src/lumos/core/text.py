@@ -267,12 +267,15 @@ def explanation_words(exp, index: int) -> list[tuple[str, float]]:
 class Vocabulary:
     """A whitespace word vocabulary: one token per word, so tokens are words.
 
-    ``words[i]`` is the text of id ``i``; ids 0, 1, 2 are ``<pad>``, ``<unk>``, ``<mask>``.
+    ``words[i]`` is the text of id ``i``; ids 0, 1, 2, 3 are ``<pad>``, ``<unk>``, ``<mask>``,
+    ``<cls>`` (the first token of models read at position 0; ``encode(..., cls=True)``).
     """
 
     words: list[str]
 
-    PAD, UNK, MASK = "<pad>", "<unk>", "<mask>"
+    PAD, UNK, MASK, CLS = "<pad>", "<unk>", "<mask>", "<cls>"
+
+    SPECIALS = (PAD, UNK, MASK, CLS)
 
     def __post_init__(self):
         self.index = {w: i for i, w in enumerate(self.words)}
@@ -284,7 +287,7 @@ class Vocabulary:
             for w in (s.lower() if lower else s).split():
                 counts[w] = counts.get(w, 0) + 1
         kept = sorted(w for w, c in counts.items() if c >= min_count)
-        return cls([cls.PAD, cls.UNK, cls.MASK] + kept)
+        return cls([cls.PAD, cls.UNK, cls.MASK, cls.CLS] + [w for w in kept if w not in cls.SPECIALS])
 
     @property
     def pad(self) -> int:
@@ -298,15 +301,21 @@ class Vocabulary:
     def mask(self) -> int:
         return 2
 
+    @property
+    def cls(self) -> int:
+        return 3
+
     def __len__(self) -> int:
         return len(self.words)
 
-    def encode(self, sentences: Sequence[str], max_len: int, lower: bool = True) -> tuple[np.ndarray, np.ndarray]:
-        """``(ids, mask)``, both ``(N, max_len)``: ids padded with 0 (longer sentences cut), mask
-        True on real tokens."""
+    def encode(self, sentences: Sequence[str], max_len: int, lower: bool = True,
+               cls: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        """``(ids, mask)``, both ``(N, max_len)``: ids padded with 0 at the end (longer sentences
+        cut), mask True on real tokens; ``cls=True`` puts ``<cls>`` first."""
         ids = np.zeros((len(sentences), max_len), dtype=np.int64)
         for i, s in enumerate(sentences):
-            toks = (s.lower() if lower else s).split()[:max_len]
+            toks = ([self.CLS] if cls else []) + (s.lower() if lower else s).split()
+            toks = toks[:max_len]
             ids[i, :len(toks)] = [self.index.get(t, self.unk) for t in toks]
         return ids, ids != self.pad
 
