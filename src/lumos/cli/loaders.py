@@ -38,6 +38,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from lumos.core.model import ExportedModel
+
 TRUST_ADVICE = ("save a state dict (torch.save(model.state_dict(), path)) and pass --factory module:callable, "
                 "save TorchScript (torch.jit.script(model).save(path)), or pass --trust-model if you trust the file")
 
@@ -172,28 +174,6 @@ def _is_export_archive(p: Path) -> bool:
             return any(n == "archive_format" or n.endswith("/archive_format") for n in z.namelist())
     except (zipfile.BadZipFile, OSError):
         return False
-
-
-class ExportedModel(torch.nn.Module):
-    """An ``ExportedProgram.module()`` as a plain module: its train/eval mode was fixed at
-    export, so ``train()``/``eval()`` set the flag without reaching the graph (which refuses).
-    A structural copy of it (lumos' private model view) runs the same generated code: an fx
-    graph module keeps its ``forward`` on a class of its own, which a copy does not inherit."""
-
-    def __init__(self, graph: torch.nn.Module):
-        super().__init__()
-        self.graph = graph
-        self._graph_forward = type(graph).forward
-
-    def forward(self, *args, **kwargs):
-        cls = type(self.graph)
-        if cls.forward is not self._graph_forward:  # a copy: its own singleton class, without forward
-            cls.forward = self._graph_forward
-        return self.graph(*args, **kwargs)
-
-    def train(self, mode: bool = True):
-        self.training = mode
-        return self
 
 
 def _load_exported(p: Path, trust_model: bool, device: str):

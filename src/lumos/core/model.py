@@ -7,6 +7,15 @@ by every explainer as a function from a batch of inputs to a ``(N, K)`` score ma
   (e.g. logits and attention weights) is read through its first element.
 - Large batches are evaluated in chunks of ``batch_size`` rows.
 - Torch models run on the device and dtype of their parameters.
+
+Models as users have them (:func:`as_model`, the one place that reads them, for the Python
+API and every command alike): a ``torch.nn.Module``; a TorchScript module or a
+``torch.export`` program (hook-free methods only, see :func:`hook_free_kind`); a Keras 3
+model (:mod:`lumos.integrations.keras`); an ONNX model (:mod:`lumos.integrations.onnx`:
+onnx2torch for methods that need a torch module, onnxruntime for the others); a
+scikit-learn estimator or pipeline (:class:`EstimatorScores`); any ``numpy -> scores``
+callable. A pandas DataFrame's columns reach the model again: an estimator fitted on a
+table is called with a DataFrame of its own columns.
 """
 from __future__ import annotations
 
@@ -56,29 +65,78 @@ def model_error(err: BaseException, shape, dtype) -> ValueError:
     return ValueError(f"the model could not process inputs of shape {tuple(shape)} (dtype {dtype}): {own}")
 
 
+def batch_axis_hint(model, shape) -> str:
+    """``"; ... add a batch axis ..."`` when ``shape`` looks like one input of ``model``
+    without its batch axis (a (C, H, W) image for a Conv2d), else ``""``."""
+    if not isinstance(model, torch.nn.Module):
+        return ""
+    for m in model.modules():
+        if isinstance(m, torch.nn.modules.conv._ConvNd):
+            want = len(m.kernel_size) + 2
+            if len(shape) == want - 1 and shape[0] == m.in_channels:
+                axes = {3: "(N, C, T)", 4: "(N, C, H, W)", 5: "(N, C, D, H, W)"}[want]
+                return (f"; the inputs look like one input without its batch axis ({type(m).__name__} takes "
+                        f"{axes}): add a batch axis, e.g. x[None] (shape {(1, *shape)})")
+            return ""
+    return ""
+
+
 def run_model(model, x, **kwargs):
     """``model(x, **kwargs)`` with a model failure turned into one clear ``ValueError``."""
     try:
         return model(x, **kwargs)
     except _MODEL_ERRORS as err:
         error = model_error(err, x.shape, x.dtype)
-        hint = expected_input(model)
+        hint = batch_axis_hint(model, tuple(x.shape)) or (f"; {expected_input(model)}" if expected_input(model) else "")
         if hint:
-            error = ValueError(f"{error}; {hint}")
+            error = ValueError(f"{error}{hint}")
         raise error from err
+
+
+def as_table(x, columns):
+    """``x`` as a pandas DataFrame with ``columns`` (numpy rows, as explainers pass them)."""
+    import pandas as pd
+
+    arr = x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
+    if arr.ndim != 2 or arr.shape[1] != len(columns):
+        return arr
+    return pd.DataFrame(arr, columns=list(columns))
+
+
+def table_columns(inputs) -> list[str] | None:
+    """The column names of a pandas DataFrame (None for anything else)."""
+    columns = getattr(inputs, "columns", None)
+    if columns is None or not hasattr(inputs, "iloc"):
+        return None
+    return [str(c) for c in columns]
+
+
+_ESTIMATOR_METHODS = ("predict_proba", "decision_function", "predict")
 
 
 class EstimatorScores:
     """A scikit-learn estimator (or pipeline) seen as a ``numpy -> scores`` callable: its
     ``predict_proba`` (classifiers), else ``decision_function``, else ``predict``
-    (regressors). ``method`` says which one is used; ``estimator`` is the estimator."""
+    (regressors). ``method`` says which one is used; ``estimator`` is the estimator.
+
+    An estimator fitted on a DataFrame (``feature_names_in_``) is called with a DataFrame
+    of those columns, so scikit-learn sees the names it was fitted with. ``class_names``
+    are its ``classes_`` where the score columns are one per class."""
 
     def __init__(self, estimator, method: str):
         self.estimator, self.method = estimator, method
         self._fn = getattr(estimator, method)
         self.__qualname__ = f"{type(estimator).__name__}.{method}"
+        names = getattr(estimator, "feature_names_in_", None)
+        self.columns = None if names is None else [str(n) for n in names]
+        classes = getattr(estimator, "classes_", None)
+        one_per_class = method == "predict_proba" or (method == "decision_function" and classes is not None
+                                                       and len(classes) > 2)
+        self.class_names = [str(c) for c in classes] if classes is not None and one_per_class else None
 
     def __call__(self, x):
+        if self.columns is not None:
+            x = as_table(x, self.columns)
         return self._fn(x)
 
     def __repr__(self) -> str:
@@ -87,13 +145,86 @@ class EstimatorScores:
 
 def estimator_scores(model):
     """``model`` itself, or, for a scikit-learn style estimator that is not callable, the
-    :class:`EstimatorScores` of its ``predict_proba`` / ``decision_function`` / ``predict``."""
+    :class:`EstimatorScores` of its ``predict_proba`` / ``decision_function`` / ``predict``
+    (also for such a method given itself, ``clf.predict_proba``)."""
+    owner = getattr(model, "__self__", None)
+    if getattr(model, "__name__", None) in _ESTIMATOR_METHODS and hasattr(owner, "fit"):
+        return EstimatorScores(owner, model.__name__)
     if isinstance(model, torch.nn.Module) or callable(model):
         return model
     for method in ("predict_proba", "decision_function", "predict"):
         if callable(getattr(model, method, None)):
             return EstimatorScores(model, method)
     return model
+
+
+class ExportedModel(torch.nn.Module):
+    """A ``torch.export`` program (``ExportedProgram.module()``) as a plain module: its
+    train/eval mode was fixed at export, so ``train()``/``eval()`` set the flag without
+    reaching the graph (which refuses). A structural copy of it (lumos' private model view)
+    runs the same generated code: an fx graph module keeps its ``forward`` on a class of
+    its own, which a copy does not inherit."""
+
+    def __init__(self, graph: torch.nn.Module):
+        super().__init__()
+        self.graph = graph
+        self._graph_forward = type(graph).forward
+
+    def forward(self, *args, **kwargs):
+        cls = type(self.graph)
+        if cls.forward is not self._graph_forward:  # a copy: its own singleton class, without forward
+            cls.forward = self._graph_forward
+        return self.graph(*args, **kwargs)
+
+    def train(self, mode: bool = True):
+        self.training = mode
+        return self
+
+
+def _is_keras(model) -> bool:
+    return type(model).__module__.split(".")[0] in ("keras", "tf_keras") and hasattr(model, "stateless_call")
+
+
+def _is_onnx(model) -> bool:
+    if isinstance(model, (str, bytes)) or hasattr(model, "__fspath__"):
+        import os
+
+        return str(os.fspath(model)).lower().endswith(".onnx")
+    return type(model).__name__ in ("ModelProto", "InferenceSession") and \
+        type(model).__module__.split(".")[0] in ("onnx", "onnxruntime")
+
+
+def as_model(model, *, torch_module: bool = False):
+    """The model as lumos runs it (see the module docstring). ``torch_module``: the caller
+    needs a ``torch.nn.Module`` (gradients or hooks), which decides how an ONNX model runs
+    (onnx2torch instead of onnxruntime)."""
+    if isinstance(model, torch.nn.Module):
+        if _is_keras(model):
+            from lumos.integrations.keras import keras_model
+
+            return keras_model(model)
+        return model
+    if isinstance(model, torch.export.ExportedProgram):
+        return ExportedModel(model.module())
+    if _is_keras(model):  # a Keras model of another backend: predict() on numpy, model-agnostic methods
+        from lumos.integrations.keras import keras_model
+
+        return keras_model(model)
+    if _is_onnx(model):
+        from lumos.integrations.onnx import onnx_model
+
+        return onnx_model(model, torch_module=torch_module)
+    return estimator_scores(model)
+
+
+def hook_free_kind(model) -> str | None:
+    """What kind of torch model ``model`` is when its layers cannot carry hooks or rules
+    ("a TorchScript module", "a torch.export program", "a Keras model"), else None."""
+    if isinstance(model, torch.jit.ScriptModule):
+        return "a TorchScript module"
+    if isinstance(model, ExportedModel):
+        return "a torch.export program"
+    return getattr(model, "lumos_hook_free", None)
 
 
 class ModelAdapter:
@@ -111,10 +242,10 @@ class ModelAdapter:
     """
 
     def __init__(self, model: torch.nn.Module | Callable, output: str = "raw", batch_size: int = 256,
-                 on_rows: Callable[[int], None] | None = None):
+                 on_rows: Callable[[int], None] | None = None, torch_module: bool = False):
         if isinstance(model, ModelAdapter):
             model = model.model
-        model = estimator_scores(model)
+        model = as_model(model, torch_module=torch_module)
         if not (isinstance(model, torch.nn.Module) or callable(model)):
             raise TypeError(f"model must be a torch.nn.Module, a callable returning scores, or a scikit-learn "
                             f"estimator with predict_proba/decision_function/predict; got {type(model).__name__}")
@@ -203,6 +334,7 @@ class ModelAdapter:
         if scores.shape[0] != x.shape[0]:
             raise ValueError(
                 f"the model returned {scores.shape[0]} rows of scores for {x.shape[0]} inputs"
+                f"{batch_axis_hint(self.model, tuple(x.shape))}"
             )
         return scores
 
@@ -242,6 +374,40 @@ class ModelAdapter:
     def targets(self, target: Any, scores: np.ndarray) -> np.ndarray:
         return resolve_target(target, scores)
 
+    @property
+    def class_names(self) -> list[str] | None:
+        """The model's own class names, one per score column (a classifier's ``classes_``)."""
+        return getattr(self.model, "class_names", None)
+
+    def class_target(self, target: Any, class_names=None):
+        """``target`` with class names (``"malignant"``) turned into score columns, read from
+        ``class_names`` or the model's own (:attr:`class_names`); anything else unchanged."""
+        names = list(class_names) if class_names is not None else self.class_names
+        strings = isinstance(target, str) or (isinstance(target, (list, tuple, np.ndarray)) and len(target) > 0
+                                              and all(isinstance(t, (str, np.str_)) for t in target))
+        if not strings:
+            return target
+        if names is None:
+            raise TypeError(f"target must be a class index, or a class name of a model that has them: got "
+                            f"{_short(target)}, and the model has no class names (pass class_names=[...], one per "
+                            "output)")
+        index = {str(n): k for k, n in enumerate(names)}
+
+        def one(name):
+            if str(name) not in index:
+                from lumos.core.registry import closest
+
+                raise ValueError(f"target {str(name)!r} is not a class name{closest(str(name), index)}; "
+                                 f"the classes are {', '.join(map(str, names))}")
+            return index[str(name)]
+
+        return one(target) if isinstance(target, str) else np.array([one(t) for t in target], dtype=np.int64)
+
+
+def _short(value) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
 
 def accepts_keyword(model, name: str) -> bool:
     """Whether ``model.forward`` takes the keyword ``name`` (or ``**kwargs``)."""
@@ -254,7 +420,7 @@ def accepts_keyword(model, name: str) -> bool:
     return name in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
 
 
-def as_adapter(model: Any, output: str = "raw", batch_size: int = 256) -> ModelAdapter:
+def as_adapter(model: Any, output: str = "raw", batch_size: int = 256, torch_module: bool = False) -> ModelAdapter:
     if isinstance(model, ModelAdapter):
         return model
-    return ModelAdapter(model, output=output, batch_size=batch_size)
+    return ModelAdapter(model, output=output, batch_size=batch_size, torch_module=torch_module)

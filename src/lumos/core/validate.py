@@ -20,6 +20,8 @@ def as_array(inputs: Any, name: str = "inputs") -> np.ndarray:
             raise TypeError(f"{name} are complex ({inputs.dtype}); lumos explains real-valued inputs: pass the real "
                             "and imaginary parts (or magnitude and phase) as separate channels")
         arr = inputs.detach().cpu().resolve_conj().numpy()
+    elif hasattr(inputs, "iloc") and hasattr(inputs, "to_numpy"):  # a pandas table: its values, writable
+        arr = inputs.to_numpy(copy=True)
     else:
         try:
             arr = np.asarray(inputs)
@@ -38,6 +40,8 @@ def as_array(inputs: Any, name: str = "inputs") -> np.ndarray:
     if arr.shape[0] == 0:
         raise ValueError(f"{name} is empty: shape {arr.shape}")
     check_finite(arr, name)
+    if not arr.flags.writeable:  # pandas' copy-on-write views, read-only memmaps: torch would warn on every use
+        arr = arr.copy()
     return arr
 
 

@@ -34,7 +34,7 @@ import torch
 
 from lumos.core.batching import RowBudget, chunk_slices
 from lumos.core.explanation import Explanation
-from lumos.core.model import EstimatorScores, ModelAdapter, as_adapter
+from lumos.core.model import EstimatorScores, ModelAdapter, as_adapter, hook_free_kind, table_columns
 from lumos.core.registry import closest
 from lumos.core.validate import as_array, check_finite, require_float, resolve_target, targets_of
 from lumos.core.view import model_view
@@ -229,13 +229,17 @@ class Explainer:
     def __init__(self, model, *, output: str = "raw", batch_size: int | None = None, device=None,
                  progress: bool = True, embedding=None, pad_token: int | None = None,
                  baseline_token: int | None = None):
-        self.adapter: ModelAdapter = as_adapter(model, output=output)
+        self.adapter: ModelAdapter = as_adapter(model, output=output, torch_module=self._needs_torch())
         if self.needs_gradients and not self.adapter.is_torch:
+            why = getattr(self.adapter.model, "lumos_needs_torch", None)
             raise TypeError(
                 f"{type(self).__name__} needs gradients, so the model must be a torch.nn.Module; "
-                f"got {type(self.adapter.model).__name__}. Use a model-agnostic method "
+                f"got {type(self.adapter.model).__name__}{f' ({why})' if why else ''}. Use a model-agnostic method "
                 "(occlusion, lime, kernel_shap) for other models."
             )
+        refused = self._hook_free_refusal(self.adapter.model)
+        if refused:
+            raise TypeError(f"{type(self).__name__} {refused}")
         self.budget = RowBudget(batch_size)
         self.device = device
         self.progress = bool(progress)
@@ -255,6 +259,28 @@ class Explainer:
                 "torchscript": cls.torchscript, "scope": cls.scope}
 
     @classmethod
+    def _needs_torch(cls) -> bool:
+        """Whether the method needs a torch module (gradients, hooks, a layer, attention)."""
+        return cls.needs_gradients or cls.needs_layer or cls.needs_attention or not cls.torchscript
+
+    @classmethod
+    def _hook_free_refusal(cls, model) -> str | None:
+        """Why this hook-based method cannot run on ``model`` (TorchScript, torch.export,
+        Keras), naming the methods that can; None when it can."""
+        kind = hook_free_kind(model)
+        if kind is None or cls.torchscript:
+            return None
+        from lumos.core.registry import available
+
+        hook_free = [n for n, c in available().items() if c.torchscript and c.needs_gradients
+                     and not c.needs_attention and c.scope == "local"]
+        return (f"needs hooks on the model's layers, which {kind} does not have. On it run the hook-free "
+                f"gradient methods ({', '.join(hook_free)}) or any model-agnostic one (occlusion, lime, "
+                "kernel_shap); for this method " + ("the model must be a PyTorch nn.Module (Keras layers run "
+                "outside torch's module calls)" if "Keras" in kind else "load the nn.Module itself (build it in "
+                "Python and load_state_dict, or on the command line a state dict with --factory module:callable)"))
+
+    @classmethod
     def applicability(cls, model, layout: str) -> str | None:
         """None when the method applies to ``model`` and inputs of ``layout``, else why not."""
         is_torch = isinstance(model, torch.nn.Module)
@@ -262,9 +288,9 @@ class Explainer:
             return "needs a torch model (gradients)"
         if layout not in cls.layouts:
             return f"explains {', '.join(cls.layouts)} inputs, not {layout}"
-        scripted = isinstance(model, torch.jit.ScriptModule)
-        if scripted and not cls.torchscript:
-            return "needs hooks on layers, which TorchScript modules do not support; load the nn.Module"
+        kind = hook_free_kind(model)
+        if kind is not None and not cls.torchscript:
+            return f"needs hooks on layers, which {kind} does not have; load the nn.Module"
         if cls.needs_layer:
             kinds = (torch.nn.Conv1d, torch.nn.Conv2d, torch.nn.Conv3d, torch.nn.RNNBase)
             if not (is_torch and any(isinstance(m, kinds) for m in model.modules())):
@@ -284,7 +310,7 @@ class Explainer:
         """The same configuration on another model (a randomised copy, a retrained model).
         Layers are held by name, so they are found again in ``model``."""
         other = copy.copy(self)
-        other.adapter = as_adapter(model, output=self.adapter.output)
+        other.adapter = as_adapter(model, output=self.adapter.output, torch_module=self._needs_torch())
         return other
 
     def params(self) -> dict[str, Any]:
@@ -322,14 +348,26 @@ class Explainer:
 
         passed = set(options)
         text_options = {k: options.pop(k) for k in TEXT_OPTIONS if k in options}
+        class_names = options.pop("class_names", None)
         options = self._check_options(options)
+        columns = table_columns(inputs)  # a DataFrame's column names: the explanation's features
+        if columns is not None and options.get("feature_names", 0) is None and options.get("groups") is None:
+            options["feature_names"] = columns  # methods naming their features (groups) take the table's
         raw = as_array(inputs)
         if text_options or is_text(self, raw):  # token ids: the text layout (lumos.methods.text)
             given = self._validate_target(target, raw.shape[0])
             return explain_text(self, raw, given, options, text_options, passed, int(row_offset), self._call_seed())
         x = self._validate(raw)
+        if not self.needs_labels:
+            target = self.adapter.class_target(target, class_names)  # "malignant" -> its score column
         given = self._validate_target(target, x.shape[0])
-        return self._run(x, given, options, int(row_offset), self._call_seed())
+        result = self._run(x, given, options, int(row_offset), self._call_seed())
+        if columns is not None and result.feature_names is None and len(columns) == x.shape[-1]:
+            result.feature_names = columns
+        names = class_names if class_names is not None else self.adapter.class_names
+        if names is not None and "class_names" not in result.meta:
+            result.meta["class_names"] = [str(n) for n in names]
+        return result
 
     def _run(self, x: np.ndarray, given, options: dict, row_offset: int, seed, positions: np.ndarray | None = None,
              model=None) -> Explanation:
@@ -376,7 +414,7 @@ class Explainer:
             if key in config:
                 hint = f"; {key!r} configures the method: pass it to the constructor, {type(self).__name__}(model, {key}=...)"
             else:
-                hint = closest(key, list(known) + config + ["row_offset"])
+                hint = closest(key, list(known) + config + ["row_offset", "class_names"])
             listed = ", ".join(sorted(known)) or "none besides target"
             raise TypeError(f"{type(self).__name__}.explain() got an unknown option {key!r}{hint}. "
                             f"Its options: {listed}")
