@@ -24,6 +24,9 @@ explainer's own ``batch_size`` bounds its model calls.
 """
 from lumos.metrics._base import MetricInfo, region_map
 from lumos.metrics.axioms import completeness_error, conservation_error, sensitivity_n
+from lumos.metrics.complexity import effective_complexity
+from lumos.metrics.conservation import (RelevanceBudget, absorbed_relevance, completeness_residual, non_sensitivity,
+                                        relevance_budget)
 from lumos.metrics.epc import EPCResult, explainability_performance
 from lumos.metrics.evaluate import METRICS, evaluate
 from lumos.metrics.faithfulness import (PerturbationCurve, abpc, deletion, insertion, pixel_flipping,
@@ -31,8 +34,11 @@ from lumos.metrics.faithfulness import (PerturbationCurve, abpc, deletion, inser
 from lumos.metrics.faithfulness_quantus import (faithfulness_correlation, faithfulness_estimate, irof, monotonicity,
                                                 monotonicity_correlation, road, selectivity, sufficiency)
 from lumos.metrics.localisation import pointing_game, relevance_mass_accuracy, relevance_rank_accuracy
+from lumos.metrics.localisation_masks import attribution_localisation, focus, mosaics, top_k_intersection
 from lumos.metrics.plotting import plot_curves
 from lumos.metrics.robustness import entropy, infidelity, max_sensitivity, sparseness
+from lumos.metrics.stability import (consistency, continuity, local_lipschitz_estimate, relative_input_stability,
+                                     relative_output_stability, relative_representation_stability)
 from lumos.metrics.sanity import (SanityResult, efficient_mprt, label_randomisation, model_randomisation,
                                   random_logit, randomisation_spearman, smooth_mprt, spearman, ssim, topk_intersection)
 from lumos.metrics.white_box import (WHITE_BOX_METRICS, aup, auprc, auroc, aur, information, normalise_attributions,
@@ -49,4 +55,8 @@ __all__ = [
     "normalise_attributions", "WHITE_BOX_METRICS",
     "road", "irof", "monotonicity", "monotonicity_correlation", "faithfulness_correlation", "faithfulness_estimate",
     "selectivity", "sufficiency",
+    "effective_complexity", "continuity", "local_lipschitz_estimate", "relative_input_stability",
+    "relative_output_stability", "relative_representation_stability", "consistency", "non_sensitivity",
+    "RelevanceBudget", "relevance_budget", "completeness_residual", "absorbed_relevance", "focus", "mosaics",
+    "top_k_intersection", "attribution_localisation",
 ]

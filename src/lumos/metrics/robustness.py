@@ -12,9 +12,9 @@ from __future__ import annotations
 import numpy as np
 
 from lumos.core.batching import chunk_slices
-from lumos.core.explanation import Explanation
 from lumos.core.validate import broadcast_reference, check_choice, check_positive_int
 from lumos.metrics._base import attributions_of, explain_fn, inputs_of, inputs_per_call, metric, region_map, scorer
+from lumos.metrics.complexity import flat_values
 
 PERTURBATIONS = ("removal", "gaussian")
 
@@ -114,13 +114,7 @@ def max_sensitivity(explainer, model, inputs, target=None, *, radius: float = 0.
 
 
 def _flat_abs(attributions) -> np.ndarray:
-    values = attributions.values if isinstance(attributions, Explanation) else attributions
-    if hasattr(values, "detach"):
-        values = values.detach().cpu().numpy()
-    values = np.asarray(values, dtype=np.float64)
-    if values.ndim < 2:
-        raise ValueError(f"attributions need a batch axis, got shape {values.shape}")
-    return np.abs(values.reshape(values.shape[0], -1))
+    return np.abs(flat_values(attributions))
 
 
 @metric("sparseness", "complexity", higher_is_better=True, needs="attributions_only")
