@@ -193,11 +193,14 @@ def build_report(model, x, *, y=None, layout: str | None = None, class_names=Non
                      f"positions) and upsampled to the input's {' × '.join(map(str, x.shape[2:]))}; coarse by design.")
     evaluation, curves = _evaluate(model, x, runs, baseline, seed, masks, notes)
     ok = [r for r in runs if r.ok and r.explanations]
+    titles = {name: (f"{name}\n[guided × {' × '.join(map(str, shape))} CAM]" if "guided" in name else
+                     f"{name}\n[{' × '.join(map(str, shape))} layer map, upsampled]")
+              for shape, names in coarse.items() for name in names}  # a visible label on the coarse panels
     rows = []
     for i in range(len(x)):
         for r in range(n_ranks):
             c = int(targets[i, r])
-            panels = [(run.name, run.explanations[r].values[i]) for run in ok]
+            panels = [(titles.get(run.name, run.name), run.explanations[r].values[i]) for run in ok]
             true = f", true: {class_names[int(y[i])]}" if y is not None else ""
             png = figures.render_row(x[i], panels, layout, input_title=f"input{true}",
                                      feature_names=feature_names, times=times, sfreq=sfreq,

@@ -139,6 +139,25 @@ METRIC_NOTES = {
 }
 
 
+#: The lumos.metrics metric behind each evaluation column (its MetricInfo gives the tooltip's
+#: direction and needs). The report's AOPC is the area over the deletion curve (pixel flipping).
+COLUMN_METRICS = {"aopc": "pixel_flipping", "gini": "sparseness", "abs_delta": "completeness_error",
+                  "mass": "relevance_mass_accuracy", "metrics.deletion AUC ↓": "deletion",
+                  "metrics.insertion AUC ↑": "insertion"}
+
+
+def _tip(key: str, desc: str) -> str:
+    """A column's tooltip: its description, then the direction and needs of the lumos metric behind it."""
+    from lumos.metrics import METRICS
+
+    fn = METRICS.get(COLUMN_METRICS.get(key, ""))
+    if fn is None:
+        return desc
+    info = fn.info
+    direction = "" if info.direction in desc else f"{info.direction[0].upper()}{info.direction[1:]}; "
+    return f"{desc}. {direction}needs {', '.join(info.requires)} (lumos.metrics.{info.name})"
+
+
 def _e(value) -> str:
     """Any value as text safe in HTML content and in quoted attributes."""
     return escape(str(value), quote=True)
@@ -158,7 +177,7 @@ def _eval_table(rows: list[dict]) -> str:
     extra = sorted({k for r in rows for k in r if k.startswith("metrics.")})
     cols = [c for c in COLUMNS if any(c[0] in r for r in rows)] + [(k, k[8:], METRIC_NOTES.get(k[8:], "from lumos.metrics"))
                                                                   for k in extra]
-    head = "".join(f"<th title='{_e(desc)}'>{_e(label)}</th>" for _, label, desc in cols)
+    head = "".join(f"<th title='{_e(_tip(key, desc))}'>{_e(label)}</th>" for key, label, desc in cols)
     body = []
     for r in rows:
         cells = []
