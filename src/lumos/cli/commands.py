@@ -209,8 +209,11 @@ def evaluate(ctx, model_path, factory, trust_model, data_path, limit, method_lis
 @click.option("--out", default="lumos-report.html", show_default=True, type=click.Path(dir_okay=False))
 @click.option("--n-samples", default=6, show_default=True, type=click.IntRange(1, 50))
 @click.option("--class-names", default=None, help="Comma-separated class names.")
+@click.option("--modality", type=click.Choice(["auto", "ecg", "eeg", "series"]), default="auto", show_default=True,
+              help="Series: ECG printouts, EEG channel x time maps or line panels (auto: from the channel names).")
 @click.pass_context
-def report(ctx, model_path, factory, trust_model, data_path, limit, method_list, out, n_samples, class_names) -> None:
+def report(ctx, model_path, factory, trust_model, data_path, limit, method_list, out, n_samples, class_names,
+           modality) -> None:
     """Write the HTML report for the first --n-samples inputs of --data."""
     from lumos.report import build_report
 
@@ -222,7 +225,7 @@ def report(ctx, model_path, factory, trust_model, data_path, limit, method_list,
                        feature_names=d["feature_names"], times=d["times"], sfreq=d["sfreq"],
                        methods=method_list.split(",") if method_list else None, x_eval=x if y is not None else None,
                        y_eval=y, background=x[:50], seed=ctx.obj["seed"], progress=not ctx.obj["quiet"],
-                       title=f"lumos report: {Path(data_path).name}")
+                       title=f"lumos report: {Path(data_path).name}", modality=modality)
     click.echo(str(rep.save(out).resolve()))
 
 

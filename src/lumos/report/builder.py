@@ -12,7 +12,7 @@ import numpy as np
 
 from lumos.core.model import ModelAdapter
 from lumos.report import evaluation as ev
-from lumos.report import figures
+from lumos.report import figures, series
 from lumos.report.html import render_page
 from lumos.report.methods import MethodRun, run_methods
 
@@ -137,7 +137,7 @@ def build_report(model, x, *, y=None, layout: str | None = None, class_names=Non
                  times=None, sfreq=None, methods=None, n_classes: int = 3, x_eval=None, y_eval=None,
                  background=None, baseline=0.0, masks=None, title: str = "lumos report",
                  model_info: dict | None = None, data_info: dict | None = None, raw_values=None, seed: int = 0,
-                 progress: bool = False, options: dict | None = None) -> Report:
+                 progress: bool = False, options: dict | None = None, modality: str | None = "auto") -> Report:
     """Explain ``x`` (a handful of inputs) with every applicable registered method and
     build the self-contained HTML report.
 
@@ -158,10 +158,15 @@ def build_report(model, x, *, y=None, layout: str | None = None, class_names=Non
         Ground-truth evidence; adds the relevance-mass column.
     raw_values : array like x, optional
         Tables: the unstandardised feature values, shown beside the bars.
+    modality : {"auto", "ecg", "eeg", "series"}
+        Series: ECG printouts over each method's relevance (:func:`lumos.plot.plot_ecg`),
+        EEG channel x time maps (:func:`lumos.plot.eeg_heatmap`) or the generic line panels;
+        ``"auto"`` reads the channel names (:func:`lumos.report.series.infer_modality`).
     """
     start = time.perf_counter()
     x = np.ascontiguousarray(np.asarray(x, dtype=np.float32))
     layout = layout or infer_layout(x)
+    modality = series.resolve_modality(modality, layout, feature_names)
     adapter = ModelAdapter(model, output="softmax")
     probs = adapter.scores(x)
     k = probs.shape[1]
@@ -202,9 +207,13 @@ def build_report(model, x, *, y=None, layout: str | None = None, class_names=Non
             c = int(targets[i, r])
             panels = [(titles.get(run.name, run.name), run.explanations[r].values[i]) for run in ok]
             true = f", true: {class_names[int(y[i])]}" if y is not None else ""
-            png = figures.render_row(x[i], panels, layout, input_title=f"input{true}",
-                                     feature_names=feature_names, times=times, sfreq=sfreq,
-                                     raw_values=None if raw_values is None else raw_values[i])
+            if modality in ("ecg", "eeg"):
+                png = series.render_row(x[i], panels, modality, input_title=f"input{true}",
+                                        feature_names=feature_names, times=times, sfreq=sfreq)
+            else:
+                png = figures.render_row(x[i], panels, layout, input_title=f"input{true}",
+                                         feature_names=feature_names, times=times, sfreq=sfreq,
+                                         raw_values=None if raw_values is None else raw_values[i])
             rows.append({"sample": i, "rank": r, "class": class_names[c], "prob": float(probs[i, c]), "png": png})
     samples = [{"index": i, "true": None if y is None else class_names[int(y[i])],
                 "pred": class_names[int(targets[i, 0])], "prob": float(probs[i, targets[i, 0]]),
@@ -219,7 +228,8 @@ def build_report(model, x, *, y=None, layout: str | None = None, class_names=Non
         "model": type(getattr(model, "__wrapped__", model)).__name__,
         **({"parameters": f"{sum(p.numel() for p in model.parameters()):,}"} if hasattr(model, "parameters") else {}),
         **(model_info or {}),
-        "inputs": f"{len(x)} × {' × '.join(map(str, x.shape[1:]))} ({layout})",
+        "inputs": f"{len(x)} × {' × '.join(map(str, x.shape[1:]))} ({layout}"
+                  + (f", drawn as {modality.upper()}" if modality in ("ecg", "eeg") else "") + ")",
         **(data_info or {}),
         "seed": seed,
         "created": _dt.datetime.now().strftime("%Y-%m-%d %H:%M"),
