@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-from lumos.data.text import (Vocabulary, load_movie_reviews, make_polarity_sentences, plant_cue, remove_token,
-                             tokenise, with_cls)
+from lumos.data.text import (CLS_ID, MASK_ID, PAD_ID, build_vocabulary, decode, encode, load_movie_reviews,
+                             make_polarity_sentences, plant_cue, remove_token, tokenise, with_cls)
 from lumos.models.text import BiLSTMAttention, KimCNN, TransformerText, fit_text, predict_text, text_accuracy
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
@@ -23,12 +23,12 @@ def test_kim_tokeniser_and_vocabulary():
     assert tokenise("a  b", scheme="whitespace") == ["a", "b"]
     with pytest.raises(ValueError, match="scheme"):
         tokenise("a", scheme="bpe")
-    v = Vocabulary.build([["b", "a", "b"], ["c"]])
-    assert v.itos[:4] == ["<pad>", "<unk>", "<cls>", "<mask>"] and v.itos[4] == "b"
-    ids = v.encode([["b", "zzz"], ["a"]], max_len=4, cls_token=True)
-    assert ids.tolist() == [[2, 4, 1, 0], [2, 5, 0, 0]]
-    assert v.decode(ids[0]) == ["<cls>", "b", "<unk>"]
-    assert with_cls(np.array([[5, 6]])).tolist() == [[2, 5, 6]]
+    v = build_vocabulary([["b", "a", "b"], ["c", "'s"]])
+    assert v.words[:4] == ["<pad>", "<unk>", "<mask>", "<cls>"] and (v.pad, v.mask, v.cls) == (PAD_ID, MASK_ID, CLS_ID)
+    ids = encode(v, [["b", "zzz"], ["a"]], max_len=4, cls_token=True)
+    assert ids[:, 0].tolist() == [CLS_ID, CLS_ID] and ids[0, 2] == v.unk and ids[1, 2:].tolist() == [0, 0]
+    assert decode(v, ids[0]) == ["<cls>", "b", "<unk>"] and decode(v, encode(v, [["'s", "c"]])[0]) == ["'s", "c"]
+    assert with_cls(np.array([[5, 6]])).tolist() == [[CLS_ID, 5, 6]]
 
 
 def test_missing_file_names_the_fix(tmp_path):
@@ -43,7 +43,7 @@ def test_folds_hold_out_and_build_vocab_on_train_only():
     assert set(np.bincount(ds.y_test)) == {10}  # stratified
     vocab = ds.extra["vocab"]
     train_words = {t for s in ds.extra["tokens_train"] for t in s}
-    assert set(vocab.itos[4:]) == train_words
+    assert set(vocab.words[4:]) == train_words
     assert ds.X_train.dtype == np.int64 and ds.X_train.shape[1] == corpus.max_len
     assert sum(1 for _ in corpus.cv()) == 10
     with pytest.raises(ValueError, match="fold must be"):

@@ -7,10 +7,10 @@
 - :func:`tokenise` splits a sentence as Kim's ``clean_str`` does (``scheme="kim"``: only
   letters, digits and ``(),!?'``` survive, clitics ``'s 've n't 're 'd 'll`` split off,
   lower case) or on whitespace (``scheme="whitespace"``, the archive's own tokens).
-- :class:`Vocabulary` maps tokens to ids with four reserved ids: ``<pad>`` 0, ``<unk>`` 1,
-  ``<cls>`` 2 (prepended for transformer encoders) and ``<mask>`` 3 (the masking baseline
-  that is a real token). It is built on the training sentences only (unseen words are
-  ``<unk>`` at test time).
+- :func:`build_vocabulary` gives a :class:`lumos.core.text.Vocabulary` (reserved ids
+  ``<pad>`` 0, ``<unk>`` 1, ``<mask>`` 2, the masking baseline that is a real token, and
+  ``<cls>`` 3, prepended for transformer encoders) of the training sentences only (unseen
+  words are ``<unk>`` at test time); :func:`encode` / :func:`decode` for token lists.
 - :meth:`TextCorpus.fold` gives the train/test :class:`~lumos.data.Dataset` of one of the
   10 folds (the test fold held out, as in the 10-fold cross-validation the literature
   reports: Pang & Lee 2005, Kim 2014); :meth:`TextCorpus.cv` iterates them all.
@@ -28,11 +28,12 @@ from pathlib import Path
 
 import numpy as np
 
+from lumos.core.text import Vocabulary
 from lumos.data.loaders import Dataset, find_data_dir
 
 FILE = "movie_review_polarity.npz"
-PAD, UNK, CLS, MASK = "<pad>", "<unk>", "<cls>", "<mask>"
-RESERVED = (PAD, UNK, CLS, MASK)
+PAD_ID, UNK_ID, MASK_ID, CLS_ID = 0, 1, 2, 3
+"""The reserved ids of :class:`lumos.core.text.Vocabulary`."""
 SCHEMES = ("kim", "whitespace")
 
 _KIM_RULES = [(re.compile(r"[^A-Za-z0-9(),!?'`]"), " "), (re.compile(r"'s"), " 's"), (re.compile(r"'ve"), " 've"),
@@ -52,56 +53,22 @@ def tokenise(sentence: str, scheme: str = "kim") -> list[str]:
     return sentence.lower().split()
 
 
-class Vocabulary:
-    """Token <-> id map; ids 0-3 are ``<pad> <unk> <cls> <mask>``."""
+def build_vocabulary(sentences, min_count: int = 1) -> Vocabulary:
+    """:class:`lumos.core.text.Vocabulary` of tokenised sentences (lists of tokens)."""
+    return Vocabulary.from_sentences([" ".join(s) for s in sentences], min_count=min_count, lower=False)
 
-    def __init__(self, tokens):
-        self.itos = list(RESERVED) + [t for t in tokens if t not in RESERVED]
-        self.stoi = {t: i for i, t in enumerate(self.itos)}
-        if len(self.stoi) != len(self.itos):
-            raise ValueError("the vocabulary's tokens must be unique")
 
-    pad_id, unk_id, cls_id, mask_id = 0, 1, 2, 3
+def encode(vocab: Vocabulary, sentences, max_len: int | None = None, cls_token: bool = False) -> np.ndarray:
+    """``(N, T)`` int64 ids of tokenised sentences, ``<pad>`` at the end; ``T`` = ``max_len`` or
+    the longest sentence (plus one with ``cls_token``, which puts ``<cls>`` first)."""
+    t = max_len if max_len is not None else max((len(s) for s in sentences), default=0) + int(cls_token)
+    return vocab.encode([" ".join(s) for s in sentences], max(int(t), 1), lower=False, cls=cls_token)[0]
 
-    @classmethod
-    def build(cls, sentences, min_count: int = 1, max_size: int | None = None) -> "Vocabulary":
-        """From tokenised sentences: tokens seen at least ``min_count`` times, most
-        frequent first (ties in order of first appearance), at most ``max_size``."""
-        counts = Counter(t for s in sentences for t in s)
-        kept = [t for t, c in sorted(counts.items(), key=lambda kv: -kv[1]) if c >= min_count]
-        return cls(kept[:max_size] if max_size else kept)
 
-    def __len__(self) -> int:
-        return len(self.itos)
-
-    def __contains__(self, token) -> bool:
-        return token in self.stoi
-
-    def __repr__(self) -> str:
-        return f"Vocabulary({len(self)} tokens)"
-
-    def add(self, token: str) -> int:
-        """Id of ``token``, appended when new."""
-        if token not in self.stoi:
-            self.stoi[token] = len(self.itos)
-            self.itos.append(token)
-        return self.stoi[token]
-
-    def encode(self, sentences, max_len: int | None = None, cls_token: bool = False) -> np.ndarray:
-        """``(N, T)`` int64 ids, ``<pad>`` at the end; ``T`` = ``max_len`` or the longest
-        sentence (plus one with ``cls_token``, which puts ``<cls>`` first). Longer
-        sentences are cut."""
-        rows = [[self.cls_id] * cls_token + [self.stoi.get(t, self.unk_id) for t in s] for s in sentences]
-        t = max_len if max_len is not None else max((len(r) for r in rows), default=1)
-        out = np.full((len(rows), max(int(t), 1)), self.pad_id, dtype=np.int64)
-        for i, r in enumerate(rows):
-            r = r[:out.shape[1]]
-            out[i, :len(r)] = r
-        return out
-
-    def decode(self, ids, keep_pad: bool = False) -> list[str]:
-        """Tokens of one row of ids (``<pad>`` dropped unless ``keep_pad``)."""
-        return [self.itos[int(i)] for i in np.asarray(ids).ravel() if keep_pad or int(i) != self.pad_id]
+def decode(vocab: Vocabulary, ids) -> list[str]:
+    """Tokens of one row of ids, ``<pad>`` dropped."""
+    ids = np.asarray(ids).reshape(1, -1)
+    return [w for w, i in zip(vocab.decode(ids)[0], ids[0]) if i != vocab.pad]
 
 
 def lengths_of(ids: np.ndarray, pad_id: int = 0) -> np.ndarray:
@@ -110,7 +77,7 @@ def lengths_of(ids: np.ndarray, pad_id: int = 0) -> np.ndarray:
     return (ids != pad_id).sum(1).astype(np.int64)
 
 
-def with_cls(ids: np.ndarray, cls_id: int = Vocabulary.cls_id) -> np.ndarray:
+def with_cls(ids: np.ndarray, cls_id: int = CLS_ID) -> np.ndarray:
     """``ids`` with ``<cls>`` prepended to every row."""
     ids = np.asarray(ids)
     return np.concatenate([np.full((ids.shape[0], 1), cls_id, dtype=ids.dtype), ids], axis=1)
@@ -145,10 +112,10 @@ class TextCorpus:
         test = self.folds == k
         train_tokens = [s for s, t in zip(self.tokens, test) if not t]
         test_tokens = [s for s, t in zip(self.tokens, test) if t]
-        vocab = Vocabulary.build(train_tokens, min_count=min_count)
+        vocab = build_vocabulary(train_tokens, min_count=min_count)
         t = (max_len or self.max_len) + int(cls_token)
-        X_train = vocab.encode(train_tokens, t, cls_token)
-        X_test = vocab.encode(test_tokens, t, cls_token)
+        X_train = encode(vocab, train_tokens, t, cls_token)
+        X_test = encode(vocab, test_tokens, t, cls_token)
         return Dataset(f"{self.name}-fold{k}", X_train, self.y[~test], X_test, self.y[test], "tabular",
                        list(self.class_names),
                        extra={"vocab": vocab, "tokens_train": train_tokens, "tokens_test": test_tokens,
@@ -181,7 +148,7 @@ def load_movie_reviews(data_dir: str | Path | None = None, scheme: str = "kim") 
             raise ValueError(f"{path} lacks the arrays {sorted(missing)}; expected text, y, fold (and class_names)")
         text, y, folds = d["text"], d["y"].astype(np.int64), d["fold"].astype(np.int64)
         names = [str(c) for c in d["class_names"]] if "class_names" in d.files else ["negative", "positive"]
-    tokens = [tokenise(str(s), scheme) or [UNK] for s in text]
+    tokens = [tokenise(str(s), scheme) or [Vocabulary.UNK] for s in text]
     return TextCorpus("movie_reviews", tokens, y, folds, names)
 
 

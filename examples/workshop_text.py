@@ -1,0 +1,584 @@
+"""Workshop: the attention debate on real sentences, and a planted cue in text.
+
+Data: the movie-review sentence polarity set of Pang & Lee (2005), 10,662 sentences, the
+"MR" set of Kim (2014) (``movie_review_polarity.npz`` in ``$LUMOS_DATA``; see
+``shared/data/README.md``). Fold 0 of its 10-fold assignment is the test set (``--folds
+all`` runs every fold for the accuracy table); the vocabulary is built on the training
+folds. Three models are trained from scratch on the CPU (weights cached):
+
+- Kim (2014) CNN-rand (filter widths 3, 4, 5 x 100 maps, dropout 0.5, max-over-time);
+- a BiLSTM with additive attention (the encoder of Jain & Wallace 2019);
+- a small post-norm ``nn.TransformerEncoder`` read at ``<cls>``.
+
+Then:
+
+1. **Jain & Wallace (2019, arXiv:1902.10186)**, on the BiLSTM: Kendall τ between the
+   attention weights and (a) gradient importance ``|Σ_d ∂ŷ/∂e_td · e_td|`` computed with
+   the attention detached, as in their code, (b) leave-one-out importance
+   ``TVD(ŷ(x), ŷ(x without word t))``; mean ± std and the share of sentences with p < 0.05
+   (the shape of their Table 2). Adversarial attention (their section 4.2): for each
+   sentence the distribution of largest Jensen–Shannon divergence from the learned one
+   (natural log, at most ln 2 ≈ 0.693) whose output stays within TVD ε = 0.01, found by
+   Adam on the attention logits with a hinge penalty on the output change, starting from
+   the reversed ranking ``softmax(−log α)``; the best feasible iterate is kept.
+2. **Wiegreffe & Pinter (2019, arXiv:1908.04626)**: the same BiLSTM trained with attention
+   frozen uniform (their first test) against the learned one, and the variance of the
+   attention across random seeds (JSD between the attention of models trained with other
+   seeds, their second test), beside the adversarial JSD.
+3. **A planted cue**: the rare token ``zxq`` is inserted into a share of the training
+   sentences and decides their label (positive). The test sentences that are negative are
+   given the cue too (labelled positive, like training): accuracy with the cue and after
+   removing it, and every method's relevance mass on the cue (share of the positive
+   relevance for "positive" on that one word; a random explanation scores 1/length).
+
+Tables are printed and written to ``workshop_text.md`` beside the published numbers;
+figures go to the figures folder (``examples/output`` unless ``--update-figures``).
+
+Run:  python examples/workshop_text.py     (about 8 minutes on one idle core the first
+time, the trained weights cached afterwards)
+"""
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+
+from _workshop import figures_dir, save, setup
+
+CUE = "zxq"
+EPS = 0.01
+
+#: Published numbers (what each paper reports on which data), shown beside ours.
+PUBLISHED = {
+    "cnn": "76.1 % (Kim 2014, CNN-rand, MR, 10-fold CV)",
+    "bow": "0.772 ± 0.008 (binary bag of words + logistic regression, 10 folds; shared/data/README.md)",
+    "lstm": "no MR number (Jain & Wallace report BiLSTM+attention on SST, IMDB, ...)",
+    "transformer": "no published MR number for a from-scratch encoder of this size",
+    "tau": ("BiLSTM encoders, their Table 2: mean τ between attention and gradient / LOO importance mostly "
+            "between about 0.2 and 0.5, far from 1, with only part of the sentences significant on short "
+            "texts such as SST; an averaging (bag-of-embeddings) encoder correlates higher"),
+    "adversarial": ("their section 4.2 / Fig. 5-6: for most instances of most data sets an attention distribution "
+                    "with a large JSD (much of the mass near the ln 2 maximum for BiLSTMs) keeps the output within "
+                    "ε = 0.01"),
+    "uniform": ("their Table 2 (F1): on SST, IMDb, AgNews and 20News frozen uniform attention is within about "
+                "1-2 points of learned attention; only the clinical Diabetes/Anemia sets lose clearly"),
+    "seeds": ("their Fig. 3: attention of models trained with other seeds stays close (small JSD) on most data "
+              "sets, well below the adversarial JSD, so large adversarial divergence is not matched by what "
+              "training itself produces"),
+}
+
+#: Model settings: "paper" for the real sentences, "tiny" for the tests' synthetic corpus.
+SETTINGS = {
+    "paper": {
+        "cnn": dict(build=dict(embed_dim=300, maps=100, dropout=0.5), fit=dict(epochs=4, lr=1e-3, batch_size=50),
+                    max_norm=3.0),
+        "lstm": dict(build=dict(embed_dim=128, hidden=64), fit=dict(epochs=4, lr=1e-3, batch_size=50)),
+        "transformer": dict(build=dict(dim=64, depth=2, heads=4, ff=128, dropout=0.1),
+                            fit=dict(epochs=5, lr=5e-4, batch_size=50)),
+        "n_analyse": 400, "seeds": (1, 2), "planted_share": 0.25, "planted_epochs": 3, "n_planted": 200,
+        "adv_steps": 400,
+    },
+    "tiny": {
+        "cnn": dict(build=dict(embed_dim=16, maps=8, dropout=0.5), fit=dict(epochs=8, lr=1e-2, batch_size=32),
+                    max_norm=3.0),
+        "lstm": dict(build=dict(embed_dim=16, hidden=8), fit=dict(epochs=8, lr=1e-2, batch_size=32)),
+        "transformer": dict(build=dict(dim=16, depth=1, heads=2, ff=32, dropout=0.0),
+                            fit=dict(epochs=12, lr=3e-3, batch_size=32)),
+        "n_analyse": 40, "seeds": (1,), "planted_share": 0.3, "planted_epochs": 8, "n_planted": 30,
+        "adv_steps": 200,
+    },
+}
+
+
+def _say(msg, quiet):
+    if not quiet:
+        print(msg, flush=True)
+
+
+# --------------------------------------------------------------------------- training
+def build(kind: str, vocab_size: int, settings: dict, **over):
+    from lumos.models.text import BiLSTMAttention, KimCNN, TransformerText
+
+    cls = {"cnn": KimCNN, "lstm": BiLSTMAttention, "transformer": TransformerText}[kind]
+    return cls(vocab_size, **{**settings[kind]["build"], **over})
+
+
+def model_input(kind: str, X: np.ndarray) -> np.ndarray:
+    """Ids as the model reads them (the transformer's carry ``<cls>`` first)."""
+    from lumos.data.text import with_cls
+
+    return with_cls(X) if kind == "transformer" else X
+
+
+def train(kind, ds, settings, seed=0, name=None, cache=True, quiet=False, epochs=None, **over):
+    import torch
+
+    from lumos.models.cache import cached_fit
+    from lumos.models.text import fit_text
+
+    torch.manual_seed(seed)
+    model = build(kind, len(ds.extra["vocab"]), settings, **over)
+    fit = dict(settings[kind]["fit"])
+    if epochs is not None:
+        fit["epochs"] = epochs
+    options = {"max_norm": settings[kind]["max_norm"]} if settings[kind].get("max_norm") else {}
+    start = time.perf_counter()
+    model = cached_fit(model, model_input(kind, ds.X_train), ds.y_train, seed=seed, name=name or f"{ds.name}-{kind}",
+                       progress=not quiet, cache=cache, trainer=fit_text, trainer_options=options, **fit)
+    hit = getattr(model, "lumos_cache", {}).get("hit")
+    _say(f"  {name or kind}: {'cached' if hit else 'trained'} in {time.perf_counter() - start:.1f} s", quiet)
+    return model
+
+
+def accuracy(kind, model, X, y, **forward) -> float:
+    from lumos.models.text import text_accuracy
+
+    return text_accuracy(model, model_input(kind, X), y, **forward)
+
+
+def bag_of_words(corpus) -> tuple[float, float]:
+    """Binary bag of words + logistic regression (C = 1) over the corpus's folds."""
+    from sklearn.feature_extraction.text import CountVectorizer
+    from sklearn.linear_model import LogisticRegression
+
+    text = np.array([" ".join(s) for s in corpus.tokens])
+    accs = []
+    for k in range(int(corpus.folds.max()) + 1):
+        test = corpus.folds == k
+        vec = CountVectorizer(binary=True, token_pattern=r"\S+")
+        clf = LogisticRegression(C=1.0, max_iter=1000).fit(vec.fit_transform(text[~test]), corpus.y[~test])
+        accs.append(clf.score(vec.transform(text[test]), corpus.y[test]))
+    return float(np.mean(accs)), float(np.std(accs))
+
+
+# --------------------------------------------------------------------------- helpers
+def by_length(X: np.ndarray, min_len: int = 1):
+    """``(rows, ids)`` groups of sentences of one length, cut to it (no padding inside)."""
+    from lumos.data.text import lengths_of
+
+    lengths = lengths_of(X)
+    for t in np.unique(lengths):
+        if t >= min_len:
+            rows = np.flatnonzero(lengths == t)
+            yield rows, X[rows, :t]
+
+
+def jensen_shannon(p, q):
+    """JSD (natural log) between rows of two distributions (torch or numpy)."""
+    import torch
+
+    p, q = torch.as_tensor(p, dtype=torch.float64), torch.as_tensor(q, dtype=torch.float64)
+    m = (p + q) / 2
+
+    def kl(a, b):
+        return torch.where(a > 0, a * (torch.log(a.clamp_min(1e-300)) - torch.log(b.clamp_min(1e-300))), 0.0).sum(-1)
+
+    return 0.5 * kl(p, m) + 0.5 * kl(q, m)
+
+
+def _tvd(p, q):
+    return 0.5 * (p - q).abs().sum(-1)
+
+
+# --------------------------------------------------------------------------- Jain & Wallace
+def importances(model, ids: np.ndarray) -> dict:
+    """Attention, gradient importance (attention detached) and leave-one-out TVD for
+    sentences of one length ``ids`` (n, T), as Jain & Wallace compute them."""
+    import torch
+
+    x = torch.as_tensor(ids, dtype=torch.long)
+    store = []
+
+    def leaf(module, inputs, output):
+        store.append(output.detach().requires_grad_(True))
+        return store[-1]
+
+    handle = model.embedding.register_forward_hook(leaf)
+    try:
+        logits, alpha = model(x, return_attention=True, detach_attention=True)
+    finally:
+        handle.remove()
+    p = torch.softmax(logits, 1)
+    pred = p.argmax(1)
+    (g,) = torch.autograd.grad(p.gather(1, pred[:, None]).sum(), store[0])
+    grad_imp = (g * store[0]).sum(-1).abs()
+    n, t = x.shape
+    with torch.no_grad():
+        drop = torch.stack([torch.cat([x[:, :j], x[:, j + 1:]], 1) for j in range(t)], 1).reshape(n * t, t - 1)
+        q = torch.softmax(model(drop), 1).reshape(n, t, -1)
+        loo = _tvd(q, p.detach()[:, None])
+    return {"alpha": alpha.detach().numpy(), "gradient": grad_imp.detach().numpy(), "loo": loo.numpy(),
+            "pred": pred.numpy(), "prob": p.detach().numpy()}
+
+
+def jain_wallace(model, X: np.ndarray) -> dict:
+    """Kendall τ and p-values per sentence (length >= 3) for gradient and LOO importance."""
+    from lumos.methods.attention import kendall_tau_rows
+
+    out = {k: [] for k in ("tau_gradient", "p_gradient", "tau_loo", "p_loo", "pred", "rows")}
+    for rows, ids in by_length(X, min_len=3):
+        imp = importances(model, ids)
+        for name in ("gradient", "loo"):
+            tau, p = kendall_tau_rows(imp["alpha"], imp[name], return_pvalue=True)
+            out[f"tau_{name}"].append(tau)
+            out[f"p_{name}"].append(p)
+        out["pred"].append(imp["pred"])
+        out["rows"].append(rows)
+    return {k: np.concatenate(v) for k, v in out.items()}
+
+
+def tau_summary(jw: dict, name: str, mask=None) -> tuple[float, float, float]:
+    tau, p = jw[f"tau_{name}"], jw[f"p_{name}"]
+    keep = np.isfinite(tau) if mask is None else np.isfinite(tau) & mask
+    return float(np.mean(tau[keep])), float(np.std(tau[keep])), float(np.mean(p[keep] < 0.05))
+
+
+def adversarial_attention(model, ids: np.ndarray, eps: float = EPS, steps: int = 400, lr: float = 0.05,
+                          penalty: float = 100.0) -> dict:
+    """Per sentence (one length), the attention of largest JSD from the learned one whose
+    output distribution stays within TVD ``eps`` (the best feasible iterate; the learned
+    attention itself, JSD 0, when none is found)."""
+    import torch
+
+    x = torch.as_tensor(ids, dtype=torch.long)
+    with torch.no_grad():
+        h, mask = model.encode(x)
+        alpha = model.attend(h, mask)
+        y0 = torch.softmax(model.decode(h, alpha), 1)
+    z = (-torch.log(alpha.clamp_min(1e-12))).clone().requires_grad_(True)
+    opt = torch.optim.Adam([z], lr=lr)
+    best_jsd = torch.zeros(x.shape[0], dtype=torch.float64)
+    best = alpha.clone()
+    best_tvd = torch.zeros(x.shape[0])
+    for _ in range(steps + 1):
+        a = torch.softmax(z, 1)
+        y = torch.softmax(model.decode(h, a), 1)
+        tvd = _tvd(y, y0)
+        jsd = jensen_shannon(a, alpha).to(a.dtype)
+        with torch.no_grad():
+            better = (tvd <= eps) & (jsd.double() > best_jsd)
+            best_jsd = torch.where(better, jsd.double(), best_jsd)
+            best[better] = a[better]
+            best_tvd = torch.where(better, tvd, best_tvd)
+        loss = (-jsd + penalty * torch.relu(tvd - eps)).sum()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return {"jsd": best_jsd.numpy(), "tvd": best_tvd.detach().numpy(), "alpha": alpha.numpy(),
+            "adversarial": best.detach().numpy()}
+
+
+def adversarial_all(model, X, steps, eps=EPS) -> dict:
+    parts = [(rows, adversarial_attention(model, ids, eps=eps, steps=steps)) for rows, ids in by_length(X, 3)]
+    return {"rows": np.concatenate([r for r, _ in parts]),
+            "jsd": np.concatenate([a["jsd"] for _, a in parts]), "tvd": np.concatenate([a["tvd"] for _, a in parts]),
+            "examples": parts}
+
+
+def seed_jsd(model_a, model_b, X) -> tuple[np.ndarray, np.ndarray]:
+    """JSD between the two models' attention and TVD between their outputs, per sentence."""
+    import torch
+
+    jsd, tvd = [], []
+    with torch.no_grad():
+        for _, ids in by_length(X, 3):
+            x = torch.as_tensor(ids, dtype=torch.long)
+            la, aa = model_a(x, return_attention=True)
+            lb, ab = model_b(x, return_attention=True)
+            jsd.append(jensen_shannon(aa, ab).numpy())
+            tvd.append(_tvd(torch.softmax(la, 1), torch.softmax(lb, 1)).numpy())
+    return np.concatenate(jsd), np.concatenate(tvd)
+
+
+# --------------------------------------------------------------------------- planted cue
+def planted_fold(corpus, fold, share, seed=0):
+    """Fold ``fold`` with ``CUE`` planted into a ``share`` of the training sentences
+    (label set to positive) and into every negative test sentence (labelled positive)."""
+    from lumos.data.loaders import Dataset
+    from lumos.data.text import build_vocabulary, encode, lengths_of, plant_cue
+
+    test = corpus.folds == fold
+    tr_tokens = [s for s, t in zip(corpus.tokens, test) if not t]
+    te_tokens = [s for s, t in zip(corpus.tokens, test) if t]
+    tr_tokens, y_tr, planted_tr, _ = plant_cue(tr_tokens, corpus.y[~test], share, cue=CUE, label=1, seed=seed)
+    y_te = corpus.y[test]
+    te_cued, y_cued, _, pos = plant_cue(te_tokens, y_te, 1.0, cue=CUE, label=1, seed=seed + 1, only_class=0)
+    neg = np.flatnonzero(y_te == 0)
+    vocab = build_vocabulary(tr_tokens)
+    t = max(len(s) for s in tr_tokens + te_cued)
+    ds = Dataset(f"{corpus.name}-fold{fold}-cue{share:g}", encode(vocab, tr_tokens, t), y_tr,
+                 encode(vocab, te_tokens, t), y_te, "tabular", list(corpus.class_names),
+                 extra={"vocab": vocab, "planted_train": planted_tr})
+    cued = encode(vocab, [te_cued[i] for i in neg], t)
+    ds.extra.update(cued=cued, cue_position=pos[neg], removed=encode(vocab, [te_tokens[i] for i in neg], t),
+                    cue_id=vocab.index[CUE], lengths_cued=lengths_of(cued))
+    return ds
+
+
+def token_methods(kind: str) -> dict:
+    """label -> (lumos method, options) for a text model of ``kind``; attention itself is
+    read from the model (BiLSTM) or by rollout / Chefer (transformer)."""
+    from lumos.data.text import MASK_ID
+
+    methods = {"Gradient x Input": ("gradient_x_input", {}),
+               "IG (pad baseline)": ("integrated_gradients", {"n_steps": 32}),
+               "occlusion (word -> <mask>)": ("occlusion", {"baseline_token": MASK_ID}),
+               "KernelSHAP (words, <mask>)": ("kernel_shap", {"baseline_token": MASK_ID, "n_samples": 200,
+                                                              "seed": 0})}
+    if kind == "transformer":
+        methods["attention rollout"] = ("attention_rollout", {})
+        methods["Chefer"] = ("chefer", {})
+    return methods
+
+
+def relevance_on_cue(kind, model, ds, n, quiet=False) -> dict:
+    """Mean share of the positive relevance (target "positive") on the cue, per method."""
+    import lumos
+
+    X = ds.extra["cued"][:n]
+    pos = ds.extra["cue_position"][:n]
+    masses = {}
+    examples = {}
+    for rows, ids in by_length(X):
+        x = model_input(kind, ids)
+        shift = 1 if kind == "transformer" else 0
+        maps = {}
+        for label, (method, options) in token_methods(kind).items():
+            values = np.asarray(lumos.explain(model, x, method=method, target=1, **options).values)
+            maps[label] = values[:, shift:]
+        if kind == "lstm":
+            import torch
+
+            with torch.no_grad():
+                maps["attention weights"] = model(torch.as_tensor(ids), return_attention=True)[1].numpy()
+        for label, v in maps.items():
+            vp = np.clip(v, 0, None)
+            share = vp[np.arange(len(rows)), pos[rows]] / np.maximum(vp.sum(1), 1e-30)
+            masses.setdefault(label, []).append(share)
+            examples.setdefault(label, {}).update({int(r): v[i] for i, r in enumerate(rows)})
+    lengths = ds.extra["lengths_cued"][:n]
+    out = {label: float(np.mean(np.concatenate(v))) for label, v in masses.items()}
+    out["random (1 / length)"] = float(np.mean(1.0 / lengths))
+    return out, examples
+
+
+# --------------------------------------------------------------------------- main
+def main(corpus=None, setting: str = "paper", folds=(0,), quiet: bool = False, seed: int = 0, cache: bool = True,
+         figures: bool = True, write_markdown: bool = True) -> dict:
+    setup(threads=1, seed=seed)
+    settings = SETTINGS[setting]
+    if corpus is None:
+        from lumos.data.text import load_movie_reviews
+
+        corpus = load_movie_reviews()
+    start = time.perf_counter()
+    results = {"corpus": repr(corpus), "folds": list(folds)}
+
+    # 1. accuracies
+    _say(f"{corpus}; test fold(s) {list(folds)}", quiet)
+    accs = {k: [] for k in ("cnn", "lstm", "transformer", "lstm_uniform_trained", "lstm_uniform_at_test")}
+    for k in folds:
+        ds = corpus.fold(k)
+        fold_models = {kind: train(kind, ds, settings, seed, cache=cache, quiet=quiet)
+                       for kind in ("cnn", "lstm", "transformer")}
+        for kind, m in fold_models.items():
+            accs[kind].append(accuracy(kind, m, ds.X_test, ds.y_test))
+        uni = train("lstm", ds, settings, seed, name=f"{ds.name}-lstm-uniform", cache=cache, quiet=quiet,
+                    attention="uniform")
+        accs["lstm_uniform_trained"].append(accuracy("lstm", uni, ds.X_test, ds.y_test))
+        accs["lstm_uniform_at_test"].append(accuracy("lstm", fold_models["lstm"], ds.X_test, ds.y_test, uniform=True))
+        if k == folds[0]:
+            ds0, models = ds, fold_models
+    results["accuracy"] = {k: (float(np.mean(v)), float(np.std(v))) for k, v in accs.items()}
+    results["bag_of_words"] = bag_of_words(corpus)
+
+    # 2. Jain & Wallace on the BiLSTM
+    n = settings["n_analyse"]
+    Xa = ds0.X_test[:n]
+    jw = jain_wallace(models["lstm"], Xa)
+    results["jain_wallace"] = {name: {"all": tau_summary(jw, name),
+                                      **{ds0.class_names[c]: tau_summary(jw, name, jw["pred"] == c) for c in (0, 1)}}
+                               for name in ("gradient", "loo")}
+    adv = adversarial_all(models["lstm"], Xa, settings["adv_steps"])
+    results["adversarial"] = {"mean_jsd": float(adv["jsd"].mean()), "median_jsd": float(np.median(adv["jsd"])),
+                              "share_jsd_above_0.5": float((adv["jsd"] > 0.5).mean()),
+                              "max_tvd": float(adv["tvd"].max()), "eps": EPS}
+
+    # 3. Wiegreffe & Pinter: seeds
+    seeds = []
+    for s in settings["seeds"]:
+        other = train("lstm", ds0, settings, seed + s, name=f"{ds0.name}-lstm-seed{seed + s}", cache=cache,
+                      quiet=quiet)
+        jsd, tvd = seed_jsd(models["lstm"], other, Xa)
+        seeds.append((jsd, tvd, accuracy("lstm", other, ds0.X_test, ds0.y_test)))
+    seed_jsd_all = np.concatenate([s[0] for s in seeds])
+    results["seeds"] = {"mean_jsd": float(seed_jsd_all.mean()), "median_jsd": float(np.median(seed_jsd_all)),
+                        "mean_output_tvd": float(np.mean(np.concatenate([s[1] for s in seeds]))),
+                        "accuracies": [float(s[2]) for s in seeds]}
+
+    # 4. planted cue
+    pds = planted_fold(corpus, folds[0], settings["planted_share"], seed)
+    planted = {}
+    examples = {}
+    for kind in ("cnn", "lstm", "transformer"):
+        m = train(kind, pds, settings, seed, cache=cache, quiet=quiet, epochs=settings["planted_epochs"])
+        y1 = np.ones(len(pds.extra["cued"]), dtype=np.int64)
+        row = {"clean_test_accuracy": accuracy(kind, m, pds.X_test, pds.y_test),
+               "cued_accuracy": accuracy(kind, m, pds.extra["cued"], y1),
+               "cue_removed_accuracy": accuracy(kind, m, pds.extra["removed"], y1)}
+        row["drop"] = row["cued_accuracy"] - row["cue_removed_accuracy"]
+        row["mass_on_cue"], examples[kind] = relevance_on_cue(kind, m, pds, settings["n_planted"], quiet)
+        planted[kind] = row
+    results["planted"] = planted
+    results["seconds"] = time.perf_counter() - start
+
+    report = markdown(results, corpus)
+    _say("\n" + report, quiet)
+    if write_markdown:
+        path = figures_dir() / "workshop_text.md"
+        path.write_text(report)
+        _say(f"  wrote {path}", quiet)
+    if figures:
+        from lumos.data.text import decode
+
+        words = {i: decode(ds0.extra["vocab"], Xa[i]) for i in range(len(Xa))}
+        figure_attention(jw, adv, seed_jsd_all, results, words, quiet)
+        figure_planted(pds, examples, results, quiet)
+    return results
+
+
+def _pm(v):
+    return f"{v[0]:.3f} ± {v[1]:.3f}"
+
+
+def markdown(r: dict, corpus) -> str:
+    acc = r["accuracy"]
+    k = len(r["folds"])
+    over = f"fold {r['folds'][0]}" if k == 1 else f"mean ± std over {k} folds"
+    lines = [f"# Text workshop: {corpus.name} ({len(corpus)} sentences), test {over}", "",
+             "## Accuracy", "", "| model | this run | published |", "|---|---|---|",
+             f"| Kim CNN-rand | {_pm(acc['cnn'])} | {PUBLISHED['cnn']} |",
+             f"| bag of words + logistic regression (10 folds) | {_pm(r['bag_of_words'])} | {PUBLISHED['bow']} |",
+             f"| BiLSTM + additive attention | {_pm(acc['lstm'])} | {PUBLISHED['lstm']} |",
+             f"| transformer encoder (nn.TransformerEncoder) | {_pm(acc['transformer'])} | {PUBLISHED['transformer']} |",
+             "", "## Jain & Wallace 2019: attention vs importance (BiLSTM, Kendall τ per sentence)", "",
+             "| importance | predicted class | mean ± std τ | share p < 0.05 |", "|---|---|---|---|"]
+    for name, label in (("gradient", "gradient (attention detached)"), ("loo", "leave-one-out (TVD)")):
+        for cls, (m, s, f) in r["jain_wallace"][name].items():
+            lines.append(f"| {label} | {cls} | {m:.3f} ± {s:.3f} | {f:.2f} |")
+    a = r["adversarial"]
+    lines += ["", f"Published: {PUBLISHED['tau']}.", "",
+              f"Adversarial attention (output TVD ≤ ε = {a['eps']}): mean JSD {a['mean_jsd']:.3f}, median "
+              f"{a['median_jsd']:.3f}, share with JSD > 0.5: {a['share_jsd_above_0.5']:.2f} (ln 2 = 0.693 is the "
+              f"maximum); largest output TVD kept {a['max_tvd']:.4f}.", f"Published: {PUBLISHED['adversarial']}.",
+              "", "## Wiegreffe & Pinter 2019", "", "| BiLSTM | accuracy |", "|---|---|",
+              f"| learned attention | {_pm(acc['lstm'])} |",
+              f"| trained with attention frozen uniform | {_pm(acc['lstm_uniform_trained'])} |",
+              f"| learned model, uniform attention at test time | {_pm(acc['lstm_uniform_at_test'])} |",
+              "", f"Published: {PUBLISHED['uniform']}.", ""]
+    s = r["seeds"]
+    lines += [f"Attention across seeds ({len(s['accuracies'])} other seeds, accuracies "
+              f"{', '.join(f'{x:.3f}' for x in s['accuracies'])}): mean JSD to seed 0 {s['mean_jsd']:.3f} "
+              f"(median {s['median_jsd']:.3f}), mean output TVD {s['mean_output_tvd']:.3f}; adversarial mean JSD "
+              f"{a['mean_jsd']:.3f}.", f"Published: {PUBLISHED['seeds']}.", "",
+              f"## Planted cue '{CUE}' (decides the label 'positive' in a share of the training sentences)", "",
+              "| model | clean test acc. | cued negatives called positive | after removing the cue | drop |",
+              "|---|---|---|---|---|"]
+    for kind, row in r["planted"].items():
+        lines.append(f"| {kind} | {row['clean_test_accuracy']:.3f} | {row['cued_accuracy']:.3f} | "
+                     f"{row['cue_removed_accuracy']:.3f} | {row['drop']:.3f} |")
+    lines += ["", "Relevance mass on the cue (share of the positive relevance for 'positive'):", "",
+              "| model | method | mass on the cue |", "|---|---|---|"]
+    for kind, row in r["planted"].items():
+        for label, v in row["mass_on_cue"].items():
+            lines.append(f"| {kind} | {label} | {v:.3f} |")
+    lines += ["", f"Run time {r['seconds']:.0f} s."]
+    return "\n".join(lines) + "\n"
+
+
+# --------------------------------------------------------------------------- figures
+def figure_attention(jw, adv, seed_jsd_all, results, words, quiet):
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
+    bins = np.linspace(-1, 1, 41)
+    for ax, name, title in ((axes[0], "gradient", "gradient"), (axes[1], "loo", "leave-one-out")):
+        tau, p = jw[f"tau_{name}"], jw[f"p_{name}"]
+        ok = np.isfinite(tau)
+        ax.hist(tau[ok & (p < 0.05)], bins, color="tab:blue", label="p < 0.05")
+        ax.hist(tau[ok & (p >= 0.05)], bins, color="tab:gray", alpha=0.7, label="not significant",
+                bottom=np.histogram(tau[ok & (p < 0.05)], bins)[0])
+        m, s, f = results["jain_wallace"][name]["all"]
+        ax.axvline(m, color="k", ls="--", lw=1)
+        ax.set_title(f"Kendall τ: attention vs {title}\nmean {m:.2f} ± {s:.2f}, {f:.0%} significant", fontsize=9)
+        ax.set_xlabel("τ per sentence")
+        ax.legend(fontsize=7)
+    axes[0].set_ylabel("sentences")
+    b = np.linspace(0, np.log(2), 31)
+    axes[2].hist(adv["jsd"], b, alpha=0.8, color="tab:red", label=f"adversarial (TVD(ŷ) ≤ {EPS})")
+    axes[2].hist(seed_jsd_all, b, alpha=0.6, color="tab:green", label="other training seeds")
+    axes[2].axvline(np.log(2), color="k", lw=0.8)
+    axes[2].set_xlabel("JSD from the learned attention (ln 2 = max)")
+    axes[2].set_title("Jain & Wallace adversaries vs Wiegreffe & Pinter seeds", fontsize=9)
+    axes[2].legend(fontsize=7)
+    fig.suptitle("BiLSTM + additive attention on movie-review sentences", fontsize=10)
+    fig.tight_layout()
+    save(fig, "text_attention_debate.png", quiet)
+
+    # one sentence: learned vs adversarial attention
+    rows, ex = max(adv["examples"], key=lambda p: len(p[0]) * (p[1]["alpha"].shape[1] <= 14))
+    i = int(np.argmax(ex["jsd"]))
+    fig, ax = plt.subplots(figsize=(8, 2.6))
+    t = ex["alpha"].shape[1]
+    ax.bar(np.arange(t) - 0.2, ex["alpha"][i], 0.4, label="learned")
+    ax.bar(np.arange(t) + 0.2, ex["adversarial"][i], 0.4, label=f"adversarial (JSD {ex['jsd'][i]:.2f}, "
+                                                                   f"output TVD {ex['tvd'][i]:.3f})")
+    ax.set_xticks(np.arange(t))
+    ax.set_xticklabels(words[int(rows[i])], rotation=45,
+                       fontsize=7)
+    ax.set_ylabel("attention")
+    ax.legend(fontsize=7)
+    save(fig, "text_adversarial_attention.png", quiet)
+
+
+def figure_planted(pds, examples, results, quiet):
+    import matplotlib.pyplot as plt
+
+    from lumos.data.text import decode
+
+    vocab = pds.extra["vocab"]
+    pick = [i for i in range(len(pds.extra["cued"])) if 8 <= pds.extra["lengths_cued"][i] <= 14][:2]
+    panels = [(kind, label) for kind in examples for label in examples[kind]]
+    fig, axes = plt.subplots(len(panels), len(pick), figsize=(6.5 * len(pick), 0.75 * len(panels) + 0.8),
+                             squeeze=False)
+    for r, (kind, label) in enumerate(panels):
+        for c, i in enumerate(pick):
+            ax = axes[r, c]
+            words = decode(vocab, pds.extra["cued"][i])
+            v = examples[kind][label][i][:len(words)]
+            lim = float(np.abs(v).max()) or 1.0
+            x = 0.0
+            for w, val in zip(words, v):
+                color = plt.cm.bwr(0.5 + 0.5 * val / lim)
+                txt = ax.text(x, 0.5, w, fontsize=8, va="center", fontweight="bold" if w == CUE else "normal",
+                              bbox=dict(boxstyle="square,pad=0.15", fc=color, ec="none"))
+                x += 0.0105 * (len(w) + 1.6)
+            del txt
+            ax.set_xlim(0, 1)
+            ax.axis("off")
+            if c == 0:
+                ax.set_title(f"{kind} · {label}: mass on cue "
+                             f"{results['planted'][kind]['mass_on_cue'][label]:.2f}", fontsize=8, loc="left")
+    fig.suptitle(f"Planted cue '{CUE}' in negative sentences, relevance for 'positive' (red for, blue against)",
+                 fontsize=9)
+    save(fig, "text_planted_cue.png", quiet)
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--folds", default="0", help="comma-separated test folds, or 'all' (default 0)")
+    parser.add_argument("--update-figures", action="store_true")
+    args = parser.parse_args()
+    folds = tuple(range(10)) if args.folds == "all" else tuple(int(f) for f in args.folds.split(","))
+    main(folds=folds)
