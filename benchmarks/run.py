@@ -6,7 +6,7 @@ that family's rows; the file is re-read right before each write, so runs of othe
 families in between are kept) and rendered to ``benchmarks/RESULTS.md``, where only the
 sections of the families that ran are replaced (the others stay as they are in the file).
 
-``--device cuda`` moves the models and inputs of the benchmarks that support it (gradient,
+``--device cuda`` moves the models and inputs of the benchmarks that support it (gradient, text,
 relevance, cam) to the GPU, passes ``device=`` to lumos and synchronises before every
 clock stops; on the CPU (the default, or ``--device cpu``) nothing changes.
 """

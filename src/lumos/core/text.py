@@ -24,7 +24,7 @@ How it works (:mod:`lumos.methods.text` drives it from the explainer template):
 - *Gradient and relevance methods* (IG, Saliency, Gradient x Input, SmoothGrad, DeepLIFT,
   LRP...) attribute the embedding output ``e = E[ids]``: the call's private view of the
   model is wrapped in :class:`EmbeddingSpace`, whose input is ``e`` and which runs the
-  model on the ids with a forward hook that returns ``e`` in place of the embedding's
+  model on the ids with the embedding layer returning ``e`` in place of its lookup
   output. Values ``(N, T, D)`` are summed over ``D``. IG's default baseline is the
   embedding of ``baseline_token`` at every real position (pad positions keep the pad), so
   ``Σ_t R_t = f(x) − f(baseline ids)`` up to the quadrature error.
@@ -120,9 +120,10 @@ class EmbeddingSpace(nn.Module):
 
     ``ids`` and ``mask`` are one row ``(T,)`` shared by every row of ``e`` (the driver groups
     inputs by their pad pattern, so any row of a group stands for all: the model sees the
-    same positions, the same padding and the same mask). The hook replaces the first call
-    of the embedding per forward pass only. Built around the call's private view, so the
-    user's model never carries the hook."""
+    same positions, the same padding and the same mask). The first call of the embedding
+    per forward pass returns ``e`` instead of looking the ids up (its ``forward`` is replaced
+    for the pass; hooks attached to it still run). Built around the call's private view, so
+    the user's model is never touched."""
 
     def __init__(self, model: nn.Module, embedding: str, ids: torch.Tensor, mask: torch.Tensor | None = None,
                  mask_key: str | None = None):
@@ -136,23 +137,25 @@ class EmbeddingSpace(nn.Module):
     def forward(self, e: torch.Tensor) -> torch.Tensor:
         n = e.shape[0]
         module = self.model.get_submodule(self.embedding)
+        original = module.forward
         used = []
 
-        def replace(mod, inputs, output):
+        def replaced(ids, *args, **kwargs):  # the first call gives e, without the lookup it replaces
             if used:
-                return None
+                return original(ids, *args, **kwargs)
             used.append(True)
-            if output.shape[1:] != e.shape[1:]:
-                raise ValueError(f"the embedding {self.embedding!r} gives {tuple(output.shape[1:])} per input but the "
-                                 f"embeddings given have {tuple(e.shape[1:])}")
-            return e.to(output.dtype)
+            if tuple(e.shape[:ids.ndim]) != tuple(ids.shape):
+                raise ValueError(f"the embedding {self.embedding!r} is called on ids of shape {tuple(ids.shape)}, "
+                                 f"but the embeddings given are {tuple(e.shape)}")
+            weight = getattr(module, "weight", None)
+            return e if weight is None or weight.dtype == e.dtype else e.to(weight.dtype)
 
-        handle = module.register_forward_hook(replace)
+        module.forward = replaced  # on the call's private view (an instance attribute, removed below)
         try:
             kw = {} if self.mask is None or self.mask_key is None else {self.mask_key: self.mask.expand(n, -1)}
             return self.model(self.ids.expand(n, -1), **kw)
         finally:
-            handle.remove()
+            del module.forward
 
 
 class TokenSpace(nn.Module):
