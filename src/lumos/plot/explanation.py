@@ -23,6 +23,10 @@ def plot_explanation(exp, index: int = 0, ax=None, title: str | None = None, cma
     """
     import matplotlib.pyplot as plt
 
+    if exp.meta.get("layout") == "text":  # token ids: words highlighted (lumos.plot.text)
+        from lumos.plot.text import plot_text
+
+        return plot_text(exp, index, ax=ax, title=title, cmap=cmap)
     if ax is None:
         _, ax = plt.subplots(figsize=(5, 4))
     name = title or exp.method
