@@ -191,7 +191,8 @@ def relevance_budget(explainer, model, inputs, target=None, *, relative: bool = 
 @metric("completeness_residual", "axioms", higher_is_better=False, needs="explainer")
 def completeness_residual(explainer, model, inputs, target=None, *, relative: bool = True,
                  batch_size: int | None = None) -> RelevanceBudget:
-    """Completeness error per input with LRP's absorbed relevance taken out, lower is better.
+    """Completeness error per input with LRP's absorbed relevance taken out, lower is better
+    (completeness: Sundararajan et al. 2017; LRP conservation: Bach et al. 2015, Montavon et al. 2019).
 
     ``|f_t(x) - base - sum_i Phi_i - absorbed|`` (divided by ``|f_t(x)|`` when
     ``relative``), where ``base`` is the method's baseline score (IG, DeepLIFT, Shapley:
@@ -207,7 +208,7 @@ def completeness_residual(explainer, model, inputs, target=None, *, relative: bo
 @metric("absorbed_relevance", "axioms", higher_is_better=None, needs="explainer")
 def absorbed_relevance(explainer, model, inputs, target=None, *, relative: bool = True,
                        batch_size: int | None = None) -> np.ndarray:
-    """Relevance kept by LRP's rules (biases, epsilon stabilisers, zero denominators) per
+    """Relevance kept by LRP's rules (Montavon et al. 2019: biases, epsilon stabilisers, zero denominators) per
     input, divided by ``|f_t(x)|`` when ``relative``: the part of ``f_t(x) - sum R`` that
     LRP-eps removes by design. 0 for methods without rules; neither direction is better
     (it describes the rules, it is no error). Beside :func:`completeness_residual` it explains an
