@@ -97,10 +97,11 @@ class _Layers:
         return np.concatenate(parts, axis=1).astype(np.float64)
 
 
-def _runs(explainer, model, inputs, target, n_copies, make_copies, batch_size, layers=False, layer_names=None):
+def _runs(explainer, model, inputs, target, n_copies, make_copies, batch_size, layers=False, layer_names=None,
+          score=True):
     """For each chunk of inputs: ``(slice, x (k, d), copies (k, S, d), phi (k, S+1, d),
-    scores (k, S+1, K), reps (k, S+1, r) or None)`` with ``phi``/``scores`` of the inputs
-    (index 0) and their copies, from one explainer call and one model call."""
+    scores (k, S+1, K) or None, reps (k, S+1, r) or None)`` with ``phi``/``scores`` of the
+    inputs (index 0) and their copies, from one explainer call and (``score``) one model call."""
     run = explain_fn(explainer)
     x = inputs_of(inputs)
     n, shape = x.shape[0], x.shape[1:]
@@ -119,9 +120,11 @@ def _runs(explainer, model, inputs, target, n_copies, make_copies, batch_size, l
                     scores = adapter.scores(batch)
                 reps = hooks.take().reshape(k, n_copies + 1, -1)
             else:
-                scores, reps = adapter.scores(batch), None
+                scores, reps = (adapter.scores(batch) if score else None), None
+            if scores is not None:
+                scores = scores.reshape(k, n_copies + 1, -1).astype(np.float64)
             yield (sl, x[sl].reshape(k, -1).astype(np.float64), copies.reshape(k, n_copies, -1).astype(np.float64),
-                   phi, scores.reshape(k, n_copies + 1, -1).astype(np.float64), reps)
+                   phi, scores, reps)
 
 
 def _changed(scores: np.ndarray) -> np.ndarray:
@@ -130,9 +133,10 @@ def _changed(scores: np.ndarray) -> np.ndarray:
     return pred[:, 1:] != pred[:, :1]
 
 
-def _max(values: np.ndarray, changed: np.ndarray, skip_changed: bool) -> np.ndarray:
+def _max(values: np.ndarray, scores: np.ndarray | None, skip_changed: bool) -> np.ndarray:
+    """Max over copies, those changing the class left out when ``skip_changed``."""
     if skip_changed:
-        values = np.where(changed, np.nan, values)
+        values = np.where(_changed(scores), np.nan, values)
         out = np.full(values.shape[0], np.nan)
         ok = ~np.isnan(values).all(axis=1)
         out[ok] = np.nanmax(values[ok], axis=1)
@@ -177,11 +181,12 @@ def local_lipschitz_estimate(explainer, model, inputs, target=None, *, n_samples
     rng = np.random.default_rng(seed)
     out = np.empty(len(inputs_of(inputs)))
     for sl, x, xs, phi, scores, _ in _runs(explainer, model, inputs, target, n_samples,
-                                           _noise(rng, n_samples, "gaussian", noise_mean, noise_std), batch_size):
+                                           _noise(rng, n_samples, "gaussian", noise_mean, noise_std), batch_size,
+                                           score=skip_changed):
         phi = prepare(phi.reshape(-1, phi.shape[2]), normalise, absolute).reshape(phi.shape)
         num = np.linalg.norm(phi[:, 1:] - phi[:, :1], axis=2)
         den = np.linalg.norm(xs - x[:, None], axis=2) + _EPS_LIPSCHITZ
-        out[sl] = _max(num / den, _changed(scores), skip_changed)
+        out[sl] = _max(num / den, scores, skip_changed)
     return out
 
 
@@ -239,11 +244,12 @@ def continuity(explainer, model, inputs, target=None, *, n_steps: int = 28, fill
         return np.stack([translate(xk, s, f) for s in shifts], axis=1)
 
     out = np.empty(len(x0))
-    for sl, x, xs, phi, scores, _ in _runs(explainer, model, x0, target, n_steps, make, batch_size):
+    for sl, x, xs, phi, scores, _ in _runs(explainer, model, x0, target, n_steps, make, batch_size,
+                                           score=skip_changed):
         phi = prepare(phi.reshape(-1, phi.shape[2]), normalise, absolute).reshape(phi.shape)
         num = np.abs(phi[:, 1:] - phi[:, :1]).sum(axis=2)
         den = np.linalg.norm(xs - x[:, None], axis=2) + _EPS_CONTINUITY
-        out[sl] = _max(num / den, _changed(scores), skip_changed)
+        out[sl] = _max(num / den, scores, skip_changed)
     return out
 
 
@@ -257,7 +263,8 @@ def _relative_stability(kind, explainer, model, inputs, target, n_samples, low, 
     out = np.empty(len(inputs_of(inputs)))
     for sl, x, xs, phi, scores, reps in _runs(explainer, model, inputs, target, n_samples,
                                               _noise(rng, n_samples, "uniform", low, high), batch_size,
-                                              layers=kind == "representation", layer_names=layers):
+                                              layers=kind == "representation", layer_names=layers,
+                                              score=skip_changed or kind != "input"):
         flat = phi.reshape(-1, phi.shape[2])
         if normalise:
             flat = _second_moment_rows(flat)
@@ -270,7 +277,7 @@ def _relative_stability(kind, explainer, model, inputs, target, n_samples, low, 
         else:
             den = _relative(reps[:, :1] - reps[:, 1:], reps[:, :1], eps_min)
         den = den + (den == 0) * eps_min
-        out[sl] = _max(num / den, _changed(scores), skip_changed)
+        out[sl] = _max(num / den, scores, skip_changed)
     return out
 
 
