@@ -1,0 +1,90 @@
+"""The Quantus faithfulness family (issue 18 items 2 and 4): lumos against Quantus 0.6.0 on
+the MNIST LeNet, the same images, Saliency attributions and settings, one row per metric.
+
+Settings (each comparison is deterministic, see benchmarks/quantus_faithfulness_reference.py):
+FaithfulnessCorrelation 100 runs of 224 pixels, Quantus's subsets recorded and given to lumos;
+FaithfulnessEstimate / MonotonicityCorrelation / Monotonicity 28 pixels per step ("black",
+MonotonicityCorrelation one sample per step since a deterministic baseline gives identical
+samples, Monotonicity with the inserting perturb_func); Selectivity 4x4 patches; ROAD 50
+percentages without noise; IROF SLIC superpixels, constant 0 baseline, Quantus one image per
+batch (its batches pad and share the baseline); Sufficiency seuclidean, threshold 0.6, on the
+saliency plus 1e-6 uniform noise (pixels with zero saliency in every image give Quantus NaN).
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from benchmarks.mnist_cnn import load_mnist, trained_cnn
+from benchmarks.quantus_faithfulness_reference import import_quantus, inserting
+from lumos import Saliency
+from lumos.metrics import (faithfulness_correlation, faithfulness_estimate, irof, monotonicity,
+                           monotonicity_correlation, road, selectivity, sufficiency)
+
+FAMILY = "metrics_faithfulness"
+OFF = dict(normalise=False, disable_warnings=True, display_progressbar=False)
+
+
+def rows(quantus, model, x, y, a):
+    """name -> (lumos_fn, quantus_fn, note)."""
+    kw = dict(model=model, x_batch=x, y_batch=y, a_batch=a, device="cpu", batch_size=256)
+    fc = quantus.FaithfulnessCorrelation(nr_runs=100, subset_size=224, abs=False, return_aggregate=False, **OFF)
+    perturb, seen = fc.perturb_func, []
+
+    def record(arr, indices, **k):
+        seen.append(np.asarray(indices).copy())
+        return perturb(arr=arr, indices=indices, **k)
+    fc.perturb_func = record
+
+    def quantus_fc():
+        seen.clear()
+        np.random.seed(3)
+        return fc(**kw)
+    quantus_fc()
+    # Quantus passes V=None, so only seuclidean works; pixels whose saliency is 0 in every image
+    # have variance 0 and make Quantus's distances NaN: a little noise gives each a variance
+    a_var = (a + 1e-6 * np.random.default_rng(0).random(a.shape)).astype(np.float32)
+    subsets = np.stack(seen, axis=1)
+    return {
+        "faithfulness_correlation": (
+            lambda: faithfulness_correlation(model, x, a, y, subsets=subsets.copy(), baseline="black"), quantus_fc,
+            "100 runs x 224 pixels, Quantus's draws replayed"),
+        "faithfulness_estimate": (
+            lambda: faithfulness_estimate(model, x, a, y, features_in_step=28, baseline="black"),
+            lambda: quantus.FaithfulnessEstimate(features_in_step=28, abs=False, **OFF)(**kw), "28 pixels per step"),
+        "monotonicity_correlation": (
+            lambda: monotonicity_correlation(model, x, a, y, n_samples=1, features_in_step=28, baseline="black"),
+            lambda: quantus.MonotonicityCorrelation(nr_samples=1, features_in_step=28, perturb_baseline="black",
+                                                    abs=True, **OFF)(**kw), "28 pixels per step, black"),
+        "monotonicity": (
+            lambda: monotonicity(model, x, a, y, features_in_step=28, baseline="black").scores,
+            lambda: quantus.Monotonicity(features_in_step=28, abs=True, perturb_func=inserting(x), **OFF)(**kw),
+            "28 pixels per step, inserting perturb_func"),
+        "selectivity": (
+            lambda: selectivity(model, x, a, y, patch_size=4, baseline="black").curve[:, 1:],
+            lambda: quantus.Selectivity(patch_size=4, abs=False, **OFF)(**kw), "4x4 patches, curves compared"),
+        "road": (
+            lambda: road(model, x, a, y, noise=0.0).mean_curve,
+            lambda: list(quantus.ROAD(noise=0.0, abs=False, **OFF)(**kw).values()),
+            "50 percentages, no noise, accuracy per percentage"),
+        "irof": (
+            lambda: irof(model, x, a, y, baseline=0.0).scores,
+            lambda: quantus.IROF(perturb_baseline=0.0, abs=False, return_aggregate=False, **OFF)(
+                **{**kw, "batch_size": 1}), "SLIC, baseline 0, Quantus one image per batch"),
+        "sufficiency": (
+            lambda: sufficiency(model, x, a_var, y),
+            lambda: quantus.Sufficiency(abs=True, **OFF)(**{**kw, "a_batch": a_var}),
+            "seuclidean, threshold 0.6, Saliency + 1e-6 noise"),
+    }
+
+
+def run(h):
+    torch.set_num_threads(1)
+    quantus = import_quantus()
+    model = trained_cnn()
+    n = 16 if h.quick else 64
+    _, _, x, y = load_mnist(n)
+    a = Saliency(model).explain(x, target=y).values
+    for name, (ours, theirs, note) in rows(quantus, model, x, y, a).items():
+        h.compare(FAMILY, name, ours, theirs, "quantus", setting=f"LeNet, {n} MNIST, Saliency", max_ratio=0.5,
+                  repeats=1 if name == "irof" else None, note=note)
