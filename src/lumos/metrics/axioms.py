@@ -59,7 +59,12 @@ def sensitivity_n(model, inputs, attributions, target=None, *, n: int = 10, n_su
     random subsets ``S`` of ``n`` regions between ``sum_{i in S} Phi_i`` and
     ``f_t(x) - f_t(x with S set to baseline)``. 1 means the attributions predict the effect
     of removing any ``n`` features; call it for several ``n`` to draw the published curve.
-    All subsets of a chunk of inputs are scored in one batched call."""
+    All subsets of a chunk of inputs are scored in one batched call.
+
+    Quantus 0.6.0's ``SensitivityN`` computes another quantity and is not matched: it removes
+    the top-``n`` features (not random subsets), sums only the attributions of the last
+    ``features_in_step`` features removed (not of the whole removed set), and correlates over
+    the inputs of its first batch (one value per ``n``), not over subsets per input."""
     n_subsets = check_positive_int(n_subsets, "n_subsets", 2)
     x = inputs_of(inputs, attributions)
     a = np.asarray(attributions_of(attributions, x), dtype=np.float64).reshape(len(x), -1)
