@@ -39,6 +39,8 @@ select{font:inherit;padding:3px}
 .note{color:#7a4b00}.err{color:#a61b1b}.skip{color:#6b7280}
 .legend{font-size:13px;color:#374151}
 code{background:#f0f2f5;padding:0 3px;border-radius:3px;font-size:12px}
+.words{font:15px/2.1 ui-monospace,Menlo,Consolas,monospace;margin:2px 0 6px}.words .m{display:inline-block;min-width:190px;font:13px system-ui,sans-serif;color:#374151}
+.words span.w{padding:1px 3px;margin:0 1px;border-radius:2px}
 """
 
 ERROR_TRAP = """<script>window.__lumosErrors=[];
@@ -244,8 +246,9 @@ def render_page(*, title, info, samples, rows, runs, evaluation, globals_, curve
     row_html = "".join(
         f"<div class='row' data-sample='{int(r['sample'])}' data-rank='{int(r['rank'])}'"
         f"{' hidden' if (r['sample'], r['rank']) != (0, 0) else ''}>"
-        f"<img alt='explanations of input {int(r['sample']) + 1} for class {_e(r['class'])}' "
-        f"src='data:image/png;base64,{r['png']}'></div>" for r in rows)
+        + (r["html"] if "html" in r else  # text: word highlights built from escaped words (lumos.report.text)
+           f"<img alt='explanations of input {int(r['sample']) + 1} for class {_e(r['class'])}' "
+           f"src='data:image/png;base64,{r['png']}'>") + "</div>" for r in rows)
     info_html = "".join(f"<tr><th>{_e(k)}</th><td>{_e(v)}</td></tr>" for k, v in info.items())
     glob = "".join(f"<figure><img alt='{_e(n)}' src='data:image/png;base64,{png}'></figure>" for n, png in globals_)
     curve = (f"<img alt='deletion curves' src='data:image/png;base64,{curve_png}'>" if curve_png else "")

@@ -1,0 +1,134 @@
+"""The HTML report for text: per input and class, each method's words highlighted.
+
+:func:`build_text_report` explains token ids ``(N, T)`` with a set of text methods (for the
+top ``n_classes`` predicted classes of each input) and renders the same page as
+:func:`lumos.report.build_report` (sample selector, the class switcher, the methods table,
+the Content-Security-Policy): each row holds one line of words per method, every word on a
+background of the diverging map centred at zero (red raises the class score, blue lowers
+it), scaled to that method's largest |relevance| on the sentence; the value is in the
+word's tooltip. Words enter the markup HTML-escaped (they come from the user's data).
+"""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from lumos.core.model import ModelAdapter
+from lumos.report.builder import Report, _version
+from lumos.report.html import _e, render_page
+from lumos.report.methods import MethodRun
+
+DEFAULT_METHODS = ("integrated_gradients", "gradient_x_input", "saliency", "occlusion", "kernel_shap")
+DEFAULT_OPTIONS = {"kernel_shap": {"n_samples": 256}, "lime": {"n_samples": 256}, "integrated_gradients": {"n_steps": 32}}
+
+
+def words_html(pairs, lim: float | None = None) -> str:
+    """``<span>``s of escaped words on relevance-coloured backgrounds (inline styles only)."""
+    from lumos.plot.text import word_colours
+
+    values = [v for _, v in pairs]
+    spans = []
+    for (w, v), (r, g, b) in zip(pairs, word_colours(values, lim)):
+        fg = "#fff" if 0.299 * r + 0.587 * g + 0.114 * b < 0.5 else "#111"
+        spans.append(f"<span class='w' title='{_e(f'{v:+.4g}')}' style='background:rgb({int(r * 255)},"
+                     f"{int(g * 255)},{int(b * 255)});color:{fg}'>{_e(w) if w else '&#9251;'}</span>")
+    return " ".join(spans)
+
+
+def _gini(v: np.ndarray) -> float:
+    a = np.sort(np.abs(v))
+    n = a.size
+    if n == 0 or a.sum() == 0:
+        return 0.0
+    return float(1 - 2 * np.sum(np.cumsum(a) / a.sum()) / n + 1 / n)
+
+
+def build_text_report(model, ids, *, y=None, tokens=None, attention_mask=None, words=None, class_names=None,
+                      methods=DEFAULT_METHODS, n_classes: int = 2, options: dict | None = None, masks=None,
+                      title: str = "lumos text report", model_info: dict | None = None,
+                      config: dict | None = None) -> Report:
+    """Explain the token ids ``ids`` (a handful of sentences) with ``methods`` and build the page.
+
+    ``tokens`` (strings ``(N, T)``), ``attention_mask``, ``words`` are passed to every method
+    (see :mod:`lumos.core.text`); ``config`` are constructor options for every method
+    (``baseline_token``, ``pad_token``, ``embedding``), ``options`` per-method options by name;
+    ``masks`` ``(N, T)`` marks known evidence (a planted token) for the relevance-mass column.
+    """
+    import lumos
+    from lumos.core import registry
+
+    start = time.perf_counter()
+    ids = np.asarray(ids)
+    if ids.ndim != 2 or not np.issubdtype(ids.dtype, np.integer):
+        raise ValueError(f"a text report needs token ids: an integer array (N, T); got {ids.dtype} {ids.shape}")
+    call = {k: v for k, v in (("tokens", tokens), ("attention_mask", attention_mask), ("words", words))
+            if v is not None}
+    mask_kw = {}
+    if attention_mask is not None:
+        from lumos.core.text import mask_keyword
+
+        key = mask_keyword(model)
+        if key is not None:
+            import torch
+
+            mask_kw = {key: torch.as_tensor(np.asarray(attention_mask).astype(bool))}
+    import torch
+
+    with torch.no_grad():
+        out = model(torch.as_tensor(ids), **mask_kw)
+    probs = ModelAdapter(model, output="softmax").transform(out[0] if isinstance(out, tuple) else out).numpy()
+    k = probs.shape[1]
+    class_names = [str(c) for c in class_names] if class_names is not None else [str(i) for i in range(k)]
+    if len(class_names) != k:
+        raise ValueError(f"{len(class_names)} class names for a model with {k} outputs")
+    n_ranks = max(1, min(n_classes, k))
+    targets = np.argsort(-probs, axis=1, kind="stable")[:, :n_ranks]
+    runs, options = [], {**DEFAULT_OPTIONS, **(options or {})}
+    for name in methods:
+        cls = registry.get(name)
+        run = MethodRun(name=name, family=cls.__module__.split(".")[2], options=dict(options.get(name, {})))
+        t0 = time.perf_counter()
+        try:
+            for r in range(n_ranks):
+                run.explanations.append(lumos.explain(model, ids, name, target=targets[:, r], **(config or {}),
+                                                      **call, **run.options))
+        except (ValueError, TypeError, RuntimeError) as err:
+            run.error = str(err).splitlines()[0]
+        run.seconds = time.perf_counter() - t0
+        runs.append(run)
+    ok = [r for r in runs if r.ok and r.explanations]
+    rows = []
+    for i in range(len(ids)):
+        for r in range(n_ranks):
+            lines = [f"<div class='words'><span class='m'>{_e(run.name)}</span>"
+                     f"{words_html(run.explanations[r].words(i))}</div>" for run in ok]
+            rows.append({"sample": i, "rank": r, "class": class_names[int(targets[i, r])],
+                         "prob": float(probs[i, targets[i, r]]), "html": "".join(lines)})
+    evaluation = []
+    for run in ok:
+        exp = run.explanations[0]
+        row = {"method": run.name, "family": run.family, "seconds": run.seconds,
+               "gini": float(np.mean([_gini(v[m]) for v, m in zip(exp.values, exp.extras["attention_mask"])]))}
+        if exp.delta is not None:
+            row["abs_delta"] = float(np.mean(np.abs(exp.delta)))
+        if masks is not None:
+            m = np.asarray(masks, dtype=bool)
+            has = m.any(1)  # sentences that hold evidence
+            if has.any():
+                pos = np.clip(exp.values[has], 0, None)
+                row["mass"] = float(np.mean((pos * m[has]).sum(1) / np.maximum(pos.sum(1), 1e-12)))
+        evaluation.append(row)
+    samples = [{"index": i, "true": None if y is None else class_names[int(y[i])],
+                "pred": class_names[int(targets[i, 0])], "prob": float(probs[i, targets[i, 0]]),
+                "classes": [(class_names[int(t)], float(probs[i, t])) for t in targets[i]]} for i in range(len(ids))]
+    info = {"lumos version": _version(), "model": type(model).__name__,
+            **({"parameters": f"{sum(p.numel() for p in model.parameters()):,}"} if hasattr(model, "parameters") else {}),
+            **(model_info or {}), "inputs": f"{len(ids)} sentences × {ids.shape[1]} tokens (text)"}
+    notes = ["Text: relevance per word (the sum over its tokens), each method scaled to its own largest |value| on "
+             "the sentence; the exact value is in each word's tooltip. Evaluation on the top class: sparseness over "
+             "the real tokens, |δ| where the method defines completeness, relevance mass on the given evidence (over "
+             "the sentences that hold some)."]
+    html = render_page(title=title, info=info, samples=samples, rows=rows, runs=runs, evaluation=evaluation,
+                       globals_=[], curve_png=None, notes=notes, n_ranks=n_ranks)
+    return Report(html=html, runs=runs, evaluation=evaluation, notes=notes, seconds=time.perf_counter() - start)
