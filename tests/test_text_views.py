@@ -108,3 +108,47 @@ def test_text_report_in_headless_chromium(report, tmp_path):
     shot = tmp_path / "text_report.png"
     _run(browser, [f"--screenshot={shot}", "--window-size=1400,1100", f"file://{path}"], tmp_path)
     assert shot.exists() and shot.stat().st_size > 10_000
+
+
+TEXT_FACTORY = """
+import torch
+from torch import nn
+
+class Bag(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.emb = nn.Embedding(40, 4, padding_idx=0)
+        self.fc = nn.Linear(4, 2)
+
+    def forward(self, ids):
+        ids = ids.round().long() if ids.is_floating_point() else ids
+        return self.fc(self.emb(ids).sum(1))
+
+def make():
+    return Bag()
+"""
+
+
+def test_cli_explain_prints_words(tmp_path, capsys, monkeypatch):
+    from lumos.cli import main
+    from lumos.core.explanation import Explanation
+
+    monkeypatch.setenv("LUMOS_CACHE", str(tmp_path / "cache"))
+    (tmp_path / "textmodels.py").write_text(TEXT_FACTORY)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import importlib
+
+    torch.manual_seed(0)
+    model = importlib.import_module("textmodels").make()
+    torch.save(model.state_dict(), tmp_path / "w.pt")
+    data = make_planted_text(6, seed=0)
+    np.savez(tmp_path / "text.npz", X=data.ids, y=data.labels, tokens=data.tokens, attention_mask=data.mask)
+    out = tmp_path / "e.npz"
+    assert main(["-q", "explain", "--model", str(tmp_path / "w.pt"), "--factory", f"{tmp_path / 'textmodels.py'}:make",
+                 "--data", str(tmp_path / "text.npz"), "--method", "ig", "--target", "1", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out.splitlines()
+    exp = Explanation.load(out)
+    assert exp.meta["layout"] == "text" and exp.values.shape == data.ids.shape
+    assert exp.words(0)[0][0] == data.sentences[0].split()[0]
+    assert printed[0].startswith("[0] class 1: ") and "\x1b[" not in printed[0]  # not a tty: the plain words
+    assert printed[-1].endswith("e.npz") and len(printed) == 7

@@ -139,6 +139,10 @@ def explain(ctx, model_path, factory, trust_model, data_path, limit, method, tar
     options = parse_options(method_options)
     model, d = _model_and_data(ctx, model_path, factory, trust_model, data_path)
     x = d["X"][:limit]
+    from lumos.cli.text import echo_words, text_inputs
+
+    x, text_options = text_inputs(model, x, data_path, limit)  # token ids (and tokens, mask) for text
+    options = {**text_options, **options}
     if "seed" in registry.options_of(cls):
         options.setdefault("seed", ctx.obj["seed"])
     if _is_global(cls):
@@ -151,6 +155,8 @@ def explain(ctx, model_path, factory, trust_model, data_path, limit, method, tar
         exp.feature_names = d["feature_names"]
     path = exp.save(out)
     say(ctx, f"{exp!r} in {time.perf_counter() - start:.2f} s")
+    if exp.meta.get("layout") == "text":
+        echo_words(exp)
     click.echo(str(path.resolve()))
 
 
