@@ -80,12 +80,32 @@ def _run(h):
             finally:
                 cam.activations_and_grads.release()
 
+        floor = _floor(model, xn, tn, name, layered)
         note = "maps min-max scaled to [0, 1] in both"
         if name in ("score_cam", "ablation_cam"):
             note += f"; {n} x 32 perturbed rows per call set; peer loops {16 if name == 'score_cam' else 32} rows a call"
         h.compare("cam", name, lumos_fn, peer_fn, "pytorch-grad-cam",
                   setting=f"CNN2d MNIST {n}x1x28x28" + (", layer features" if layered else ", every conv bias"),
-                  max_ratio=0.5, agreement=_agreement, note=note)
+                  max_ratio=0.5, agreement=_agreement, note=note, floor_fn=floor)
+
+
+def _floor(model, xn, tn, name, layered):
+    """The model passes each variant needs, which pytorch-grad-cam makes too: one forward and
+    one backward to the layer (gradient variants, EigenGradCAM), one forward (EigenCAM; its
+    per-image SVD is the method's own arithmetic, done by both), the C masked / ablated copies
+    of every image forward (ScoreCAM, AblationCAM), forward + backward to the input (FullGrad).
+    peer/floor above 2 is the only room for lumos/peer <= 0.5."""
+    from benchmarks import floors
+
+    t = torch.as_tensor(tn)
+    if name in ("score_cam", "ablation_cam"):
+        channels = model.features(xn[:1]).shape[1]
+        return floors.forward_floor(model, xn.repeat_interleave(channels, 0))
+    if name == "eigen_cam":
+        return floors.forward_floor(model, xn)
+    if not layered:
+        return floors.gradient_floor(model, xn, t)
+    return floors.layer_floor(model, "features", xn, t)
 
 
 if __name__ == "__main__":

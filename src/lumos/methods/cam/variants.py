@@ -80,7 +80,9 @@ def principal_projection(a: torch.Tensor, sign: str = "svd") -> torch.Tensor:
     arr[np.isnan(arr)] = 0
     m = arr.reshape(arr.shape[0], arr.shape[1], -1).transpose(0, 2, 1)  # (N, Z, C)
     m = m - m.mean(axis=1, keepdims=True)
-    vt = np.linalg.svd(m, full_matrices=True)[2]  # (N, C, C); row 0 is the first right singular vector
+    # (N, min(Z, C), C); row 0 is the first right singular vector. The reduced SVD returns the same
+    # vectors and signs as pytorch-grad-cam's full one without forming the (Z, Z) left factor.
+    vt = np.linalg.svd(m, full_matrices=False)[2]
     proj = np.einsum("nzc,nc->nz", m, vt[:, 0, :])
     if sign == "max":
         flip = np.abs(proj.min(1)) > np.abs(proj.max(1))
