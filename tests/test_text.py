@@ -274,3 +274,22 @@ def test_planted_token_gets_most_relevance_transformer(encoder, cls_data, method
     values[:, 0] = -np.inf  # the <cls> position is not a word of the sentence
     top = np.argmax(values, axis=1)
     assert (top == where).mean() >= 0.9, (method, (top == where).mean())
+
+
+def test_ig_equals_captum_layer_integrated_gradients(encoder, cls_data):
+    captum = pytest.importorskip("captum.attr")
+    x = cls_data.ids[:6]
+    exp = lumos.explain(encoder, x, "ig", target=1, n_steps=40, baseline_token=0)
+    idt = torch.as_tensor(x)
+    ref = captum.LayerIntegratedGradients(encoder, encoder.tokens).attribute(
+        idt, baselines=torch.zeros_like(idt), target=1, n_steps=40, method="gausslegendre")
+    # TextEncoder has no padding_idx and no pad_token was given: every position is a token, as for captum
+    np.testing.assert_allclose(exp.values, ref.sum(-1).detach().numpy(), atol=1e-5)
+
+
+def test_applicability_of_the_text_layout(encoder):
+    from lumos.core import registry
+
+    assert registry.get("ig").applicability(encoder, "text") is None
+    assert registry.get("occlusion").applicability(encoder, "text") is None
+    assert "nn.Embedding" in registry.get("ig").applicability(nn.Linear(3, 2), "text")

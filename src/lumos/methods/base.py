@@ -286,7 +286,10 @@ class Explainer:
         is_torch = isinstance(model, torch.nn.Module)
         if cls.needs_gradients and not is_torch:
             return "needs a torch model (gradients)"
-        if layout not in cls.layouts:
+        if layout == "text":  # token ids (N, T): every method explains them through lumos.methods.text
+            if not (is_torch and any(isinstance(m, torch.nn.Embedding) for m in model.modules())):
+                return "explains token ids through the model's nn.Embedding; this model has none"
+        elif layout not in cls.layouts:
             return f"explains {', '.join(cls.layouts)} inputs, not {layout}"
         kind = hook_free_kind(model)
         if kind is not None and not cls.torchscript:
