@@ -28,13 +28,21 @@ __all__ = ["main", "cli", "UserError", "load_model", "load_data", "load_factory"
 
 
 def main(argv=None) -> int:
-    """Run the command line; the exit code: 0, 1 (aborted), 2 (a user mistake, one
-    ``lumos: error:`` line) or click's own code for a usage error."""
+    """Run the command line; the exit code: 0, 1 (aborted) or 2 (a user mistake or a usage
+    error: one ``lumos: error:`` line)."""
     try:
         cli.main(args=argv, prog_name="lumos", standalone_mode=False)
     except click.exceptions.Abort:
         click.echo("lumos: aborted", err=True)
         return 1
+    except click.UsageError as err:  # one line, not click's usage block
+        command = err.ctx.command_path if err.ctx is not None else "lumos"
+        message = " ".join(err.format_message().split())
+        takes_o = err.ctx is not None and any(p.name == "method_options" for p in err.ctx.command.params)
+        if isinstance(err, click.NoSuchOption) and takes_o:
+            message += f" Method options go as -O KEY=VALUE (-O {err.option_name.lstrip('-').replace('-', '_')}=...)."
+        click.echo(f"lumos: error: {message} (see '{command} --help')", err=True)
+        return 2
     except click.ClickException as err:
         err.show()
         return err.exit_code

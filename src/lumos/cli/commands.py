@@ -8,11 +8,12 @@ from pathlib import Path
 import click
 import numpy as np
 
-from lumos.cli.common import (MODEL_HELP, check_device, model_file_options, run_options, say)
+from lumos.cli.common import (MODEL_HELP, check_device, label_column_flag, method_options_flag, model_file_options,
+                              run_options, say)
 from lumos.cli.bench import bench_group
 from lumos.cli.explain_dataset import explain_dataset_command
 from lumos.cli.loaders import DATA_FORMATS, load_data, load_model
-from lumos.cli.options import parse_options, parse_target
+from lumos.cli.options import TARGET_HELP, options_per_method, parse_options, parse_target
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -72,8 +73,9 @@ def _summary(doc: str | None, limit: int = 90) -> str:
 @click.option("--epochs", default=30, show_default=True, type=click.IntRange(1, 1000))
 @click.option("--methods", "method_list", default=None, help="Comma-separated method names (default: all applicable).")
 @click.option("--no-cache", is_flag=True, help="Retrain instead of loading cached weights.")
+@method_options_flag
 @click.pass_context
-def demo(ctx, dataset, out, n_samples, epochs, method_list, no_cache) -> None:
+def demo(ctx, dataset, out, n_samples, epochs, method_list, no_cache, method_options) -> None:
     """Train (or load) a model on bundled data, explain a few inputs with every applicable
     method, evaluate them and write the HTML report."""
     import torch
@@ -95,6 +97,7 @@ def demo(ctx, dataset, out, n_samples, epochs, method_list, no_cache) -> None:
     model = model.to(device)
     names = method_list.split(",") if method_list else None
     report = report_for_dataset(model, ds, n_samples, seed=seed, methods=names, progress=not quiet,
+                                options=_per_method(method_options, names),
                                 model_info={"test accuracy": f"{acc:.3f}", "training": f"{epochs} epochs, Adam, seed {seed}"})
     path = report.save(out)
     done = [r.name for r in report.runs if r.ok]
@@ -104,50 +107,78 @@ def demo(ctx, dataset, out, n_samples, epochs, method_list, no_cache) -> None:
 
 
 def model_options(fn):
-    """``--model``, ``--factory``, ``--trust-model``, ``--data`` and ``--limit``."""
+    """``--model``, ``--factory``, ``--trust-model``, ``--data``, ``--label-column`` and ``--limit``."""
     fn = click.option("--limit", default=None, type=click.IntRange(1), help="Use only the first N inputs.")(fn)
+    fn = label_column_flag(fn)
     fn = click.option("--data", "data_path", required=True, help=f"Inputs: {DATA_FORMATS}.")(fn)
     fn = model_file_options(fn)
     fn = click.option("--model", "model_path", required=True, help=MODEL_HELP)(fn)
     return fn
 
 
-def _model_and_data(ctx, model_path, factory, trust_model, data_path):
+def _model_and_data(ctx, model_path, factory, trust_model, data_path, label_column=None):
     device = check_device(ctx.obj["device"])
     model = load_model(model_path, factory, trust_model=trust_model, device=device)
-    return model, load_data(data_path)
+    return model, load_data(data_path, label_column=label_column)
+
+
+def _per_method(texts, names) -> dict:
+    """The ``-O`` options of a command running several methods, per method name."""
+    import lumos.methods  # noqa: F401  (registers the families)
+    from lumos.core import registry
+
+    options = parse_options(texts)
+    if not options:
+        return {}
+    chosen = [registry.get(n).name for n in names] if names else list(registry.available())
+    return options_per_method(options, {n: registry.get(n) for n in chosen})
+
+
+def _class_target(target, model, d):
+    """A class name given as --target, checked against the class names there are."""
+    if not isinstance(target, str):
+        return target, {}
+    from lumos.core.model import ModelAdapter
+
+    names = d["class_names"] or ModelAdapter(model).class_names
+    if not names:
+        raise ValueError(f"--target must be a class index, a class name or 'predicted', got {target!r} (neither the "
+                         "data nor the model has class names)")
+    return target, {"class_names": names}
 
 
 @cli.command()
 @run_options
 @model_options
 @click.option("--method", required=True, help="Registered method name (see `lumos methods`).")
-@click.option("--target", default=None, help="Class index to explain, or 'pred' (default).")
+@click.option("--target", default=None, help=TARGET_HELP + ".")
 @click.option("--out", default="explanation.npz", show_default=True, type=click.Path(dir_okay=False))
-@click.option("--option", "-O", "method_options", multiple=True, metavar="KEY=VALUE",
-              help="Method option, value read as JSON when it parses, a .npy/.npz file as an array "
-                   "(e.g. -O n_steps=32 -O background=bg.npy).")
+@method_options_flag
 @click.pass_context
-def explain(ctx, model_path, factory, trust_model, data_path, limit, method, target, out, method_options) -> None:
+def explain(ctx, model_path, factory, trust_model, data_path, label_column, limit, method, target, out,
+            method_options) -> None:
     """Explain the inputs of --data with one method and save the Explanation (.npz)."""
     import lumos
     import lumos.methods  # noqa: F401  (registers the families)
     from lumos.core import registry
 
     cls = registry.get(method)  # unknown names fail before the model loads
-    target = parse_target(target)
+    target = parse_target(target, names=True)
     options = parse_options(method_options)
-    model, d = _model_and_data(ctx, model_path, factory, trust_model, data_path)
+    model, d = _model_and_data(ctx, model_path, factory, trust_model, data_path, label_column)
     x = d["X"][:limit]
     from lumos.cli.text import echo_words, text_inputs
 
     x, text_options = text_inputs(model, x, data_path, limit)  # token ids (and tokens, mask) for text
     options = {**text_options, **options}
+    target, named = _class_target(target, model, d)
+    options = {**named, **options}
     if "seed" in registry.options_of(cls):
         options.setdefault("seed", ctx.obj["seed"])
     if _is_global(cls):
         if d["y"] is None:
-            raise ValueError(f"{method} is a global method and needs labels: store 'y' in the .npz")
+            raise ValueError(f"{method} is a global method and needs labels: store 'y' in the .npz, "
+                             "or name the .csv column with --label-column")
         options["y"] = d["y"][:limit]
     start = time.perf_counter()
     exp = lumos.explain(model, x, method=method, target=target, **options)
@@ -166,14 +197,22 @@ def explain(ctx, model_path, factory, trust_model, data_path, limit, method, tar
 @click.option("--methods", "method_list", default=None, help="Comma-separated methods (default: all applicable).")
 @click.option("--explanation", default=None, type=click.Path(dir_okay=False),
               help="Evaluate a saved explanation instead of computing new ones (with --model and --data).")
+@click.option("--out", default=None, type=click.Path(dir_okay=False),
+              help="Also write the table: .csv, or .json (one record per method).")
+@method_options_flag
 @click.pass_context
-def evaluate(ctx, model_path, factory, trust_model, data_path, limit, method_list, explanation) -> None:
+def evaluate(ctx, model_path, factory, trust_model, data_path, label_column, limit, method_list, explanation, out,
+             method_options) -> None:
     """Deletion curve (AOPC, most relevant first) and sparseness of each method."""
     from lumos.core.explanation import Explanation
     from lumos.report import aopc, deletion_curves, gini
     from lumos.report.methods import run_methods
 
-    model, d = _model_and_data(ctx, model_path, factory, trust_model, data_path)
+    names = method_list.split(",") if method_list else None
+    per_method = _per_method(method_options, names)
+    if out is not None and Path(out).suffix.lower() not in (".csv", ".json"):
+        raise ValueError(f"--out {out}: write the table as .csv or .json")
+    model, d = _model_and_data(ctx, model_path, factory, trust_model, data_path, label_column)
     x = d["X"][:limit]
     results = []
     if explanation:
@@ -186,26 +225,60 @@ def evaluate(ctx, model_path, factory, trust_model, data_path, limit, method_lis
         from lumos.report.builder import infer_layout
 
         target = ModelAdapter(model).scores(x).argmax(1)[:, None]
-        names = method_list.split(",") if method_list else None
         for run in run_methods(model, x, target, infer_layout(x), names=names, seed=ctx.obj["seed"],
-                               progress=not ctx.obj["quiet"]):
+                               background=x[:50], progress=not ctx.obj["quiet"], options=per_method,
+                               x_eval=x if d["y"] is not None else None, y_eval=d["y"]):
             if run.ok and run.explanations:
                 e = run.explanations[0]
                 results.append((run.name, x, e.values, e.target, None))
             elif run.error:
                 results.append((run.name, None, None, None, run.error))
     click.echo(f"{'method':<24} {'AOPC (MoRF)':>14} {'sparseness':>11}")
-    rand = None
-    for name, xi, values, target, error in results:
+    rand, table = None, []
+    rows = _progress(ctx, results, "deletion curves")
+    for name, xi, values, target, error in rows:
         if error:
             click.echo(f"{name:<24} failed: {error}")
+            table.append({"method": name, "aopc_mean": None, "aopc_std": None, "sparseness": None, "error": error})
             continue
         a = aopc(deletion_curves(model, xi, values, target))
-        click.echo(f"{name:<24} {a.mean():>8.3f} ± {a.std():.3f} {gini(np.broadcast_to(values, xi.shape)).mean():>11.3f}")
+        g = float(gini(np.broadcast_to(values, xi.shape)).mean())
+        click.echo(f"{name:<24} {a.mean():>8.3f} ± {a.std():.3f} {g:>11.3f}")
+        table.append({"method": name, "aopc_mean": float(a.mean()), "aopc_std": float(a.std()), "sparseness": g,
+                      "error": None})
         rand = (xi, target)
     if rand is not None:
         a = aopc(deletion_curves(model, rand[0], None, rand[1], seed=ctx.obj["seed"]))
         click.echo(f"{'random order':<24} {a.mean():>8.3f} ± {a.std():.3f}")
+        table.append({"method": "random order", "aopc_mean": float(a.mean()), "aopc_std": float(a.std()),
+                      "sparseness": None, "error": None})
+    if out is not None:
+        _write_table(table, Path(out))
+        say(ctx, f"table written to {Path(out).resolve()}")
+
+
+def _progress(ctx, items, label: str):
+    """``items`` under a progress bar on a terminal (not under --quiet)."""
+    import sys
+
+    if ctx.obj["quiet"] or not sys.stderr.isatty() or len(items) < 2:
+        return items
+    from tqdm.auto import tqdm
+
+    return tqdm(items, desc=label, unit="method", leave=False)
+
+
+def _write_table(rows: list[dict], path: Path) -> None:
+    import csv
+    import json
+
+    if path.suffix.lower() == ".json":
+        path.write_text(json.dumps(rows, indent=1))
+        return
+    with path.open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(rows[0]) if rows else ["method"])
+        writer.writeheader()
+        writer.writerows(rows)
 
 
 @cli.command()
@@ -217,13 +290,15 @@ def evaluate(ctx, model_path, factory, trust_model, data_path, limit, method_lis
 @click.option("--class-names", default=None, help="Comma-separated class names.")
 @click.option("--modality", type=click.Choice(["auto", "ecg", "eeg", "series"]), default="auto", show_default=True,
               help="Series: ECG printouts, EEG channel x time maps or line panels (auto: from the channel names).")
+@method_options_flag
 @click.pass_context
-def report(ctx, model_path, factory, trust_model, data_path, limit, method_list, out, n_samples, class_names,
-           modality) -> None:
+def report(ctx, model_path, factory, trust_model, data_path, label_column, limit, method_list, out, n_samples, class_names,
+           modality, method_options) -> None:
     """Write the HTML report for the first --n-samples inputs of --data."""
     from lumos.report import build_report
 
-    model, d = _model_and_data(ctx, model_path, factory, trust_model, data_path)
+    per_method = _per_method(method_options, method_list.split(",") if method_list else None)
+    model, d = _model_and_data(ctx, model_path, factory, trust_model, data_path, label_column)
     x = d["X"][:limit]
     y = d["y"][:limit] if d["y"] is not None else None
     names = class_names.split(",") if class_names else d["class_names"]
@@ -231,7 +306,7 @@ def report(ctx, model_path, factory, trust_model, data_path, limit, method_list,
                        feature_names=d["feature_names"], times=d["times"], sfreq=d["sfreq"],
                        methods=method_list.split(",") if method_list else None, x_eval=x if y is not None else None,
                        y_eval=y, background=x[:50], seed=ctx.obj["seed"], progress=not ctx.obj["quiet"],
-                       title=f"lumos report: {Path(data_path).name}", modality=modality)
+                       title=f"lumos report: {Path(data_path).name}", modality=modality, options=per_method)
     click.echo(str(rep.save(out).resolve()))
 
 

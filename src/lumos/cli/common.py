@@ -71,7 +71,8 @@ FACTORY_HELP = ("module:callable (or path/to/file.py:callable) returning the tor
                 "dict in the model file is loaded into; the current directory is importable.")
 TRUST_HELP = ("Also load whole pickled modules (torch.save(model)). This EXECUTES CODE FROM THE MODEL FILE: "
               "use it only for files you trust. Not needed for state dicts, TorchScript or torch.export archives.")
-MODEL_HELP = "TorchScript (.pt), torch.export (.pt2), or a state dict with --factory."
+MODEL_HELP = ("TorchScript (.pt), torch.export (.pt2), ONNX (.onnx), a state dict with --factory; with "
+              "--trust-model also a whole pickled module, Keras (.keras) or scikit-learn (.joblib, .pkl).")
 
 
 def model_file_options(fn):
@@ -92,3 +93,20 @@ def check_device(device: str) -> str:
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device {device!r} requested but CUDA is not available on this machine")
     return device
+
+
+OPTION_HELP = ("Method option KEY=VALUE, value read as JSON when it parses, a .npy/.npz file as an array "
+               "(e.g. -O n_steps=32 -O background=bg.npy); with several methods it goes to each method that "
+               "takes KEY, or to one with -O METHOD.KEY=VALUE (-O ig.n_steps=64).")
+
+
+def method_options_flag(fn):
+    """``-O/--option KEY=VALUE`` (repeatable), the same on every command that runs methods."""
+    return click.option("--option", "-O", "method_options", multiple=True, metavar="KEY=VALUE",
+                        help=OPTION_HELP)(fn)
+
+
+def label_column_flag(fn):
+    """``--label-column NAME``: the labels of a .csv table."""
+    return click.option("--label-column", default=None, metavar="NAME",
+                        help="The .csv column holding the labels (numbers or class names); it is not an input.")(fn)

@@ -13,7 +13,14 @@ Model files (:func:`load_model`)
       runs (pickles are read weights-only, expressions must be plain sympy terms, AOTInductor
       archives are refused);
     - a whole pickled module (``torch.save(model)``): only with ``--trust-model``, since
-      unpickling it runs code named in the file.
+      unpickling it runs code named in the file;
+    - an ONNX file (``.onnx``, a protobuf of operators and weights: no code): onnx2torch for the
+      methods that need a torch module, onnxruntime for the others
+      (:class:`lumos.integrations.onnx.OnnxModel`);
+    - a Keras file (``.keras``, ``.h5``): only with ``--trust-model`` (Keras builds the classes
+      its configuration names), read with ``safe_mode`` under the torch backend;
+    - a pickled scikit-learn estimator or pipeline (``.joblib``, ``.pkl``, ``.pickle``): only
+      with ``--trust-model``; the model-agnostic methods run on it.
 
 Data files (:func:`load_data`, :func:`load_array`)
     ``.npz`` and ``.npy`` with ``allow_pickle=False``, numeric ``.csv``, UCR/UEA text files
@@ -103,6 +110,18 @@ def load_model(path: str | os.PathLike, factory: str | None = None, *, trust_mod
             raise ValueError(f"the weights in {p} do not fit the model from {factory}: "
                              f"{_first_line(err, 200)}") from None
         return model.to(device).eval()
+    suffix = p.suffix.lower()
+    if suffix == ".onnx":
+        from lumos.integrations.onnx import OnnxModel
+
+        return OnnxModel(p)
+    if suffix in (".keras", ".h5"):
+        os.environ.setdefault("KERAS_BACKEND", "torch")  # before keras is imported: its models are torch modules
+        from lumos.integrations.keras import load as load_keras
+
+        return load_keras(p, trust_model=trust_model)
+    if suffix in (".joblib", ".pkl", ".pickle"):
+        return _load_estimator(p, trust_model)
     if _is_export_archive(p):
         return _load_exported(p, trust_model, device)
     scripted = _torchscript(p, device)
@@ -116,6 +135,31 @@ def load_model(path: str | os.PathLike, factory: str | None = None, *, trust_mod
     if not isinstance(obj, torch.nn.Module):
         raise TypeError(f"{p} holds a {type(obj).__name__}, expected a torch.nn.Module")
     return obj.to(device).eval()
+
+
+def _load_estimator(p: Path, trust_model: bool):
+    """A pickled scikit-learn estimator (joblib or pickle), with ``--trust-model`` only."""
+    if not trust_model:
+        raise ValueError(f"{p} is a pickled Python object (joblib/pickle): loading it would run code from the file; "
+                         "pass --trust-model if you trust the file (or export the model to ONNX)")
+    try:
+        if p.suffix.lower() == ".joblib":
+            import joblib
+
+            obj = joblib.load(p)
+        else:
+            import pickle
+
+            with p.open("rb") as fh:
+                obj = pickle.load(fh)
+    except Exception as err:  # noqa: BLE001 - any failure is a bad file
+        raise ValueError(f"cannot read {p} as a pickled model ({_first_line(err)})") from None
+    if isinstance(obj, torch.nn.Module):
+        return obj.eval()
+    if not any(callable(getattr(obj, m, None)) for m in ("predict_proba", "decision_function", "predict")):
+        raise TypeError(f"{p} holds a {type(obj).__name__}, expected a scikit-learn estimator (predict_proba, "
+                        "decision_function or predict) or a torch.nn.Module")
+    return obj
 
 
 def _torchscript(p: Path, device: str):
@@ -341,7 +385,32 @@ def _open_npz(p: Path):
     return archive
 
 
-def _read_csv(p: Path):
+def _label_column(X, header: list[str], column: str, p: Path):
+    """Split the column named ``column`` off the table: ``(X, header, y, class_names)``;
+    labels that are not whole numbers become class indices of their sorted names."""
+    if column not in header:
+        from lumos.core.registry import closest
+
+        raise ValueError(f"{p} has no column {column!r} for --label-column{closest(column, header)}; "
+                         f"its columns: {', '.join(header[:12])}{' ...' if len(header) > 12 else ''}")
+    k = header.index(column)
+    raw = X[:, k]
+    keep = [j for j in range(X.shape[1]) if j != k]
+    try:
+        values = raw.astype(np.float64)
+        whole = np.all(np.mod(values, 1) == 0)
+    except ValueError:
+        whole = False
+    if whole:
+        y, names = values.astype(np.int64), None
+    else:
+        names = sorted({str(v).strip() for v in raw})
+        index = {n: i for i, n in enumerate(names)}
+        y = np.array([index[str(v).strip()] for v in raw], dtype=np.int64)
+    return X[:, keep], [header[j] for j in keep], y, names
+
+
+def _read_csv(p: Path, label_column: str | None = None):
     import csv
 
     try:
@@ -357,21 +426,28 @@ def _read_csv(p: Path):
     for k, r in enumerate(body, start=2):
         if len(r) != len(header):
             raise ValueError(f"{p}: row {k} has {len(r)} cells, the header {len(header)}")
+    header = [h.strip() for h in header]
+    y = names = None
+    if label_column is not None:
+        cells, header, y, names = _label_column(np.array(body, dtype=object), header, label_column, p)
+        body = cells.tolist()
     try:
         X = np.array([[float(v) for v in r] for r in body], dtype=np.float32)
     except ValueError:
-        raise ValueError(f"{p}: every column must be numeric (header row, then numbers)") from None
-    return X, [h.strip() for h in header]
+        hint = "" if label_column else " (a column of labels? name it with --label-column)"
+        raise ValueError(f"{p}: every column must be numeric (header row, then numbers){hint}") from None
+    return X, header, y, names
 
 
-def load_data(path: str | os.PathLike) -> dict:
+def load_data(path: str | os.PathLike, label_column: str | None = None) -> dict:
     """Inputs ``X`` (float32) and, where the file has them, ``y``, ``class_names``,
     ``feature_names``, ``sfreq`` and ``times``.
 
     ``.npz``: ``X`` (or ``x``, ``X_test``, ``inputs``), ``y``/``y_test``, ``class_names``,
     ``ch_names``/``feature_names``, ``sfreq``, ``times``; ``.npy``: the inputs; ``.csv``: a
-    header row of names, then numbers; ``.tsv``/``.ts``/``.arff``: a UCR/UEA file. Pickled
-    objects are never read.
+    header row of names, then numbers (``label_column``: the labels' column, numbers or
+    class names, taken out of the inputs); ``.tsv``/``.ts``/``.arff``: a UCR/UEA file.
+    Pickled objects are never read.
     """
     p = Path(path)
     if not p.exists():
@@ -380,6 +456,9 @@ def load_data(path: str | os.PathLike) -> dict:
         raise ValueError(f"data file {p} is not a file")
     suffix = p.suffix.lower()
     out: dict = {"y": None, "class_names": None, "feature_names": None, "sfreq": None, "times": None}
+    if label_column is not None and suffix != ".csv":
+        raise ValueError(f"--label-column reads a column of a .csv table; {p.name} is {suffix or 'not'} a .csv "
+                         "(a .npz stores its labels as 'y')")
     if suffix == ".npz":
         with _open_npz(p) as d:
             key = next((k for k in ("X", "x", "X_test", "inputs") if k in d.files), None)
@@ -406,7 +485,7 @@ def load_data(path: str | os.PathLike) -> dict:
     elif suffix == ".npy":
         out["X"] = _read_npy(p)
     elif suffix == ".csv":
-        out["X"], out["feature_names"] = _read_csv(p)
+        out["X"], out["feature_names"], out["y"], out["class_names"] = _read_csv(p, label_column)
     elif suffix in (".tsv", ".ts", ".arff", ".txt"):
         from lumos.data.ucr import read_series
 
@@ -420,7 +499,9 @@ def load_data(path: str | os.PathLike) -> dict:
     X = np.asarray(out["X"])
     _numeric(X, p)
     if X.ndim not in (2, 3, 4):
-        raise ValueError(f"{p}: inputs must be (N, d), (N, C, T) or (N, C, H, W); got shape {X.shape}")
+        hint = (f": one input without its batch axis? add one (np.save(path, x[None]), shape {(1, *X.shape)})"
+                if X.ndim == 1 else "")
+        raise ValueError(f"{p}: inputs must be (N, d), (N, C, T) or (N, C, H, W); got shape {X.shape}{hint}")
     if len(X) == 0:
         raise ValueError(f"{p} holds no inputs (0 rows)")
     out["X"] = X.astype(np.float32)

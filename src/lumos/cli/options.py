@@ -34,6 +34,35 @@ def parse_options(texts) -> dict:
     return dict(parse_option(t) for t in texts)
 
 
+def options_per_method(options: dict, classes: dict) -> dict[str, dict]:
+    """Split the ``-O`` options of a command that runs several methods (``classes``: name ->
+    explainer class): ``key=value`` goes to every method that takes ``key``,
+    ``method.key=value`` (``ig.n_steps=64``) to that method only. A key no method takes is
+    an error naming the closest option."""
+    from lumos.core import registry
+
+    out: dict[str, dict] = {name: {} for name in classes}
+    taken = {name: set(registry.options_of(cls)) | {"class_names"} for name, cls in classes.items()}
+    for key, value in options.items():
+        method, _, option = key.rpartition(".")
+        if method:
+            name = registry.get(method).name
+            if name not in classes:
+                raise ValueError(f"--option {key}: {name} is not one of the methods this command runs")
+            targets = [name]
+        else:
+            targets = [n for n in classes if option in taken[n]]
+        if method and option not in taken[name]:
+            raise ValueError(f"--option {option!r} is not an option of {name}{registry.closest(option, taken[name])}")
+        if not targets:
+            known = sorted(set().union(*taken.values())) if taken else []
+            raise ValueError(f"--option {option!r} is not an option of the methods this command runs"
+                             f"{registry.closest(option, known)}")
+        for name in targets:
+            out[name][option] = value
+    return {name: opts for name, opts in out.items() if opts}
+
+
 def load_option_array(path: str, key: str) -> np.ndarray:
     """The numeric array in a ``.npy`` or single-array ``.npz``; pickled objects refused."""
     p = Path(path)
@@ -66,15 +95,21 @@ def _why(err: Exception) -> str:
     return f"cannot read it as an array ({text})"
 
 
-def parse_target(text: str | None, *, label: bool = False):
-    """``None``/``"pred"``/``"predicted"`` -> None (the predicted class), an integer class
-    index, or (``label=True``) ``"label"``."""
-    if text is None or text in ("pred", "predicted"):
+TARGET_HELP = ("Output to explain: 'predicted' (default; 'pred' also accepted), a class index, or a class name "
+               "(from the data's class_names, --label-column values or the model's classes_)")
+
+
+def parse_target(text: str | None, *, label: bool = False, names: bool = False):
+    """``None``/``"predicted"``/``"pred"`` -> None (the predicted class), an integer class
+    index, (``label=True``) ``"label"``, or (``names=True``) a class name as given."""
+    if text is None or text.strip().lower() in ("pred", "predicted", "prediction"):
         return None
     if label and text == "label":
         return "label"
     try:
         return int(text)
     except ValueError:
-        choices = "a class index, 'pred' or 'label'" if label else "a class index or 'pred'"
+        if names:
+            return text
+        choices = "a class index, 'predicted' or 'label'" if label else "a class index, a class name or 'predicted'"
         raise ValueError(f"--target must be {choices}, got {text!r}") from None

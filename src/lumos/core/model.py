@@ -190,8 +190,9 @@ def _is_onnx(model) -> bool:
         import os
 
         return str(os.fspath(model)).lower().endswith(".onnx")
-    return type(model).__name__ in ("ModelProto", "InferenceSession") and \
-        type(model).__module__.split(".")[0] in ("onnx", "onnxruntime")
+    return (type(model).__name__ in ("ModelProto", "InferenceSession")
+            and type(model).__module__.split(".")[0] in ("onnx", "onnxruntime")) or \
+        callable(getattr(model, "lumos_torch_module", None))
 
 
 def as_model(model, *, torch_module: bool = False):

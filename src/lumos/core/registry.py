@@ -33,7 +33,8 @@ def get(name: str) -> type:
     key = _key(name)
     key = _ALIASES.get(key, key)
     if key not in _REGISTRY:
-        raise ValueError(f"unknown method {name!r}; available: {', '.join(sorted(_REGISTRY))}")
+        hint = closest(key, list(_REGISTRY) + list(_ALIASES))
+        raise ValueError(f"unknown method {name!r}{hint}; available: {', '.join(sorted(_REGISTRY))}")
     return _REGISTRY[key]
 
 
@@ -101,8 +102,15 @@ def options_of(method) -> dict[str, Option]:
 
 
 def closest(name: str, choices) -> str:
-    """``" (did you mean 'x'?)"`` for the closest of ``choices``, or ``""``."""
+    """``" (did you mean 'x'?)"`` for the closest of ``choices``, or ``""``; a name that is
+    one word of several choices (``"shap"``: ``kernel_shap``, ``gradient_shap``...) gets up
+    to three of them."""
     import difflib
 
-    match = difflib.get_close_matches(name, list(choices), n=1, cutoff=0.6)
+    choices = list(choices)
+    word = _key(str(name))
+    having = sorted((c for c in choices if word and word != c and word in c.split("_")), key=len)[:3]
+    if len(having) > 1:
+        return f" (did you mean {', '.join(repr(c) for c in having[:-1])} or {having[-1]!r}?)"
+    match = difflib.get_close_matches(name, choices, n=1, cutoff=0.6) or having
     return f" (did you mean {match[0]!r}?)" if match else ""

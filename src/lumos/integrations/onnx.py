@@ -18,7 +18,7 @@ import os
 
 import numpy as np
 
-__all__ = ["OnnxScores", "load_proto", "onnx_model", "to_torch"]
+__all__ = ["OnnxModel", "OnnxScores", "load_proto", "onnx_model", "to_torch"]
 
 _ORT_TYPES = {"tensor(float)": np.float32, "tensor(double)": np.float64, "tensor(float16)": np.float16,
               "tensor(int64)": np.int64, "tensor(int32)": np.int32}
@@ -106,8 +106,33 @@ def to_torch(model):
     return module.eval()
 
 
+class OnnxModel:
+    """An ONNX model read once, run both ways: :meth:`lumos_torch_module` (onnx2torch,
+    converted once) for methods that need a torch module, :meth:`runtime` (onnxruntime)
+    for the others. ``lumos.explain(OnnxModel("model.onnx"), x, ...)`` or the path itself."""
+
+    def __init__(self, model):
+        self.proto = load_proto(model)
+        self._torch = self._runtime = None
+
+    def lumos_torch_module(self):
+        if self._torch is None:
+            self._torch = to_torch(self.proto)
+        return self._torch
+
+    def runtime(self) -> OnnxScores:
+        if self._runtime is None:
+            self._runtime = OnnxScores(self.proto)
+        return self._runtime
+
+    def __repr__(self) -> str:
+        return f"OnnxModel({self.proto.graph.name!r})"
+
+
 def onnx_model(model, *, torch_module: bool = False):
     """``model`` as lumos runs it: converted to torch (``torch_module``) or on onnxruntime."""
+    if isinstance(model, OnnxModel):
+        return model.lumos_torch_module() if torch_module else model.runtime()
     if torch_module:
         if type(model).__name__ == "InferenceSession":
             raise TypeError("an onnxruntime.InferenceSession cannot be converted to torch: pass the .onnx file or "
