@@ -20,7 +20,11 @@ paper, with R peaks detected and the beat-averaged relevance beside each lead. T
 so the figure shows the view, not a finding. The archive names no leads and states no unit;
 the amplitudes (R waves about 1 mV, quantised in steps of 1/200) are read as mV.
 
-Run:  python examples/workshop_ecg.py     (under a minute on 2 cores)
+Run:  python examples/workshop_ecg.py
+Time: the first run trains three models (ECG200 CNN 60 epochs, AttentionRNN 80 epochs, the AF CNN)
+and takes minutes, not one: measured on 2 cores shared with other jobs (load 14), the CNN's 60
+epochs took 9.5 min of wall time and the RNN ran at ~20 s per epoch (the run was stopped there).
+Later runs load the fitted weights from lumos's cache (LUMOS_CACHE) and only explain and draw.
 """
 from __future__ import annotations
 
