@@ -33,13 +33,19 @@ def plot_explanation(exp, index: int = 0, ax=None, title: str | None = None, cma
     if exp.scope == "global" or exp.values.ndim == 2:
         vals = exp.values if exp.scope == "global" else exp.values[index]
         err = exp.extras.get("std") if exp.scope == "global" else None
+        from lumos.plot.tabular import _number, _plain
+
         names = exp.feature_names or [f"x{i}" for i in range(vals.shape[0])]
         order = np.argsort(np.abs(vals))[-20:]
         colors = ["#c0392b" if v > 0 else "#2e6da4" for v in vals[order]]
         ax.barh(np.arange(len(order)), vals[order], xerr=None if err is None else err[order], color=colors)
-        ax.set_yticks(np.arange(len(order)), [names[i] for i in order], fontsize=8)
+        row = exp.inputs[index] if exp.scope == "local" and exp.inputs is not None else None
+        labels = [f"{_plain(names[i])} = {_number(float(row[i]))}" if row is not None and row.shape == vals.shape
+                  else _plain(names[i]) for i in order]  # the feature's value beside its name
+        ax.set_yticks(np.arange(len(order)), labels, fontsize=8)
         ax.axvline(0, color="k", lw=0.5)
-        ax.set_xlabel("attribution")
+        shown = f" ({len(order)} of {vals.shape[0]} shown, largest |attribution|)" if len(order) < vals.shape[0] else ""
+        ax.set_xlabel("attribution" + shown)
     elif exp.values.ndim == 3:  # (N, C, T)
         from matplotlib.collections import LineCollection
         from matplotlib.colors import Normalize
@@ -84,6 +90,8 @@ def plot_explanation(exp, index: int = 0, ax=None, title: str | None = None, cma
     else:
         raise ValueError(f"cannot plot values of shape {exp.values.shape}")
     if exp.target is not None and exp.scope == "local":
-        name += f" (target {int(exp.target[index])})"
+        t = int(exp.target[index])
+        classes = exp.meta.get("class_names") if isinstance(exp.meta, dict) else None
+        name += f" (class {classes[t]})" if classes and t < len(classes) else f" (target {t})"
     ax.set_title(name, fontsize=10)
     return ax
