@@ -1009,7 +1009,7 @@ def peer_table(setting: "Setting", agg: dict, runs: list[dict], scale: Scale) ->
             ks = [m for m in misses if m[0] == name]
             why = EXPLAINED.get((setting.key, name))
             if why is None:
-                if all(m[3] and not m[2] for m in ks):
+                if all(m[3] for m in ks):
                     why = ("tint, run live on the same model and inputs, agrees with lumos and misses the "
                            "published value too: the difference comes from this run's setting (its model, "
                            "training and test inputs; see above), not from lumos's method")
