@@ -97,10 +97,19 @@ def _external_metrics(model, x, exp, baseline) -> dict:
     }
 
 
-def _evaluate(model, x, runs, baseline, seed, masks, notes) -> tuple[list[dict], dict]:
+def _bar(items, progress: bool, label: str, unit: str):
+    """``items`` under a tqdm bar when ``progress`` (shown after a second, removed when done)."""
+    if not progress:
+        return items
+    from tqdm.auto import tqdm
+
+    return tqdm(items, desc=label, unit=unit, delay=1.0, leave=False)
+
+
+def _evaluate(model, x, runs, baseline, seed, masks, notes, progress: bool = False) -> tuple[list[dict], dict]:
     rows, curves = [], {}
     target = None
-    for run in runs:
+    for run in _bar(runs, progress, "evaluating", "method"):
         if not run.ok or not run.explanations:
             continue
         exp = run.explanations[0]
@@ -196,13 +205,13 @@ def build_report(model, x, *, y=None, layout: str | None = None, class_names=Non
     for shape, names in coarse.items():
         notes.append(f"{', '.join(names)}: maps computed at the layer's resolution ({' × '.join(map(str, shape))} "
                      f"positions) and upsampled to the input's {' × '.join(map(str, x.shape[2:]))}; coarse by design.")
-    evaluation, curves = _evaluate(model, x, runs, baseline, seed, masks, notes)
+    evaluation, curves = _evaluate(model, x, runs, baseline, seed, masks, notes, progress)
     ok = [r for r in runs if r.ok and r.explanations]
     titles = {name: (f"{name}\n[guided × {' × '.join(map(str, shape))} CAM]" if "guided" in name else
                      f"{name}\n[{' × '.join(map(str, shape))} layer map, upsampled]")
               for shape, names in coarse.items() for name in names}  # a visible label on the coarse panels
     rows = []
-    for i in range(len(x)):
+    for i in _bar(range(len(x)), progress, "drawing", "input"):
         for r in range(n_ranks):
             c = int(targets[i, r])
             panels = [(titles.get(run.name, run.name), run.explanations[r].values[i]) for run in ok]
