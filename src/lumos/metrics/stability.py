@@ -81,7 +81,7 @@ class _Layers:
         def make(name):
             def hook(module, inputs, output):
                 out = output[0] if isinstance(output, (tuple, list)) else output
-                self.store.setdefault(name, []).append(out.detach().cpu().reshape(out.shape[0], -1).numpy().copy())
+                self.store.setdefault(name, []).append(out.detach().cpu().reshape(out.shape[0], -1).numpy())
             return hook
 
         self.handles = [m.register_forward_hook(make(n)) for n, m in self.chosen.items()]
@@ -94,7 +94,7 @@ class _Layers:
     def take(self) -> np.ndarray:
         parts = [np.concatenate(v) for v in self.store.values()]
         self.store = {}
-        return np.concatenate(parts, axis=1).astype(np.float64)
+        return np.concatenate(parts, axis=1)  # the model's dtype (float32: Quantus's arithmetic, half the memory)
 
 
 def _runs(explainer, model, inputs, target, n_copies, make_copies, batch_size, layers=False, layer_names=None,
