@@ -99,7 +99,7 @@ def run(h):
          "k 100, central 10x10 mask"),
         ("attribution_localisation", lambda: attribution_localisation(a, mask),
          lambda: quantus.AttributionLocalisation(disable_warnings=True)(a_batch=a, s_batch=mask, **common),
-         "|a|, central 10x10 mask"),
+         "abs(a), central 10x10 mask"),
     ]
     ig = IntegratedGradients(model, n_steps=32).explain(x, target=y)
     captured = []
@@ -124,7 +124,7 @@ def run(h):
     for label, e in (("LRP-eps", LRP(model, "epsilon")), ("Deep Taylor", DeepTaylor(model, input_bounds=(0, 1)))):
         b = relevance_budget(e, model, x, y)
         gap = np.abs(b.f_x - b.total) / np.abs(b.f_x)
-        parts.append(f"{label}: |f - sum R|/|f| {gap.mean():.3f}, absorbed {np.mean(b.absorbed / np.abs(b.f_x)):.3f}, "
-                     f"error {b.scores.mean():.1e}")
+        parts.append(f"{label}: mean abs(f - sum R)/abs(f) {gap.mean():.3f}, absorbed (signed mean) "
+                     f"{np.mean(b.absorbed / np.abs(b.f_x)):.3f}, error {b.scores.mean():.1e}")
     h.record(FAMILY, "relevance budget (LRP-eps, Deep Taylor)", time.perf_counter() - t0, setting=setting,
              note="; ".join(parts))
