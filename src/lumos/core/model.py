@@ -425,3 +425,38 @@ def as_adapter(model: Any, output: str = "raw", batch_size: int = 256, torch_mod
     if isinstance(model, ModelAdapter):
         return model
     return ModelAdapter(model, output=output, batch_size=batch_size, torch_module=torch_module)
+
+
+#: The model formats of :func:`formats_table`, in its column order.
+FORMATS = ("PyTorch nn.Module", "TorchScript / torch.export", "Keras 3 (torch backend)", "ONNX",
+           "scikit-learn / callable")
+
+
+def format_support(cls) -> dict[str, str]:
+    """How the explainer class ``cls`` runs on each of :data:`FORMATS`, read from its declared
+    capabilities: ``"✓"``, ``"—"`` (refused up front), or for ONNX the runtime used
+    (``"onnx2torch"``: converted to torch modules; ``"onnxruntime"``: the file itself)."""
+    caps = cls.capabilities()
+    torch_needed = (caps["needs_gradients"] or caps["needs_layer"] or caps["needs_attention"]
+                    or not caps["torchscript"])
+    hook_free = caps["torchscript"] and not caps["needs_attention"]
+    yes = "✓"
+    no = "—"
+    return {
+        FORMATS[0]: yes,
+        FORMATS[1]: yes if caps["torchscript"] else no,
+        FORMATS[2]: yes if hook_free else no,
+        FORMATS[3]: no if caps["needs_attention"] else ("onnx2torch" if torch_needed else "onnxruntime"),
+        FORMATS[4]: no if torch_needed else yes,
+    }
+
+
+def formats_table() -> str:
+    """The Markdown table (methods × model formats) of the README, from the registry."""
+    from lumos.core import registry
+
+    lines = ["| method | " + " | ".join(FORMATS) + " |", "|---" * (len(FORMATS) + 1) + "|"]
+    for name, cls in registry.available().items():
+        row = format_support(cls)
+        lines.append(f"| `{name}` | " + " | ".join(row[f] for f in FORMATS) + " |")
+    return "\n".join(lines)
