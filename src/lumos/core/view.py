@@ -134,7 +134,7 @@ def _warn_training(busy: list[str]) -> None:
 def model_view(model, device=None, warn_training: bool = True) -> Iterator:
     """The model one explanation call works on (see the module docstring).
 
-    Yields a private view for ``nn.Module``s, the model itself (guarded and locked) for
+    Yields a private view for ``nn.Module`` objects, the model itself (guarded and locked) for
     TorchScript and other modules that cannot be viewed, and any non-torch callable as it is.
     """
     dev = _check_device(device)

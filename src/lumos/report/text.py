@@ -24,7 +24,7 @@ DEFAULT_OPTIONS = {"kernel_shap": {"n_samples": 256}, "lime": {"n_samples": 256}
 
 
 def words_html(pairs, lim: float | None = None) -> str:
-    """``<span>``s of escaped words on relevance-coloured backgrounds (inline styles only)."""
+    """``<span>`` elements of escaped words on relevance-coloured backgrounds (inline styles only)."""
     from lumos.plot.text import word_colours
 
     values = [v for _, v in pairs]

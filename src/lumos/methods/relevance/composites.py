@@ -70,8 +70,11 @@ def _warn_unseen_children(name: str, module: nn.Module, ran: set) -> None:
     """A container that ran while a child with parameters never did probably computes with
     the child's weights directly (``F.conv2d(x, self.conv.weight)``): no rule sees that
     operation, so relevance crosses it as a gradient. Said, since the result is then not LRP."""
+    def seen(m: nn.Module) -> bool:  # a ModuleList/ModuleDict is never called itself: its members run
+        return id(m) in ran or (isinstance(m, (nn.ModuleList, nn.ModuleDict)) and any(seen(c) for c in m.children()))
+
     unseen = [child for child, m in module.named_children()
-              if id(m) not in ran and not _computes_weights(child) and any(True for _ in m.parameters())]
+              if not seen(m) and not _computes_weights(child) and any(True for _ in m.parameters())]
     if unseen:
         import warnings
 

@@ -9,8 +9,7 @@ one backward pass of the model per step for the whole chunk), and every loss is 
 per-input terms, so an input's mask does not depend on which other inputs share its chunk,
 on ``batch_size`` or on the chunking of ``explain_dataset`` (up to float round-off).
 
-ExtremalMask (Enguehard 2023, "Learning Perturbations to Explain Time Series Predictions",
-ICML, arXiv:2306.02109; tint ``ExtremalMask`` / ``ExtremalMaskNet``)
+ExtremalMask (Enguehard 2023, "Learning Perturbations to Explain Time Series Predictions", ICML, arXiv:2306.02109; tint ``ExtremalMask`` / ``ExtremalMaskNet``)
     A learned perturbation g_θ replaces what the mask removes:
 
         preservation:  x̃ = m ⊙ x + (1 − m) ⊙ g_θ(x − b)
@@ -31,8 +30,7 @@ ICML, arXiv:2306.02109; tint ``ExtremalMask`` / ``ExtremalMaskNet``)
     batching. ``perturbation="baseline"`` drops g_θ (x̃ = m ⊙ x + (1 − m) ⊙ b: tint's
     ``ExtremalMaskNet`` default, ``model=None``); the method is then deterministic.
 
-Dynamask (Crabbé & van der Schaar 2021, "Explaining Time Series Predictions with Dynamic
-Masks", ICML, arXiv:2106.05303; tint ``DynaMask`` / ``MaskNet``)
+Dynamask (Crabbé & van der Schaar 2021, "Explaining Time Series Predictions with Dynamic Masks", ICML, arXiv:2106.05303; tint ``DynaMask`` / ``MaskNet``)
     A fixed perturbation operator π_m and, for each area a in ``keep_ratio``, one mask:
 
         min_m  ± (f(π_m(x)) − f(x))² + λ_a(e) ‖sort(m) − r_a‖² / (CT) + λ_c Σ_{t<T−2} |m_{c,t+1} − m_{c,t}| / (C(T−2))
