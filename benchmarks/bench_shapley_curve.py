@@ -309,8 +309,9 @@ def plot(results, path):
         ax.set_ylabel(f"RMSE vs {'exact' if res['reference'] == 'exact' else '20k reference'}")
         ax.set_title(f"{res['model']}\nbudgets 2^6-2^{MAX_POWER} (+500)", fontsize=10)
         ax.grid(True, which="both", alpha=0.3)
-    np.atleast_1d(axes)[0].legend(fontsize=7, loc="lower left")
-    fig.tight_layout()
+    handles, labels = np.atleast_1d(axes)[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=6, fontsize=8, frameon=False)
+    fig.tight_layout(rect=(0, 0.1, 1, 1))
     fig.savefig(path, dpi=110)
     plt.close(fig)
 
@@ -425,7 +426,13 @@ if __name__ == "__main__":
     p = argparse.ArgumentParser()
     p.add_argument("--seeds", type=int, default=SEEDS)
     p.add_argument("--max-power", type=int, default=MAX_POWER)
+    p.add_argument("--plot-only", action="store_true", help="redraw curve.png from curve.json")
     a = p.parse_args()
+    if a.plot_only:
+        stored = json.loads((OUT / "curve.json").read_text())
+        MAX_POWER = int(np.log2(max(stored["budgets"])))
+        plot(stored["results"], OUT / "curve.png")
+        raise SystemExit(0)
     MAX_POWER = a.max_power
     _, summ, fl = main(a.seeds, a.max_power)
     print(json.dumps(summ, indent=1))
