@@ -16,7 +16,7 @@ Sampling rows by leverage and reweighting them by 1 / (inclusion probability) gi
 Theorem 1.1); KernelSHAP's kernel-proportional sampling has no such guarantee.
 
 Design used here (:class:`PairedDesign`)
----------------------------------------
+----------------------------------------
 Strata are the coalition sizes, paired: stratum s < d/2 holds the C(d,s) pairs
 (z, N∖z) with |z| = s; for even d, stratum d/2 holds its C(d,d/2)/2 pairs. The budget's
 pairs are split over the strata by water-filling: stratum j gets ``min(P_j, c·a_j)``
