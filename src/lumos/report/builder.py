@@ -55,6 +55,17 @@ def _bad_layout(x):
     raise ValueError(f"inputs must be (N, d), (N, C, T) or (N, C, H, W); got shape {x.shape}")
 
 
+def ranked_classes(probs: np.ndarray, class_names, n_classes: int):
+    """``(class names, n_ranks, targets)``: the names checked against the model's outputs and
+    the top ``n_ranks`` classes of each input by probability, ``(N, n_ranks)``."""
+    k = probs.shape[1]
+    class_names = [str(c) for c in class_names] if class_names is not None else [str(i) for i in range(k)]
+    if len(class_names) != k:
+        raise ValueError(f"{len(class_names)} class names for a model with {k} outputs")
+    n_ranks = max(1, min(n_classes, k))
+    return class_names, n_ranks, np.argsort(-probs, axis=1, kind="stable")[:, :n_ranks]
+
+
 def pick_samples(y: np.ndarray, n: int, seed: int = 0) -> np.ndarray:
     """``n`` indices covering the classes in turn (one per class first), reproducibly."""
     rng = np.random.default_rng(seed)
@@ -178,12 +189,7 @@ def build_report(model, x, *, y=None, layout: str | None = None, class_names=Non
     modality = series.resolve_modality(modality, layout, feature_names)
     adapter = ModelAdapter(model, output="softmax")
     probs = adapter.scores(x)
-    k = probs.shape[1]
-    class_names = [str(c) for c in class_names] if class_names is not None else [str(i) for i in range(k)]
-    if len(class_names) != k:
-        raise ValueError(f"{len(class_names)} class names for a model with {k} outputs")
-    n_ranks = max(1, min(n_classes, k))
-    targets = np.argsort(-probs, axis=1, kind="stable")[:, :n_ranks]
+    class_names, n_ranks, targets = ranked_classes(probs, class_names, n_classes)
     pfi = None
     if layout == "tabular" and feature_names is not None:  # images: pixels named by position
         pfi = {"feature_names": list(feature_names)}

@@ -15,7 +15,7 @@ import time
 import numpy as np
 
 from lumos.core.model import ModelAdapter
-from lumos.report.builder import Report, _version
+from lumos.report.builder import Report, _version, ranked_classes
 from lumos.report.html import _e, render_page
 from lumos.report.methods import MethodRun
 
@@ -78,12 +78,7 @@ def build_text_report(model, ids, *, y=None, tokens=None, attention_mask=None, w
     with torch.no_grad():
         out = model(torch.as_tensor(ids), **mask_kw)
     probs = ModelAdapter(model, output="softmax").transform(out[0] if isinstance(out, tuple) else out).numpy()
-    k = probs.shape[1]
-    class_names = [str(c) for c in class_names] if class_names is not None else [str(i) for i in range(k)]
-    if len(class_names) != k:
-        raise ValueError(f"{len(class_names)} class names for a model with {k} outputs")
-    n_ranks = max(1, min(n_classes, k))
-    targets = np.argsort(-probs, axis=1, kind="stable")[:, :n_ranks]
+    class_names, n_ranks, targets = ranked_classes(probs, class_names, n_classes)
     runs, options = [], {**DEFAULT_OPTIONS, **(options or {})}
     for name in methods:
         cls = registry.get(name)
