@@ -85,8 +85,8 @@ SETTINGS = {
         "lstm": dict(build=dict(embed_dim=16, hidden=8), fit=dict(epochs=8, lr=1e-2, batch_size=32)),
         "transformer": dict(build=dict(dim=16, depth=1, heads=2, ff=32, dropout=0.0),
                             fit=dict(epochs=12, lr=3e-3, batch_size=32)),
-        "n_analyse": 40, "seeds": (1,), "planted_share": 0.3, "planted_epochs": 8, "n_planted": 30,
-        "adv_steps": 200,
+        "n_analyse": 30, "seeds": (1,), "planted_share": 0.3, "planted_epochs": 8, "n_planted": 20,
+        "adv_steps": 150,
     },
 }
 

@@ -100,3 +100,81 @@ def test_models_learn_the_synthetic_polarity():
     lstm = fit_text(BiLSTMAttention(v, embed_dim=16, hidden=8), ds.X_train, ds.y_train, epochs=6, lr=1e-2)
     assert text_accuracy(lstm, ds.X_test, ds.y_test) >= 0.85
     assert predict_text(lstm, ds.X_test).shape == (len(ds.X_test), 2)
+
+
+@pytest.fixture(scope="module")
+def workshop():
+    sys.path.insert(0, str(EXAMPLES))
+    try:
+        import workshop_text
+    finally:
+        sys.path.remove(str(EXAMPLES))
+    return workshop_text
+
+
+@pytest.fixture(scope="module")
+def findings(workshop):
+    """The whole workshop on the tiny synthetic corpus (no files written, nothing cached)."""
+    corpus = make_polarity_sentences(n=300, seed=0)
+    return workshop.main(corpus=corpus, setting="tiny", quiet=True, cache=False, figures=False,
+                         write_markdown=False)
+
+
+def test_workshop_models_learn(findings):
+    for kind in ("cnn", "lstm", "transformer"):
+        assert findings["accuracy"][kind][0] >= 0.8, kind
+    assert findings["bag_of_words"][0] >= 0.9
+
+
+def test_jain_wallace_attention_is_weakly_rank_correlated_and_replaceable(findings, workshop):
+    for name in ("gradient", "loo"):
+        mean, std, significant = findings["jain_wallace"][name]["all"]
+        assert -0.2 < mean < 0.7 and std > 0.1 and significant < 0.8  # far from agreement (tau = 1)
+    adv = findings["adversarial"]
+    assert adv["max_tvd"] <= workshop.EPS + 1e-6  # the output moved by less than eps
+    assert adv["share_jsd_above_0.5"] >= 0.3 and adv["mean_jsd"] > 0.3  # ln 2 = 0.693 is the maximum
+
+
+def test_wiegreffe_pinter_uniform_and_seeds(findings):
+    acc = findings["accuracy"]
+    assert acc["lstm_uniform_trained"][0] >= acc["lstm"][0] - 0.1  # the task needs no learned attention
+    assert findings["seeds"]["mean_jsd"] < findings["adversarial"]["mean_jsd"]
+
+
+def test_planted_cue_is_found_by_every_method(findings):
+    for kind, row in findings["planted"].items():
+        assert row["cued_accuracy"] >= 0.8 and row["drop"] >= 0.5, kind
+        chance = row["mass_on_cue"]["random (1 / length)"]
+        for method, mass in row["mass_on_cue"].items():
+            if method in ("random (1 / length)", "attention rollout"):
+                continue
+            assert mass > 3 * chance, (kind, method, mass)
+
+
+def test_jensen_shannon_and_adversary_bounds(workshop):
+    p = torch.tensor([[1.0, 0.0], [0.5, 0.5]])
+    q = torch.tensor([[0.0, 1.0], [0.5, 0.5]])
+    torch.testing.assert_close(workshop.jensen_shannon(p, q), torch.tensor([np.log(2), 0.0], dtype=torch.float64))
+
+
+def test_importances_follow_jain_wallace(workshop):
+    torch.manual_seed(0)
+    m = BiLSTMAttention(20, embed_dim=8, hidden=4).eval()
+    ids = np.array([[4, 5, 6, 7], [8, 9, 10, 11]])
+    imp = workshop.importances(m, ids)
+    with torch.no_grad():
+        p = torch.softmax(m(torch.as_tensor(ids)), 1)
+        q = torch.softmax(m(torch.as_tensor(ids[:, [0, 1, 3]])), 1)  # word 2 left out
+    np.testing.assert_allclose(imp["loo"][:, 2], 0.5 * (p - q).abs().sum(1).numpy(), rtol=1e-5, atol=1e-7)
+    assert imp["gradient"].shape == (2, 4) and (imp["gradient"] >= 0).all()
+
+
+@pytest.mark.slow
+def test_real_sentences_bag_of_words_matches_the_readme(workshop):
+    try:
+        corpus = load_movie_reviews()
+    except FileNotFoundError as err:
+        pytest.skip(f"movie_review_polarity.npz absent: {err}")
+    assert len(corpus) == 10662 and corpus.max_len == 56  # Kim (2014): max length 56 on MR
+    mean, std = workshop.bag_of_words(corpus)
+    assert abs(mean - 0.772) < 0.01 and std < 0.02
