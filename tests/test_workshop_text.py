@@ -102,14 +102,20 @@ def test_models_learn_the_synthetic_polarity():
     assert predict_text(lstm, ds.X_test).shape == (len(ds.X_test), 2)
 
 
-@pytest.fixture(scope="module")
-def workshop():
+def import_example(name: str):
+    """An examples/ script as a module (examples/ on sys.path only while importing)."""
+    import importlib
+
     sys.path.insert(0, str(EXAMPLES))
     try:
-        import workshop_text
+        return importlib.import_module(name)
     finally:
         sys.path.remove(str(EXAMPLES))
-    return workshop_text
+
+
+@pytest.fixture(scope="module")
+def workshop():
+    return import_example("workshop_text")
 
 
 @pytest.fixture(scope="module")

@@ -2,24 +2,16 @@
 planted square decides the class, the attention-aware methods find it, AttnLRP equals LXT."""
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import pytest
 
-EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+from tests.test_workshop_text import import_example
 
 
 @pytest.fixture(scope="module")
 def findings():
-    sys.path.insert(0, str(EXAMPLES))
-    try:
-        import workshop_vit
-    finally:
-        sys.path.remove(str(EXAMPLES))
     from lumos.data import load_digits
 
-    return workshop_vit.main(quiet=True, setting="tiny", cache=False, mnist=load_digits(), figures=False)
+    return import_example("workshop_vit").main(quiet=True, setting="tiny", cache=False, mnist=load_digits(), figures=False)
 
 
 def test_the_planted_square_decides_the_class(findings):
