@@ -55,8 +55,9 @@ def plot_text(exp, index: int = 0, ax=None, title: str | None = None, cmap: str 
     lines = _wrap(words, line_chars)
     width_in = 9.0
     font = min(14.0, width_in * 72 / (line_chars * 0.62))
-    if ax is None:
-        _, ax = plt.subplots(figsize=(width_in, 0.9 + 0.42 * len(lines) * font / 12))
+    own = ax is None
+    if own:
+        _, ax = plt.subplots(figsize=(width_in, 1.1 + 0.42 * len(lines) * font / 12))
     lim = _limit(values, lim)
     colours = word_colours(values, lim, cmap)
     ax.set_xlim(0, line_chars)
@@ -80,7 +81,9 @@ def plot_text(exp, index: int = 0, ax=None, title: str | None = None, cmap: str 
         head += f" | class {int(exp.target[index])}"
         if exp.prediction is not None:
             head += f" (score {float(exp.prediction[index, int(exp.target[index])]):.3g})"
-    ax.set_title(head, fontsize=10, loc="left")
+    ax.set_title(head.replace("$", r"\$"), fontsize=10, loc="left")
+    if own:  # the title and the colour bar inside the figure, saved with or without bbox_inches="tight"
+        ax.figure.tight_layout()
     return ax
 
 
