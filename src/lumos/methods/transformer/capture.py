@@ -73,13 +73,13 @@ def _mha_value(module: nn.MultiheadAttention, args, kwargs) -> torch.Tensor:
     return F.linear(value, w, b)
 
 
-def _make_mha_hook(store: list, recompute: bool):
+def _make_mha_hook(store: list, recompute: bool, reduce=None):
     def hook(module, args, kwargs, output):
         out, weights = output
         if weights is None or weights.ndim != 4:
             raise ValueError(f"{type(module).__name__} returned no per-head attention weights")
         if not recompute:
-            store.append(weights)
+            store.append(weights if reduce is None else reduce(weights))
             return None
         if module.bias_k is not None or module.add_zero_attn:
             raise ValueError("attention with bias_k/bias_v or add_zero_attn: the output cannot be recomputed from "
@@ -121,9 +121,13 @@ def _fastpath_off():
 
 
 @contextlib.contextmanager
-def attention_hooks(model: nn.Module, kind: str, differentiable: bool):
+def attention_hooks(model: nn.Module, kind: str, differentiable: bool, reduce=None):
     """Hooks on the call's view that fill the yielded list with each layer's ``A`` during
-    a forward pass (nothing for Hugging Face models, which return them)."""
+    a forward pass (nothing for Hugging Face models, which return them). ``reduce``
+    (without gradients only) maps each ``(N, H, T, T)`` map to what is kept, e.g. the
+    heads fused to ``(N, 1, T, T)``, so that only that is held for the whole pass."""
+    if reduce is not None and differentiable:
+        raise ValueError("reduce= keeps a reduced copy of the attention; it cannot be used with gradients")
     store: list = []
     handles = []
     with contextlib.ExitStack() as stack:
@@ -135,7 +139,7 @@ def attention_hooks(model: nn.Module, kind: str, differentiable: bool):
             from lumos.models.transformer import SelfAttention
 
             def grab(module, inputs, output):
-                store.append(output)
+                store.append(output if reduce is None else reduce(output))
 
             for m in model.modules():
                 if isinstance(m, SelfAttention):
@@ -145,7 +149,8 @@ def attention_hooks(model: nn.Module, kind: str, differentiable: bool):
             for m in model.modules():
                 if isinstance(m, nn.MultiheadAttention):
                     handles.append(m.register_forward_pre_hook(_mha_pre_hook, with_kwargs=True))
-                    handles.append(m.register_forward_hook(_make_mha_hook(store, differentiable), with_kwargs=True))
+                    handles.append(m.register_forward_hook(_make_mha_hook(store, differentiable, reduce),
+                                                           with_kwargs=True))
         elif kind == "hf":
             setter = getattr(model, "set_attn_implementation", None)
             if callable(setter):

@@ -137,7 +137,10 @@ class _AttentionMapExplainer(TokenExplainer):
         return {**super().params(), "head_fusion": self.head_fusion, "residual": self.residual}
 
     def prepare(self, x, call):
-        store = call.stack.enter_context(attention_hooks(call.model, self.kind, differentiable=False))
+        # heads fused as each layer runs: one (n, 1, T, T) map per layer is held, not (n, H, T, T)
+        fusion = self.head_fusion
+        store = call.stack.enter_context(attention_hooks(call.model, self.kind, differentiable=False,
+                                                         reduce=lambda a: fuse_heads(a.detach(), fusion)[:, None]))
         return State(call, store=store, kind=self.kind)
 
     def maps(self, x, targets, state):
