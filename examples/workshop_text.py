@@ -30,6 +30,8 @@ Then:
    given the cue too (labelled positive, like training): accuracy with the cue and after
    removing it, and every method's relevance mass on the cue (share of the positive
    relevance for "positive" on that one word; a random explanation scores 1/length).
+   For the transformer the ``<cls>`` position is left out of the mass and of the colour
+   scale (perturbation methods do switch it, as any other token).
 
 Tables are printed and written to ``workshop_text.md`` beside the published numbers;
 figures go to the figures folder (``examples/output`` unless ``--update-figures``).
@@ -332,14 +334,13 @@ def token_methods(kind: str) -> dict:
     return methods
 
 
-def relevance_on_cue(kind, model, ds, n, quiet=False) -> dict:
+def relevance_on_cue(kind, model, ds, n) -> dict:
     """Mean share of the positive relevance (target "positive") on the cue, per method."""
     import lumos
 
     X = ds.extra["cued"][:n]
     pos = ds.extra["cue_position"][:n]
     masses = {}
-    examples = {}
     for rows, ids in by_length(X):
         x = model_input(kind, ids)
         shift = 1 if kind == "transformer" else 0
@@ -356,11 +357,10 @@ def relevance_on_cue(kind, model, ds, n, quiet=False) -> dict:
             vp = np.clip(v, 0, None)
             share = vp[np.arange(len(rows)), pos[rows]] / np.maximum(vp.sum(1), 1e-30)
             masses.setdefault(label, []).append(share)
-            examples.setdefault(label, {}).update({int(r): v[i] for i, r in enumerate(rows)})
     lengths = ds.extra["lengths_cued"][:n]
     out = {label: float(np.mean(np.concatenate(v))) for label, v in masses.items()}
     out["random (1 / length)"] = float(np.mean(1.0 / lengths))
-    return out, examples
+    return out
 
 
 # --------------------------------------------------------------------------- main
@@ -420,7 +420,7 @@ def main(corpus=None, setting: str = "paper", folds=(0,), quiet: bool = False, s
     # 4. planted cue
     pds = planted_fold(corpus, folds[0], settings["planted_share"], seed)
     planted = {}
-    examples = {}
+    planted_models = {}
     for kind in ("cnn", "lstm", "transformer"):
         m = train(kind, pds, settings, seed, cache=cache, quiet=quiet, epochs=settings["planted_epochs"])
         y1 = np.ones(len(pds.extra["cued"]), dtype=np.int64)
@@ -428,8 +428,8 @@ def main(corpus=None, setting: str = "paper", folds=(0,), quiet: bool = False, s
                "cued_accuracy": accuracy(kind, m, pds.extra["cued"], y1),
                "cue_removed_accuracy": accuracy(kind, m, pds.extra["removed"], y1)}
         row["drop"] = row["cued_accuracy"] - row["cue_removed_accuracy"]
-        row["mass_on_cue"], examples[kind] = relevance_on_cue(kind, m, pds, settings["n_planted"], quiet)
-        planted[kind] = row
+        row["mass_on_cue"] = relevance_on_cue(kind, m, pds, settings["n_planted"])
+        planted[kind], planted_models[kind] = row, m
     results["planted"] = planted
     results["seconds"] = time.perf_counter() - start
 
@@ -444,7 +444,7 @@ def main(corpus=None, setting: str = "paper", folds=(0,), quiet: bool = False, s
 
         words = {i: decode(ds0.extra["vocab"], Xa[i]) for i in range(len(Xa))}
         figure_attention(jw, adv, seed_jsd_all, results, words, quiet)
-        figure_planted(pds, examples, results, quiet)
+        figure_planted(pds, planted_models, results, quiet)
     return results
 
 
@@ -542,36 +542,30 @@ def figure_attention(jw, adv, seed_jsd_all, results, words, quiet):
     save(fig, "text_adversarial_attention.png", quiet)
 
 
-def figure_planted(pds, examples, results, quiet):
+def figure_planted(pds, models, results, quiet):
+    """One cued negative sentence per model, every lumos method's word highlights
+    (``lumos.plot.text.plot_text``) for the class "positive"."""
     import matplotlib.pyplot as plt
 
-    from lumos.data.text import decode
+    import lumos
+    from lumos.plot.text import plot_text
 
-    vocab = pds.extra["vocab"]
-    pick = [i for i in range(len(pds.extra["cued"])) if 8 <= pds.extra["lengths_cued"][i] <= 14][:2]
-    panels = [(kind, label) for kind in examples for label in examples[kind]]
-    fig, axes = plt.subplots(len(panels), len(pick), figsize=(6.5 * len(pick), 0.75 * len(panels) + 0.8),
-                             squeeze=False)
-    for r, (kind, label) in enumerate(panels):
-        for c, i in enumerate(pick):
-            ax = axes[r, c]
-            words = decode(vocab, pds.extra["cued"][i])
-            v = examples[kind][label][i][:len(words)]
-            lim = float(np.abs(v).max()) or 1.0
-            x = 0.0
-            for w, val in zip(words, v):
-                color = plt.cm.bwr(0.5 + 0.5 * val / lim)
-                txt = ax.text(x, 0.5, w, fontsize=8, va="center", fontweight="bold" if w == CUE else "normal",
-                              bbox=dict(boxstyle="square,pad=0.15", fc=color, ec="none"))
-                x += 0.0105 * (len(w) + 1.6)
-            del txt
-            ax.set_xlim(0, 1)
-            ax.axis("off")
-            if c == 0:
-                ax.set_title(f"{kind} · {label}: mass on cue "
-                             f"{results['planted'][kind]['mass_on_cue'][label]:.2f}", fontsize=8, loc="left")
-    fig.suptitle(f"Planted cue '{CUE}' in negative sentences, relevance for 'positive' (red for, blue against)",
-                 fontsize=9)
+    lengths = pds.extra["lengths_cued"]
+    i = next((j for j in range(len(lengths)) if 8 <= lengths[j] <= 14), 0)
+    ids = pds.extra["cued"][i:i + 1, :lengths[i]]
+    panels = [(kind, label, method, options) for kind in models
+              for label, (method, options) in token_methods(kind).items()]
+    fig, axes = plt.subplots(len(panels), 1, figsize=(9, 0.95 * len(panels) + 0.6), squeeze=False)
+    for ax, (kind, label, method, options) in zip(axes[:, 0], panels):
+        x = model_input(kind, ids)
+        exp = lumos.explain(models[kind], x, method=method, target=1, tokens=pds.extra["vocab"].decode(x),
+                            **options)
+        mass = results["planted"][kind]["mass_on_cue"][label]
+        words = np.asarray(exp.values)[0, 1 if kind == "transformer" else 0:]  # the scale leaves <cls> out
+        plot_text(exp, 0, ax=ax, title=f"{kind} | {label} | mass on '{CUE}' over the test set {mass:.2f}",
+                  line_chars=96, lim=float(np.abs(words).max()) or 1.0)
+    fig.suptitle(f"Planted cue '{CUE}' in a negative sentence: relevance for 'positive'", fontsize=10)
+    fig.tight_layout()
     save(fig, "text_planted_cue.png", quiet)
 
 
