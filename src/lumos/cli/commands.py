@@ -175,6 +175,9 @@ def explain(ctx, model_path, factory, trust_model, data_path, label_column, limi
     options = {**named, **options}
     if "seed" in registry.options_of(cls):
         options.setdefault("seed", ctx.obj["seed"])
+    if (d["feature_names"] and x.ndim == 2 and len(d["feature_names"]) == x.shape[1]
+            and "feature_names" in registry.options_of(cls) and not options.get("groups")):
+        options.setdefault("feature_names", d["feature_names"])  # methods that name their features
     if _is_global(cls):
         if d["y"] is None:
             raise ValueError(f"{method} is a global method and needs labels: store 'y' in the .npz, "

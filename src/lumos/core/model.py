@@ -61,7 +61,10 @@ def expected_input(model) -> str:
 def model_error(err: BaseException, shape, dtype) -> ValueError:
     """The one message for a model that failed on lumos's inputs: what it was given, what
     its first layer expects, and the model's own words."""
-    own = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    lines = [ln.strip() for ln in str(err).strip().splitlines() if ln.strip()]
+    own = lines[0] if lines else type(err).__name__
+    if own.startswith("The following operation failed in the TorchScript interpreter") and len(lines) > 1:
+        own = lines[-1]  # TorchScript puts the error itself last, after its traceback
     return ValueError(f"the model could not process inputs of shape {tuple(shape)} (dtype {dtype}): {own}")
 
 
@@ -71,11 +74,12 @@ def batch_axis_hint(model, shape) -> str:
     if not isinstance(model, torch.nn.Module):
         return ""
     for m in model.modules():
-        if isinstance(m, torch.nn.modules.conv._ConvNd):
-            want = len(m.kernel_size) + 2
-            if len(shape) == want - 1 and shape[0] == m.in_channels:
+        kind = getattr(m, "original_name", None) or type(m).__name__  # TorchScript keeps the class name
+        if kind in ("Conv1d", "Conv2d", "Conv3d", "ConvTranspose1d", "ConvTranspose2d", "ConvTranspose3d"):
+            want = int(kind[-2]) + 2
+            if len(shape) == want - 1 and shape[0] == getattr(m, "in_channels", shape[0]):
                 axes = {3: "(N, C, T)", 4: "(N, C, H, W)", 5: "(N, C, D, H, W)"}[want]
-                return (f"; the inputs look like one input without its batch axis ({type(m).__name__} takes "
+                return (f"; the inputs look like one input without its batch axis ({kind} takes "
                         f"{axes}): add a batch axis, e.g. x[None] (shape {(1, *shape)})")
             return ""
     return ""
