@@ -136,3 +136,14 @@ def test_plot_shows_when_run_as_a_script_with_an_interactive_backend(tmp_path):
                          env={**__import__("os").environ, "MPLBACKEND": "Agg"})
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "ok"
+
+
+def test_lumos_plot_owns_all_drawing():
+    """The report embeds figures that lumos.plot draws: no report module imports matplotlib."""
+    from pathlib import Path
+
+    import lumos.report
+
+    folder = Path(lumos.report.__file__).parent
+    drawing = [p.name for p in folder.glob("*.py") if "matplotlib" in p.read_text(encoding="utf-8")]
+    assert drawing == [], f"report modules that draw themselves: {drawing}"

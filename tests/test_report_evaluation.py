@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from lumos.report import figures
+from lumos.plot import panels as figures
 from lumos.report.html import _eval_table
 
 

@@ -1,4 +1,7 @@
-"""Figures of the report, rendered with matplotlib's Agg backend to base64 PNG strings.
+"""The panels of the HTML report, drawn here (lumos.plot owns all drawing; :mod:`lumos.report`
+only embeds them), rendered with matplotlib's Agg backend to base64 PNG strings: a row of
+heatmaps per input (:func:`render_row`; ECG printouts and EEG maps: :func:`render_series_row`),
+global importances (:func:`render_global`) and deletion curves (:func:`render_curves`).
 
 Colour convention (shared with :mod:`lumos.plot`): diverging red/blue centred on zero,
 red = evidence for the explained class, blue = evidence against; each map is divided by
@@ -238,4 +241,49 @@ def render_curves(curves: dict[str, np.ndarray], title: str, highlight: int = 5)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, ncol=1, frameon=False, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     ax.set_title(title, fontsize=10)
+    return to_png(fig)
+
+
+def _stack(pngs: list[str]) -> str:
+    """One PNG of several, stacked vertically (narrower ones padded with white)."""
+    import matplotlib.pyplot as plt
+
+    imgs = [plt.imread(io.BytesIO(base64.b64decode(p)), format="png") for p in pngs]
+    imgs = [np.dstack([im, np.ones(im.shape[:2])]) if im.shape[2] == 3 else im for im in imgs]
+    width = max(im.shape[1] for im in imgs)
+    padded = [np.pad(im, ((0, 0), (0, width - im.shape[1]), (0, 0)), constant_values=1.0) for im in imgs]
+    buf = io.BytesIO()
+    plt.imsave(buf, np.concatenate(padded, axis=0), format="png")
+    return base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def render_series_row(x: np.ndarray, panels: list[tuple[str, np.ndarray]], modality: str, *, input_title: str,
+                      feature_names=None, times=None, sfreq=None) -> str:
+    """One sample (C, T) with each method's relevance, as ECG printouts or EEG heatmaps."""
+    plt = _plt()
+    if not panels:
+        return render_row(x, panels, "timeseries", input_title=input_title, feature_names=feature_names,
+                                  times=times, sfreq=sfreq)
+    if modality == "ecg":
+        from lumos.plot import plot_ecg
+
+        names = list(feature_names) if feature_names is not None and len(feature_names) == x.shape[0] else None
+        pngs = [to_png(plot_ecg(x, v, sfreq, lead_names=names, title=f"{plain(title)} ({input_title})",
+                                        relevance_label=f"{plain(title)} relevance"), dpi=72)
+                for title, v in panels]
+        return _stack(pngs)
+    from lumos.plot import eeg_heatmap
+
+    cols = min(3, len(panels) + 1)
+    rows = int(np.ceil((len(panels) + 1) / cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(4.6 * cols, (1.4 + 0.22 * x.shape[0]) * rows), squeeze=False,
+                             layout="constrained")
+    _series(axes.flat[0], x, None, feature_names or [f"ch{c}" for c in range(x.shape[0])], times, sfreq,
+                    show_labels=True)
+    axes.flat[0].set_title(plain(input_title), fontsize=9)
+    for ax, (title, v) in zip(list(axes.flat)[1:], panels):
+        eeg_heatmap(np.asarray(v, dtype=np.float64), ch_names=feature_names, sfreq=sfreq, times=times, ax=ax,
+                    title=plain(title))
+    for ax in list(axes.flat)[len(panels) + 1:]:
+        ax.axis("off")
     return to_png(fig)

@@ -12,7 +12,8 @@ import numpy as np
 
 from lumos.core.model import ModelAdapter
 from lumos.report import evaluation as ev
-from lumos.report import figures, series
+from lumos.plot import panels as figures
+from lumos.report import series
 from lumos.report.html import render_page
 from lumos.report.methods import MethodRun, run_methods
 
@@ -223,8 +224,8 @@ def build_report(model, x, *, y=None, layout: str | None = None, class_names=Non
             panels = [(titles.get(run.name, run.name), run.explanations[r].values[i]) for run in ok]
             true = f", true: {class_names[int(y[i])]}" if y is not None else ""
             if modality in ("ecg", "eeg"):
-                png = series.render_row(x[i], panels, modality, input_title=f"input{true}",
-                                        feature_names=feature_names, times=times, sfreq=sfreq)
+                png = figures.render_series_row(x[i], panels, modality, input_title=f"input{true}",
+                                                feature_names=feature_names, times=times, sfreq=sfreq)
             else:
                 png = figures.render_row(x[i], panels, layout, input_title=f"input{true}",
                                          feature_names=feature_names, times=times, sfreq=sfreq,
