@@ -8,9 +8,11 @@
     lumos explain-dataset M D --method ig --out ig.zarr
 
 Every command reads its model and data with :mod:`lumos.cli.loaders`: a TorchScript file,
-a ``torch.export`` archive (``.pt2``), or a state dict plus ``--factory module:callable``;
-a whole pickled module only with ``--trust-model`` (that executes code from the file). No
-code from a model or data file runs otherwise. User mistakes end with one
+a ``torch.export`` archive (``.pt2``), an ONNX file, or a state dict plus ``--factory
+module:callable``; a whole pickled module, a Keras file or a pickled scikit-learn model only
+with ``--trust-model`` (that may execute code from the file). No code from a model or data
+file runs otherwise. ``-O KEY=VALUE`` passes method options on every command that runs
+methods; ``--target`` is ``predicted`` (``pred``), a class index or a class name. User mistakes end with one
 ``lumos: error:`` line and exit code 2; set ``LUMOS_DEBUG=1`` to see tracebacks.
 """
 from __future__ import annotations

@@ -295,8 +295,8 @@ def _write_table(rows: list[dict], path: Path) -> None:
               help="Series: ECG printouts, EEG channel x time maps or line panels (auto: from the channel names).")
 @method_options_flag
 @click.pass_context
-def report(ctx, model_path, factory, trust_model, data_path, label_column, limit, method_list, out, n_samples, class_names,
-           modality, method_options) -> None:
+def report(ctx, model_path, factory, trust_model, data_path, label_column, limit, method_list, out, n_samples,
+           class_names, modality, method_options) -> None:
     """Write the HTML report for the first --n-samples inputs of --data."""
     from lumos.report import build_report
 

@@ -70,7 +70,8 @@ def run_options(fn):
 FACTORY_HELP = ("module:callable (or path/to/file.py:callable) returning the torch.nn.Module that the state "
                 "dict in the model file is loaded into; the current directory is importable.")
 TRUST_HELP = ("Also load whole pickled modules (torch.save(model)). This EXECUTES CODE FROM THE MODEL FILE: "
-              "use it only for files you trust. Not needed for state dicts, TorchScript or torch.export archives.")
+              "use it only for files you trust. Also needed for Keras (.keras) and pickled scikit-learn "
+              "(.joblib, .pkl) files; not for state dicts, TorchScript, torch.export or ONNX files.")
 MODEL_HELP = ("TorchScript (.pt), torch.export (.pt2), ONNX (.onnx), a state dict with --factory; with "
               "--trust-model also a whole pickled module, Keras (.keras) or scikit-learn (.joblib, .pkl).")
 

@@ -27,7 +27,8 @@ from lumos.cli.options import parse_options, parse_target
 @click.option("--chunk-rows", default=256, show_default=True, type=click.IntRange(min=1),
               help="Rows per chunk (per explain call and per Zarr chunk); the rows per model call are the "
                    "method's batch_size option (-O batch_size=64).")
-@click.option("--target", default=None, help="'predicted' (default), 'label' or an output index.")
+@click.option("--target", default=None,
+              help="'predicted' (default; 'pred' also accepted), 'label' or an output index.")
 @click.option("--device", default=None, help="Torch device for the run, e.g. cuda (a private copy of the model goes there).")
 @click.option("--engine", type=click.Choice(["local", "dask"]), default="local", show_default=True)
 @click.option("--scheduler", default=None,
@@ -45,7 +46,8 @@ def explain_dataset_command(model_path, data_path, factory, trust_model, method,
                             device, engine, scheduler, n_workers, retries, overwrite, progress, quiet, options):
     """Explain every row of DATA with MODEL into a resumable Zarr store (rerun to resume).
 
-    MODEL: TorchScript (.pt), torch.export (.pt2), or a state dict with --factory.
+    MODEL: TorchScript (.pt), torch.export (.pt2), ONNX (.onnx), or a state dict with --factory (see
+    `lumos explain --help` for what --trust-model adds).
 
     DATA: .npy (memory-mapped), .npz (--key), a Zarr folder (--key for a group), .csv, .tsv, .ts or .arff.
     """
