@@ -72,7 +72,7 @@ def captum_explain(name: str):
         elif name == "guided_backprop":
             a = attr.GuidedBackprop(model).attribute(x, target=t)
         elif name == "guided_grad_cam":
-            a = attr.GuidedGradCam(model, model[3]).attribute(x, target=t)
+            a = attr.GuidedGradCam(model, model[3]).attribute(x, target=t, interpolate_mode="bilinear")  # the paper's
         else:  # captum's LRP fails on this LeNet (no rule for Flatten; with IdentityRule its hook resizes
             from lumos import LRP  # a gradient): the peer runs lumos's LRP, so the row times the test itself
 

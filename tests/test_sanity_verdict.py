@@ -48,15 +48,17 @@ def test_guided_backprop_fails_saliency_and_ig_pass(digits_cnn, tmp_path):
     assert rho[1] > 0.6 and rho[-1] < 0.5, rho  # high with the top layers random, low only at the end
     assert not gb.passed and gb.deciding_stage == "features.6"
     assert gb.verdict.startswith("FAIL: insensitive to the top layers"), gb.verdict
-    assert not gb.changed["features.6"] and gb.changed["features.0"]
+    assert not gb.changed["features.6"]
     for r in (sal, ig):
         assert r.passed and r.verdict.startswith("pass"), r.verdict
         assert r.mean("spearman")[1] < 0.4
     assert not ig0.passed and ig0.mean("spearman").min() > 0.8
     # the rule is the docstring's: a lower bar of top layers lets Guided Backprop through
     # only if its similarity drops below the threshold there (it does not: classifier 0.77)
-    assert not model_randomisation(GuidedBackprop(model), model, x, similarities=("spearman",), top_layers=1).passed
-    assert model_randomisation(GuidedBackprop(model), model, x, similarities=("spearman",), threshold=0.8).passed
+    assert not model_randomisation(GuidedBackprop(model), model, x, similarities=("spearman",), top_layers=1,
+                                   reference=None).passed
+    assert model_randomisation(GuidedBackprop(model), model, x, similarities=("spearman",), threshold=0.8,
+                               reference=None).passed
     recs = gb.to_records()
     assert [r["top"] for r in recs] == [True, True, False, False]
     # the per-layer curve
@@ -83,3 +85,92 @@ def test_verdict_rule_on_given_similarities():
         _verdict("cascading", stages, np.zeros(4), 0.5, 5)
     ok, stage, reason, top = _verdict("independent", stages, np.array([0.9, 0.4, 0.8, 0.9]), 0.5, None)
     assert ok and stage == "conv3" and top is None and "lowest" in reason
+
+
+def test_reference_rule_on_given_similarities():
+    """The reference rule: a stage is unchanged on a measure when more than half of the
+    similarity above the unrelated-map level b is left *and* it is significantly above b."""
+    from lumos.metrics.sanity import _reference_verdict, changed_vs_reference, retained
+
+    rng = np.random.default_rng(0)
+    ref = np.full(64, 0.6) + rng.normal(0, 0.05, 64)  # maps of different inputs correlate at 0.6
+    at = lambda *m: np.stack([np.full(64, v) + rng.normal(0, 0.05, 64) for v in m])  # noqa: E731
+    np.testing.assert_allclose(retained(at(0.6, 1.0), ref), [0.0, 1.0], atol=0.05)
+    # 0.75 is above the 0.5 bar but only 37% of the way from b = 0.6 to 1: changed
+    assert changed_vs_reference(at(0.75), ref).tolist() == [True]
+    assert changed_vs_reference(at(0.85), ref).tolist() == [False]
+    # significance: 8 noisy inputs cannot tell 0.85 from 0.6
+    noisy = np.stack([np.full(8, 0.85) + rng.normal(0, 0.5, 8)])
+    assert changed_vs_reference(noisy, ref[:8]).tolist() == [True]
+    stages = ["fc2", "fc1", "conv2", "conv1"]
+    rho = {"spearman": np.array([0.9, 0.9, 0.8, 0.7]), "spearman_signed": np.array([0.1, 0.0, 0.0, 0.0])}
+    ch = {"spearman": np.array([False, False, False, True]), "spearman_signed": np.array([True] * 4)}
+    ok, stage, reason, top = _reference_verdict("cascading", stages, rho, {"spearman": 0.4, "spearman_signed": 0.1},
+                                                ch, None)
+    assert (ok, stage, top) == (False, "fc1", 2) and reason.startswith("|Phi| keeps the input's structure")
+    ch = {"spearman": np.array([True] * 4), "spearman_signed": np.array([False, False, True, True])}
+    assert _reference_verdict("cascading", stages, rho, {"spearman": 0.4, "spearman_signed": 0.1}, ch, None)[2] \
+        .startswith("insensitive to the top layers: the sign pattern is unchanged")
+    ch = {"spearman": np.array([False, True, True, True]), "spearman_signed": np.array([False, True, True, True])}
+    assert _reference_verdict("cascading", stages, rho, {"spearman": 0.4, "spearman_signed": 0.1}, ch, None)[0]
+
+
+def _lenet_mnist(n=64):
+    pytest.importorskip("sklearn")
+    import os
+    import tempfile
+    from pathlib import Path
+
+    from benchmarks.mnist_cnn import load_mnist, trained_cnn
+
+    Path(os.environ.get("LUMOS_CACHE", tempfile.gettempdir())).mkdir(parents=True, exist_ok=True)  # a tmp dir
+    try:
+        x = load_mnist(n)[2]
+    except (FileNotFoundError, OSError, KeyError):
+        pytest.skip("MNIST not found (set LUMOS_DATA)")
+    return trained_cnn(verbose=False).eval(), x
+
+
+@pytest.mark.slow
+def test_five_verdicts_on_the_mnist_lenet_match_adebayo():
+    """The sanity benchmark's LeNet (trained 3 epochs, cached in the temp folder): saliency
+    passes, Guided Backprop fails as insensitive to the top layers, IG and LRP keep the
+    input's structure in |Phi| while their sign changes (Adebayo et al. section 3.1 and 5.2)."""
+    from benchmarks.bench_sanity import lumos_explainers, lumos_mprt
+
+    model, x = _lenet_mnist()
+    with torch.no_grad():
+        y = model(torch.as_tensor(x)).argmax(1).numpy()
+    ex = lumos_explainers(model)
+    res = {k: lumos_mprt(ex[k], model, x, y) for k in ("saliency", "guided_backprop", "integrated_gradients", "lrp")}
+    assert res["saliency"].passed, res["saliency"].verdict
+    assert res["guided_backprop"].verdict.startswith("FAIL: insensitive to the top layers")
+    for k in ("integrated_gradients", "lrp"):
+        assert res[k].verdict.startswith("FAIL: |Phi| keeps the input's structure"), res[k].verdict
+        assert res[k].mean("spearman")[1] > 0.95 and res[k].mean("spearman_signed")[1] < 0.3
+    # Guided Grad-CAM differs from the paper here (measured, not asserted as a pass/fail): its |Phi| is at the
+    # unrelated level at once (the 8x8 Grad-CAM factor moves with the dense layers), its signed map keeps
+    # under half of its input-specific similarity (the guided-backprop factor)
+    # saliency's maps of two different digits already correlate at ~0.65: the reason a fixed 0.5 bar misleads
+    assert res["saliency"].reference["spearman"] > 0.5
+
+
+def test_guided_grad_cam_equals_captum_with_bilinear_upsampling():
+    """Selvaraju et al. upsample Grad-CAM bilinearly before the product; captum's
+    GuidedGradCam does the same with interpolate_mode="bilinear" (its default is nearest)."""
+    captum = pytest.importorskip("captum.attr")
+    from lumos.methods.cam import GuidedGradCAM
+
+    torch.manual_seed(0)
+    nn = torch.nn
+    model = nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(4, 8, 3), nn.ReLU(),
+                          nn.Flatten(), nn.Linear(8 * 4 * 4, 5)).eval()
+    x = np.random.default_rng(0).random((6, 1, 14, 14)).astype(np.float32)
+    t = np.arange(6) % 5
+    ours = GuidedGradCAM(model, "3").explain(x, target=t).values
+    xt = torch.as_tensor(x).requires_grad_(True)
+    peer = captum.GuidedGradCam(model, model[3]).attribute(xt, target=torch.as_tensor(t),
+                                                           interpolate_mode="bilinear").detach().numpy()
+    np.testing.assert_allclose(ours, peer, atol=1e-5 * np.abs(peer).max(), rtol=0)
+    nearest = captum.GuidedGradCam(model, model[3]).attribute(xt, target=torch.as_tensor(t)).detach().numpy()
+    assert np.abs(nearest - ours).max() > 1e-3 * np.abs(ours).max()  # the default is a different map

@@ -16,23 +16,45 @@ parameters (or the labels it was trained on) are randomised. lumos
 - compares each randomised explanation with the original per input by Spearman rank
   correlation, SSIM and top-k intersection (of ``|Phi|`` by default, as the sign of
   gradients is not identified);
-- gives a verdict per stage that can fail. Each stage ``s`` has the mean Spearman
-  correlation ``rho_s`` over the inputs and is *changed* when ``rho_s < threshold``
-  (default 0.5). Cascading mode tells Adebayo et al.'s story: the *top layers* are the
-  first ``top_layers`` stages of the cascade (default ``ceil(S / 2)`` of ``S`` stages: the
-  classifier and the last conv layers, those that decide the class). The method passes when
-  the explanation has changed once the top layers are random (stage ``top_layers``) and
-  stays changed when every layer is (the last stage); it fails, with the reason "insensitive
-  to the top layers", when ``rho`` is still at or above ``threshold`` with the top layers
-  random, even if it drops once the layers near the input are randomised too (Guided
-  Backprop, whose map is rebuilt by the lower layers' ReLU pattern and the input's edges: on
-  a digits CNN its ``rho`` is 0.77, 0.69 while the classifier and the last conv are random,
-  0.50 and 0.30 below, while saliency's is 0.29, 0.21). Independent mode: the lowest ``rho``
-  over the layers must be below ``threshold``; label randomisation: its one stage. An
-  explainer that ignores the model (an edge detector of the input) keeps ``rho = 1`` and
-  fails. Multiplying by the input (Gradient x Input, IG from a zero baseline) keeps the
-  input's zero pixels at zero in every model, so ``|Phi|``'s ranks stay correlated on
-  sparse inputs (0.9 on 8x8 digits): the test then fails these too, as the paper reports.
+- gives a verdict per stage that can fail, by comparing each stage with a *reference*
+  (``reference="inputs"``, the default) rather than a fixed number.
+
+The reference rule. Two explanation maps of this model for *different* inputs share nothing
+but the model's fixed spatial layout (receptive fields, the zero gradient at the borders,
+max-pooling's ties on a blank background); their similarity ``b`` is the level that says
+"unrelated". On the MNIST LeNet of ``benchmarks/bench_sanity.py`` saliency's maps of two
+different digits already have a Spearman correlation of 0.65, so a fixed bar of 0.5 (or the
+0 that Adebayo et al. calibrate against in their Appendix B, random masks on ImageNet) is
+not the level of "unrelated" there. ``b`` is measured per input on the original
+explanations, input ``i`` against input ``i + 1`` (cyclically; the inputs should not be
+sorted by class), with the same measure. A stage has *changed* on a measure when its
+similarity is not clearly above ``b``: the mean paired difference
+``d_i = rho_s(i) - b(i)`` is at most two standard errors, ``mean(d) <= 2 sd(d) / sqrt(N)``,
+or less than half of the similarity above ``b`` is left, ``(rho_s - b) / (1 - b) < 1/2``
+(the randomised map is no longer closer to the original than to an unrelated map's level;
+:func:`retained`). Unchanged therefore means: significantly, and more than halfway, still
+the original.
+Two measures, as the paper's Figure 4: Spearman of ``|Phi|`` (``"spearman"``) and of the
+signed maps (``"spearman_signed"``, the paper's "diverging" correlation). Cascading: the
+*top layers* are the first ``top_layers`` stages (default ``ceil(S / 2)``, the classifier
+side). The method *passes* when, with the top layers random, it has changed on both
+measures and stays changed with every layer random. It *fails* with the reason
+
+- "insensitive to the top layers" when neither measure has changed (Guided Backprop, as
+  Adebayo et al. section 3.1: "invariant to higher layer weights"), or only ``|Phi|`` has
+  while the signed map keeps its pattern ("sign pattern unchanged": Guided Grad-CAM, whose
+  guided-backprop factor keeps its sign while the Grad-CAM factor moves);
+- "|Phi| keeps the input's structure" when the signed map has changed but ``|Phi|`` has not
+  (Gradient x Input, IG from a zero baseline, LRP: the paper's "visual perception versus
+  ranking dichotomy", section 3.1, explained in section 5.2 by the input dominating the
+  product; ``x * u`` and ``x * v`` for independent noise ``u, v`` have a ``|.|`` Spearman of
+  0.99 on MNIST digits, the same as IG's randomised maps);
+- "unchanged with every layer randomised" when the fully randomised stage has not changed.
+
+Independent mode passes when some layer's stage has changed on both measures. With
+``reference=None`` the earlier fixed rule is used: a stage is changed when its mean Spearman
+of ``|Phi|`` is below ``threshold`` (default 0.5); label randomisation and the MPRT variants
+use that rule. ``SanityResult.reference`` holds ``b`` per measure.
 
 SSIM: lumos's own implementation, always (no dependency, same numbers with or without
 scikit-image, and it also handles 1-D maps). It follows scikit-image's defaults
@@ -192,7 +214,9 @@ class SanityResult:
     ``scores[kind]``: (S, N) per stage and input. ``passed``: the verdict of the rule in the
     module docstring, ``reason`` why, ``deciding_stage`` the stage it was read at,
     ``top_layers`` how many stages are the top layers (cascading). ``similarity`` is the
-    per-stage mean Spearman correlation, ``changed`` whether each stage is below ``threshold``.
+    per-stage mean Spearman correlation, ``changed`` whether each stage has changed: by the
+    reference rule (``reference`` holds the unrelated-map level ``b`` per measure, and
+    ``meta["changed"]`` the decision per measure and stage), or below ``threshold``.
     """
 
     method: str
@@ -205,6 +229,7 @@ class SanityResult:
     meta: dict = field(default_factory=dict)
     reason: str = ""
     top_layers: int | None = None
+    reference: dict | None = None
 
     @property
     def similarity(self) -> dict[str, float]:
@@ -213,6 +238,9 @@ class SanityResult:
 
     @property
     def changed(self) -> dict[str, bool]:
+        by = self.meta.get("changed")
+        if by is not None:
+            return {s: bool(all(v[i] for v in by.values())) for i, s in enumerate(self.stages)}
         return {s: bool(r < self.threshold) for s, r in zip(self.stages, self.mean("spearman"))}
 
     @property
@@ -225,7 +253,7 @@ class SanityResult:
     def to_records(self) -> list[dict]:
         return [{"method": self.method, "mode": self.mode, "stage": s,
                  **{k: float(v[i].mean()) for k, v in self.scores.items()},
-                 "changed": bool(self.scores["spearman"][i].mean() < self.threshold),
+                 "changed": self.changed[s],
                  "top": self.top_layers is not None and i < self.top_layers}
                 for i, s in enumerate(self.stages)]
 
@@ -258,6 +286,85 @@ def _verdict(mode: str, stages: list[str], rho: np.ndarray, threshold: float, to
     op = "<" if rho[i] < threshold else ">="
     what = "labels randomised" if mode == "label" else f"layer {stages[i]} randomised (the lowest of {len(stages)})"
     return bool(rho[i] < threshold), stages[i], f"explanation {word} (Spearman {rho[i]:.2f} {op} {threshold}) with {what}", None
+
+
+REFERENCES = ("inputs", None)
+
+
+def unrelated_similarity(original: np.ndarray, measures=("spearman", "spearman_signed"),
+                         absolute: bool = True) -> dict[str, np.ndarray]:
+    """The reference ``b(i)`` of the reference rule: per input ``i``, the similarity between
+    its explanation and the explanation of input ``i + 1`` (cyclically) of the same model,
+    for each measure (``"spearman"``: of ``|Phi|``; ``"spearman_signed"``: of ``Phi``)."""
+    if len(original) < 2:
+        raise ValueError("the reference rule compares explanations of different inputs: give at least 2 inputs "
+                         "(or reference=None for the fixed-threshold rule)")
+    other = np.roll(original, -1, axis=0)
+    out = {}
+    for k in measures:
+        a, b = (np.abs(original), np.abs(other)) if k == "spearman" and absolute else (original, other)
+        out[k] = spearman(a, b)
+    return out
+
+
+def retained(stage_scores: np.ndarray, ref: np.ndarray) -> np.ndarray:
+    """Per stage: the share of the original's input-specific similarity that is left,
+    ``(rho_s - b) / (1 - b)`` with the means over the inputs (1: unchanged, 0: as unrelated
+    as the maps of two different inputs, below 0: less)."""
+    b = float(np.mean(ref))
+    return (np.asarray(stage_scores, dtype=np.float64).mean(axis=1) - b) / max(1.0 - b, 1e-12)
+
+
+def changed_vs_reference(stage_scores: np.ndarray, ref: np.ndarray, z: float = 2.0) -> np.ndarray:
+    """Per stage (rows of ``stage_scores`` (S, N)): whether the explanation has changed, i.e.
+    is not still closer to the original than to an unrelated map: unchanged means
+    :func:`retained` ``>= 1/2`` *and* significantly above the reference ``ref`` (N,),
+    ``mean(d) > z sd(d) / sqrt(N)`` for the paired ``d = score - ref``."""
+    d = np.asarray(stage_scores, dtype=np.float64) - np.asarray(ref, dtype=np.float64)[None]
+    n = d.shape[1]
+    se = d.std(axis=1, ddof=1) / np.sqrt(n) if n > 1 else np.zeros(len(d))
+    return ~((retained(stage_scores, ref) >= 0.5) & (d.mean(axis=1) > z * se))
+
+
+def _reference_verdict(mode: str, stages: list[str], rho: dict[str, np.ndarray], ref: dict[str, float],
+                       changed: dict[str, np.ndarray], top_layers: int | None):
+    """``(passed, deciding stage, reason, top)`` by the reference rule of the module docstring;
+    ``rho``, ``ref`` and ``changed`` per measure (``"spearman"`` of ``|Phi|``, optionally
+    ``"spearman_signed"``)."""
+    kinds = list(changed)
+    both = np.logical_and.reduce([changed[k] for k in kinds])
+
+    def shown(i):
+        return "; ".join(f"{'|Phi|' if k == 'spearman' else 'signed'} {rho[k][i]:.2f} vs {ref[k]:.2f} between inputs"
+                         for k in kinds)
+
+    per = ", ".join(f"{s} {rho['spearman'][i]:.2f}" + (f"/{rho['spearman_signed'][i]:.2f}" if len(kinds) > 1 else "")
+                    for i, s in enumerate(stages))
+    per = f"per stage ({'|Phi|/signed' if len(kinds) > 1 else '|Phi|'} Spearman): {per}"
+    if mode == "cascading":
+        n = len(stages)
+        top = int(np.ceil(n / 2)) if top_layers is None else int(top_layers)
+        if not 1 <= top <= n:
+            raise ValueError(f"top_layers must be between 1 and the number of stages ({n}), got {top_layers}")
+        t, last = top - 1, n - 1
+        where = f"with the top {top} of {n} layers randomised (through {stages[t]})"
+        if not both[t]:
+            abs_ok = bool(changed["spearman"][t])
+            signed_ok = bool(changed.get("spearman_signed", changed["spearman"])[t])
+            if not abs_ok and signed_ok:
+                why = "|Phi| keeps the input's structure (its sign changed, its magnitude did not)"
+            elif abs_ok:
+                why = "insensitive to the top layers: the sign pattern is unchanged"
+            else:
+                why = "insensitive to the top layers"
+            return False, stages[t], f"{why} {where}: {shown(t)}; {per}", top
+        if not both[last]:
+            return False, stages[last], f"explanation unchanged with every layer randomised: {shown(last)}; {per}", top
+        return (True, stages[t], f"explanation changes {where} (less than half of its similarity above that of two "
+                f"different inputs' maps is left: {shown(t)}) and stays changed; {per}", top)
+    i = int(np.argmax(both)) if both.any() else int(np.argmin(rho["spearman"]))
+    word = "changes" if both[i] else "unchanged"
+    return bool(both[i]), stages[i], f"explanation {word} with layer {stages[i]} randomised: {shown(i)}; {per}", None
 
 
 def _compare(original, randomised, similarities, absolute, topk) -> dict[str, np.ndarray]:
@@ -299,41 +406,65 @@ def _method(explainer) -> str:
 def model_randomisation(explainer: Any, model: torch.nn.Module, inputs, target=None, *, mode: str = "cascading",
                         layers: list[str] | None = None, similarities=SIMILARITIES, absolute: bool = True,
                         topk: float = 0.1, threshold: float = 0.5, seed: int = 0,
-                        top_layers: int | None = None, layer_seeds: str = "increment") -> SanityResult:
+                        top_layers: int | None = None, layer_seeds: str = "increment",
+                        reference: str | None = "inputs") -> SanityResult:
     """Cascading or independent model-parameter randomisation test (Adebayo et al. 2018).
 
     ``layers``: names of the layers to randomise (default: every module with parameters);
     cascading randomises them from the output side down, cumulatively. The target of each
     input stays the one explained for the original model. ``threshold`` and ``top_layers``
     (the number of cascade stages that are the top layers; None: half of them, rounded up)
-    set the verdict, per stage, by the rule of the module docstring: in cascading mode a
-    method fails when its mean Spearman correlation is still ``>= threshold`` once the top
-    layers are random, or once every layer is. Returns a :class:`SanityResult` with the
-    per-stage similarities, the verdict and its reason. ``layer_seeds``: see
-    :func:`randomised_models`.
+    set the verdict, per stage, by the rule of the module docstring. ``reference="inputs"``
+    (default): a stage has changed when its Spearman similarity (of ``|Phi|`` and, with
+    ``absolute=True``, also of the signed maps, ``scores["spearman_signed"]``) is not
+    significantly above the similarity between the original explanations of different inputs;
+    a method fails when it has not changed once the top layers are random, or once every
+    layer is. ``reference=None``: changed means a mean Spearman below ``threshold``. Returns a
+    :class:`SanityResult` with the per-stage similarities, the reference, the verdict and its
+    reason. ``layer_seeds``: see :func:`randomised_models`.
     """
+    if reference not in REFERENCES:
+        raise ValueError(f"reference must be one of {REFERENCES}, got {reference!r}")
     check_choice(mode, "mode", MODES)
     _check_similarities(similarities)
     run, x, t, original = _prepare(explainer, model, inputs, target)
     names = _layer_names(model, layers)
     stages, per_stage = [], []
+    signed = reference is not None and absolute
     for name, work in randomised_models(model, names, "top_down" if mode == "cascading" else mode, seed, layer_seeds):
-        per_stage.append(_compare(original, run(work, x, t), similarities, absolute, topk))
+        phi = np.asarray(run(work, x, t), dtype=np.float64)
+        stage = _compare(original, phi, similarities, absolute, topk)
+        if signed:
+            stage["spearman_signed"] = spearman(original, phi)
+        per_stage.append(stage)
         stages.append(name)
-    scores = {k: np.stack([s[k] for s in per_stage]) for k in similarities}
+    scores = {k: np.stack([s[k] for s in per_stage]) for k in per_stage[0]}
     rho = scores["spearman"].mean(axis=1)
-    passed, deciding, reason, top = _verdict(mode, stages, rho, threshold, top_layers)
-    return SanityResult(_method(explainer), mode, stages, scores, threshold, passed, deciding, reason=reason,
-                        top_layers=top)
+    if reference is None:
+        passed, deciding, reason, top = _verdict(mode, stages, rho, threshold, top_layers)
+        return SanityResult(_method(explainer), mode, stages, scores, threshold, passed, deciding, reason=reason,
+                            top_layers=top)
+    measures = ("spearman", "spearman_signed") if signed else ("spearman",)
+    base = unrelated_similarity(original, measures, absolute)
+    changed = {k: changed_vs_reference(scores[k], base[k]) for k in measures}
+    ref = {k: float(v.mean()) for k, v in base.items()}
+    passed, deciding, reason, top = _reference_verdict(mode, stages, {k: scores[k].mean(axis=1) for k in measures},
+                                                       ref, changed, top_layers)
+    return SanityResult(_method(explainer), mode, stages, scores, ref["spearman"], passed, deciding,
+                        meta={"changed": {k: v.tolist() for k, v in changed.items()}, "rule": "reference"},
+                        reason=reason, top_layers=top, reference=ref)
 
 
 def label_randomisation(explainer: Any, model: torch.nn.Module, inputs, train_fn: Callable, X_train, y_train,
                         target=None, *, similarities=SIMILARITIES, absolute: bool = True, topk: float = 0.1,
-                        threshold: float = 0.5, seed: int = 0) -> SanityResult:
+                        threshold: float = 0.5, seed: int = 0, reference: str | None = "inputs") -> SanityResult:
     """Data randomisation test (Adebayo et al. 2018): a deep copy of ``model`` with every
     layer re-initialised is trained by ``train_fn(copy, X_train, permuted_y)`` (which
     returns the trained model, or None to mean the copy) on labels permuted with ``seed``;
-    its explanations are compared with the original model's."""
+    its explanations are compared with the original model's. Verdict: the reference rule of
+    the module docstring on its one stage (``reference=None``: Spearman below ``threshold``)."""
+    if reference not in REFERENCES:
+        raise ValueError(f"reference must be one of {REFERENCES}, got {reference!r}")
     _check_similarities(similarities)
     run, x, t, original = _prepare(explainer, model, inputs, target)
     work = copy.deepcopy(model)
@@ -342,11 +473,25 @@ def label_randomisation(explainer: Any, model: torch.nn.Module, inputs, train_fn
     y_perm = np.random.default_rng(seed).permutation(np.asarray(y_train))
     trained = train_fn(work, X_train, y_perm)
     trained = work if trained is None else trained
-    scores = {k: v[None] for k, v in _compare(original, run(trained, x, t), similarities, absolute, topk).items()}
-    passed, deciding, reason, _ = _verdict("label", ["label_randomised"], scores["spearman"].mean(axis=1), threshold,
-                                           None)
-    return SanityResult(_method(explainer), "label", ["label_randomised"], scores, threshold, passed, deciding,
-                        reason=reason)
+    phi = np.asarray(run(trained, x, t), dtype=np.float64)
+    scores = {k: v[None] for k, v in _compare(original, phi, similarities, absolute, topk).items()}
+    if reference is None:
+        passed, deciding, reason, _ = _verdict("label", ["label_randomised"], scores["spearman"].mean(axis=1),
+                                               threshold, None)
+        return SanityResult(_method(explainer), "label", ["label_randomised"], scores, threshold, passed, deciding,
+                            reason=reason)
+    measures = ("spearman", "spearman_signed") if absolute else ("spearman",)
+    if absolute:
+        scores["spearman_signed"] = spearman(original, phi)[None]
+    base = unrelated_similarity(original, measures, absolute)
+    changed = {k: changed_vs_reference(scores[k], base[k]) for k in measures}
+    ref = {k: float(v.mean()) for k, v in base.items()}
+    passed, deciding, reason, _ = _reference_verdict("label", ["label_randomised"],
+                                                     {k: scores[k].mean(axis=1) for k in measures}, ref, changed, None)
+    return SanityResult(_method(explainer), "label", ["label_randomised"], scores, ref["spearman"], passed, deciding,
+                        meta={"changed": {k: v.tolist() for k, v in changed.items()}, "rule": "reference"},
+                        reason=reason.replace("layer label_randomised randomised", "labels randomised"),
+                        reference=ref)
 
 
 @metric("randomisation_spearman", "sanity", higher_is_better=False, needs="explainer")
