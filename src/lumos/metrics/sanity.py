@@ -367,6 +367,14 @@ def _reference_verdict(mode: str, stages: list[str], rho: dict[str, np.ndarray],
     return bool(both[i]), stages[i], f"explanation {word} with layer {stages[i]} randomised: {shown(i)}; {per}", None
 
 
+def _by_reference(original, scores, absolute):
+    """``(measures, reference means, changed per measure)`` of the reference rule."""
+    measures = ("spearman", "spearman_signed") if absolute else ("spearman",)
+    base = unrelated_similarity(original, measures, absolute)
+    return measures, {k: float(v.mean()) for k, v in base.items()}, \
+        {k: changed_vs_reference(scores[k], base[k]) for k in measures}
+
+
 def _compare(original, randomised, similarities, absolute, topk) -> dict[str, np.ndarray]:
     if absolute:
         original, randomised = np.abs(original), np.abs(randomised)
@@ -444,10 +452,7 @@ def model_randomisation(explainer: Any, model: torch.nn.Module, inputs, target=N
         passed, deciding, reason, top = _verdict(mode, stages, rho, threshold, top_layers)
         return SanityResult(_method(explainer), mode, stages, scores, threshold, passed, deciding, reason=reason,
                             top_layers=top)
-    measures = ("spearman", "spearman_signed") if signed else ("spearman",)
-    base = unrelated_similarity(original, measures, absolute)
-    changed = {k: changed_vs_reference(scores[k], base[k]) for k in measures}
-    ref = {k: float(v.mean()) for k, v in base.items()}
+    measures, ref, changed = _by_reference(original, scores, absolute)
     passed, deciding, reason, top = _reference_verdict(mode, stages, {k: scores[k].mean(axis=1) for k in measures},
                                                        ref, changed, top_layers)
     return SanityResult(_method(explainer), mode, stages, scores, ref["spearman"], passed, deciding,
@@ -480,12 +485,9 @@ def label_randomisation(explainer: Any, model: torch.nn.Module, inputs, train_fn
                                                threshold, None)
         return SanityResult(_method(explainer), "label", ["label_randomised"], scores, threshold, passed, deciding,
                             reason=reason)
-    measures = ("spearman", "spearman_signed") if absolute else ("spearman",)
     if absolute:
         scores["spearman_signed"] = spearman(original, phi)[None]
-    base = unrelated_similarity(original, measures, absolute)
-    changed = {k: changed_vs_reference(scores[k], base[k]) for k in measures}
-    ref = {k: float(v.mean()) for k, v in base.items()}
+    measures, ref, changed = _by_reference(original, scores, absolute)
     passed, deciding, reason, _ = _reference_verdict("label", ["label_randomised"],
                                                      {k: scores[k].mean(axis=1) for k in measures}, ref, changed, None)
     return SanityResult(_method(explainer), "label", ["label_randomised"], scores, ref["spearman"], passed, deciding,
