@@ -13,7 +13,8 @@ Every estimator explains the same game: v(S) = Σ_b w_b f(x_S, b_{N∖S}). lumos
 model (a numpy function) and the background, as a user calls it, and explains the rows
 in one call; the peers get the game itself as a function of coalitions (shap: the game
 on indicator rows with x = 1 and one all-zero background row; shapiq: the coalitions),
-composed by lumos's own fast ``compose``, one row at a time as they work — so the peers'
+composed by lumos's own fast ``compose`` in model calls of the size lumos uses
+(``CACHE_ELEMENTS`` input elements), one row at a time as they work — so the peers'
 times leave out their own composition of masked inputs (generous to them).
 
 Outputs: ``benchmarks/shapley_curve/curve.json``, ``curve.md`` (table) and ``curve.png``,
@@ -101,6 +102,7 @@ def ecg_cnn():
 
 # -- the game the peers see ---------------------------------------------------------------
 def game_for(m, row):
+    from lumos.methods.agnostic.base import CACHE_ELEMENTS
     from lumos.methods.agnostic.masking import compose
 
     x, bg = m["x"][row], m["bg"]
@@ -110,7 +112,7 @@ def game_for(m, row):
     def game(coalitions):
         masks = np.atleast_2d(np.asarray(coalitions) > 0.5)
         out = np.empty(len(masks))
-        step = max(1, 65536 // len(bg))
+        step = max(1, min(65536, max(len(bg), CACHE_ELEMENTS // x.size)) // len(bg))  # lumos's call size
         for i in range(0, len(masks), step):
             rows = compose(x, bg, masks[i:i + step], groups)
             f = m["f"](rows.reshape(-1, *x.shape)).reshape(rows.shape[0], len(bg))
@@ -370,7 +372,7 @@ def floor_check(h=None, repeats=5):
             fn()
             times[k].append(time.process_time() - t0)
         best = []
-        for chunk in (10000, 25000, 65536, 100000):
+        for chunk in (1024, 4096, 10000, 25000, 65536):
             t0 = time.process_time()
             floor(chunk)
             best.append(time.process_time() - t0)

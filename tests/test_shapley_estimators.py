@@ -150,3 +150,36 @@ def test_bad_options():
         LeverageShap(f, distribution="uniform")
     with pytest.raises(ValueError, match="surrogate"):
         RegressionMSR(f, surrogate="tree")
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_compose_blend_is_bitwise_the_masked_copy(dtype):
+    """The arithmetic composition x·k + ref·(1−k) equals np.where bit for bit on finite values;
+    non-finite values take the masked copy (0·inf would be NaN)."""
+    from lumos.methods.agnostic.masking import compose
+
+    rng = np.random.default_rng(3)
+    x, ref = (rng.normal(size=(2, 7)) * 1e3).astype(dtype), rng.normal(size=(4, 2, 7)).astype(dtype)
+    groups, masks = np.arange(14).reshape(2, 7) % 5, rng.random((6, 5)) < 0.5
+    expected = np.where(masks[:, groups][:, None], x, ref[None])
+    bits = lambda a: np.ascontiguousarray(a).view(np.uint8)  # noqa: E731
+    assert np.array_equal(bits(compose(x, ref, masks, groups)), bits(expected))
+    x[0, 0], ref[1, 1, 2] = np.inf, np.nan
+    expected = np.where(masks[:, groups][:, None], x, ref[None])
+    assert np.array_equal(compose(x, ref, masks, groups), expected, equal_nan=True)
+
+
+def test_coalition_values_do_not_depend_on_the_call_size(game, monkeypatch):
+    """Per-input target columns (mixed targets included) and any model-call size give the same values."""
+    import lumos.methods.agnostic.base as base
+
+    f, x, bg, _ = game
+    two = lambda z: np.concatenate([f(z), -2 * f(z)], axis=1)  # noqa: E731
+    runs = []
+    for elements in (base.CACHE_ELEMENTS, 10 * 6):  # the default, and one coalition per call
+        monkeypatch.setattr(base, "CACHE_ELEMENTS", elements)
+        runs.append(lumos.methods.agnostic.KernelShap(two, n_samples=200, seed=4).explain(
+            x, target=np.array([0, 1, 0]), background=bg).values)
+    np.testing.assert_allclose(runs[0], runs[1], rtol=1e-12, atol=1e-14)
+    single = lumos.methods.agnostic.KernelShap(two, n_samples=200, seed=4).explain(x[1:2], target=1, background=bg)
+    np.testing.assert_allclose(single.values[0], runs[0][1], rtol=1e-9, atol=1e-12)

@@ -67,6 +67,8 @@ def reference_rows(ref: np.ndarray, index: np.ndarray, shape: tuple[int, ...]) -
 def target_scores(adapter, batch: np.ndarray, target: np.ndarray) -> np.ndarray:
     """``f_t(batch)`` for a flat batch and one target per row."""
     s = adapter.scores(batch)
+    if target.size and (target == target[0]).all():  # one target: its column, no per-row lookup
+        return s[:, target[0]]
     return s[np.arange(s.shape[0]), target]
 
 
@@ -83,11 +85,11 @@ def coalition_values(adapter, x: np.ndarray, target: np.ndarray, masks: np.ndarr
     out = np.empty((n, m))
     if m == 0:
         return out
-    per_copy = max(1, adapter.batch_size // b)
+    per_row = int(np.prod(x.shape[1:], dtype=np.int64))
+    per_copy = max(1, call_rows(adapter, per_row, b) // b)
     chunks = list(expansion_chunks(n, m, per_copy))
     # one buffer for every chunk: a fresh multi-MB array per chunk costs a page fault per
     # 4 kB page each time (glibc returns large blocks to the system when freed)
-    per_row = int(np.prod(x.shape[1:], dtype=np.int64))
     most = max((rows.stop - rows.start) * (cols.stop - cols.start) for rows, cols in chunks)
     store = np.empty(most * b * per_row, dtype=np.result_type(x, reference))
     for rows, cols in chunks:
@@ -96,7 +98,33 @@ def coalition_values(adapter, x: np.ndarray, target: np.ndarray, masks: np.ndarr
         batch = store[:r * c * b * per_row].reshape(r, c, b, *x.shape[1:])
         for xi, buf in zip(xs, batch):
             compose(xi, reference, ms, groups, out=buf)  # (c, B, *S) written in place
-        t = np.repeat(target[rows], c * b)
-        f = target_scores(adapter, batch.reshape(r * c * b, *x.shape[1:]), t)
+        s = adapter.scores(batch.reshape(r * c * b, *x.shape[1:])).reshape(r, c * b, -1)
+        f = input_scores(s, target[rows])
         out[rows, cols] = (f.reshape(r, c, b) * w).sum(-1)  # row-wise: equal rows give equal values
     return out
+
+
+CACHE_ELEMENTS = 2**17
+"""Input elements of one model call composing coalitions on a CPU (512 kB of float32): the
+composed rows and the model's activations stay in the cache. Measured with one thread
+(KernelShap, 1,024 coalitions, 10 background rows): the ECG200 1-D CNN (96 samples, calls of
+1,365 rows) took 0.43x the time of calls of 65,536 rows; the 30-feature MLP (calls of 4,369
+rows) about 0.9x."""
+
+
+def call_rows(adapter, per_row: int, b: int) -> int:
+    """Rows per model call of :func:`coalition_values`: the adapter's ``batch_size`` (the
+    most per call), on a CPU at most :data:`CACHE_ELEMENTS` elements (at least one
+    coalition's ``b`` rows)."""
+    rows = adapter.batch_size
+    if getattr(getattr(adapter, "device", None), "type", "cpu") == "cpu":
+        rows = min(rows, max(b, CACHE_ELEMENTS // max(per_row, 1)))
+    return rows
+
+
+def input_scores(scores: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """``scores[i, :, target[i]]`` of scores ``(r, rows, K)`` grouped by input: a column view
+    when every input has the same target (no per-row lookup)."""
+    if (target == target[0]).all():
+        return scores[:, :, target[0]]
+    return scores[np.arange(scores.shape[0]), :, target]
