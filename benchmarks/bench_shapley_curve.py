@@ -143,7 +143,8 @@ def lumos_estimators():
     return {"lumos KernelShap": make(KernelShap), "lumos LeverageShap": make(LeverageShap),
             "lumos LeverageShap(kernel)": make(LeverageShap, distribution="kernel"),
             "lumos RegressionMSR": make(RegressionMSR),
-            "lumos SamplingShapley": make(SamplingShapley)}
+            "lumos SamplingShapley": make(SamplingShapley),
+            "lumos SamplingShapley(iid)": make(SamplingShapley, antithetic=False)}
 
 
 def peer_estimators():
@@ -217,6 +218,8 @@ def curve(m, seeds, budgets, estimators):
     for name, fn in estimators.items():
         for budget in budgets:
             if not name.startswith("lumos") and budget > PEER_MAX:
+                continue
+            if budget > 2 ** m["d"]:  # every regression estimator is exact from 2^d - 2 coalitions on
                 continue
             if name == "shapiq SVARM" and budget > 2 ** 11:
                 continue

@@ -465,14 +465,18 @@ class SamplingShapley(ShapleyExplainer):
     ----------
     n_permutations : int, default 64
         Orderings (rounded up to an even number: each comes with its reverse).
+    antithetic : bool, default True
+        Pair each ordering with its reverse; False draws every ordering independently
+        (shap's PermutationExplainer pairs them too; shapiq's PermutationSamplingSV does not).
     """
 
-    def __init__(self, model, *, n_permutations: int = 64, **kwargs):
+    def __init__(self, model, *, n_permutations: int = 64, antithetic: bool = True, **kwargs):
         super().__init__(model, **kwargs)
         self.n_permutations = check_positive_int(n_permutations, "n_permutations")
+        self.antithetic = bool(antithetic)
 
     def params(self):
-        return {**super().params(), "n_permutations": self.n_permutations}
+        return {**super().params(), "n_permutations": self.n_permutations, "antithetic": self.antithetic}
 
     def _design(self, state):
         d = state.n_groups
@@ -494,8 +498,11 @@ class SamplingShapley(ShapleyExplainer):
         ends = None
         for sl in chunk_slices(half, state.pairs):
             q = sl.stop - sl.start
-            perms = np.argsort(rng.random((q, d)), axis=1)
-            perms = np.concatenate([perms, perms[:, ::-1]])  # (2q, d): orderings, then their reverses
+            if self.antithetic:
+                perms = np.argsort(rng.random((q, d)), axis=1)
+                perms = np.concatenate([perms, perms[:, ::-1]])  # (2q, d): orderings, then their reverses
+            else:  # 2q independent orderings, paired only for the standard error
+                perms = np.argsort(rng.random((2 * q, d)), axis=1)
             p = perms.shape[0]
             rank = np.argsort(perms, axis=1)  # position of each player in each ordering
             # chain k of ordering p holds the first k players: player i is in it when rank < k
