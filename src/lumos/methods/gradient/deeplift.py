@@ -48,8 +48,8 @@ rule, so summation-to-delta holds for every explained score.
 Caveat: only modules carry rules. A nonlinearity applied with a function or an operator in
 ``forward`` (``F.relu(h)``, ``torch.tanh(h)``, ``h.clamp(0)``, ``torch.max(h, 1)``), the
 gates inside recurrent layers (LSTM, GRU) and inside attention would pass the ordinary
-gradient, and summation-to-delta would fail. lumos looks for them in one forward pass
-of the first input and refuses such models with a ``ValueError`` naming the module and
+gradient, and summation-to-delta would fail. lumos looks for them in its first forward pass
+(the first chunk of inputs and references) and refuses such models with a ``ValueError`` naming the module and
 the function (write the activation as a module, ``nn.ReLU()``, so the rule sees it); with
 ``strict=False`` it computes anyway, and a warning says when ``delta`` is not small
 against ``f(x) − f(x')``. Operations it cannot recognise by name (a product of two
@@ -57,7 +57,9 @@ activations) are caught by that warning only.
 """
 from __future__ import annotations
 
+import contextlib
 import warnings
+from typing import Iterator
 
 import numpy as np
 import torch
@@ -272,14 +274,16 @@ class _Spy(TorchFunctionMode):
         return func(*args, **(kwargs or {}))
 
 
-def unseen_nonlinearities(adapter: ModelAdapter, probe: torch.Tensor, ruled) -> list[str]:
-    """Nonlinear operations in one forward pass of ``probe`` that no rule sees: functions
-    called in a module's ``forward`` outside the modules in ``ruled`` (named by module),
-    recurrent layers and attention modules. Empty when every nonlinearity has a rule."""
-    model = adapter.model
+@contextlib.contextmanager
+def spy_nonlinearities(model: nn.Module, ruled) -> Iterator[list[str]]:
+    """Watch the forward passes run inside the block: yields a list that, on exit, holds the
+    nonlinear operations no rule sees (functions called in a module's ``forward`` outside
+    the modules in ``ruled``, named by module; recurrent layers; attention modules; max
+    pooling with ``return_indices``). Empty when every nonlinearity has a rule."""
     stack: list = []
     found: dict = {}
     handles = []
+    out: list[str] = []
 
     def enter(name):
         def hook(module, inputs):
@@ -294,19 +298,25 @@ def unseen_nonlinearities(adapter: ModelAdapter, probe: torch.Tensor, ruled) -> 
         for name, m in model.named_modules():
             handles.append(m.register_forward_pre_hook(enter(name)))
             handles.append(m.register_forward_hook(leave))
-        with torch.no_grad(), _Spy(stack, set(ruled), found):
-            adapter.forward(probe)
+        with _Spy(stack, set(ruled), found):
+            yield out
     finally:
         for h in handles:
             h.remove()
-    out = []
     for (where, kind), names in found.items():
         label = f"'{where}' ({kind})" if where else f"the model's own forward ({kind})"
         out.append(f"{', '.join(sorted(names))} in {label}")
     for name, m in model.named_modules():
         if isinstance(m, MAXPOOL_MODULES) and getattr(m, "return_indices", False):
             out.append(f"max pooling with return_indices=True in '{name}' ({type(m).__name__})")
-    return out
+
+
+def unseen_nonlinearities(adapter: ModelAdapter, probe: torch.Tensor, ruled) -> list[str]:
+    """Nonlinear operations in one forward pass of ``probe`` that no rule sees (see
+    :func:`spy_nonlinearities`). Empty when every nonlinearity has a rule."""
+    with torch.no_grad(), spy_nonlinearities(adapter.model, ruled) as unseen:
+        adapter.forward(probe)
+    return unseen
 
 
 class DeepLiftSetup:
@@ -314,29 +324,46 @@ class DeepLiftSetup:
     transformation as a module (None for raw scores), the rules (attached for the call)
     and the nonlinearities no rule sees."""
 
-    def __init__(self, call, probe: torch.Tensor, eps: float, strict: bool, method: str):
+    def __init__(self, call, probe: torch.Tensor | None, eps: float, strict: bool, method: str):
         model = call.model
         if any(isinstance(m, torch.jit.ScriptModule) for m in model.modules()):
             raise ValueError(f"{method} attaches rules to the model's layers, which TorchScript modules do not "
                              "support; explain the nn.Module instead")
         adapter = call.adapter
         self.raw = ModelAdapter(model, output="raw", batch_size=adapter.batch_size, on_rows=adapter.on_rows)
+        self.strict, self.method = strict, method
         rules = deeplift_rules(model, eps)
-        self.unseen = unseen_nonlinearities(self.raw, probe, rules)  # the output transformation gets its own rule
-        if self.unseen and strict:
-            raise ValueError(
-                f"{method} cannot see every nonlinearity of this model: {'; '.join(self.unseen)}. Its rules attach to "
-                "modules (nn.ReLU, nn.Tanh, nn.MaxPool2d...); functions called in forward, recurrent layers and "
-                "attention would pass the ordinary gradient and the contributions would not sum to f(x) - f(x'). "
-                "Write the activations as modules, or pass strict=False to compute anyway (delta then reports "
-                "the shortfall)"
-            )
+        self._ruled = set(rules)  # the output transformation gets its own rule, outside the spied forward
+        # the nonlinearities no rule sees are found in the first forward pass of multipliers() (no probe
+        # pass of its own: one model call fewer per explanation), or here on ``probe`` when one is given
+        self.unseen = None if probe is None else unseen_nonlinearities(self.raw, probe, rules)
+        if self.unseen:
+            self._check_unseen()
         self.transform = None
         if adapter.output != "raw":
             self.transform = OutputTransform(adapter.output)
             rules[self.transform] = RescaleRule(eps) if adapter.output == "sigmoid" else PathRule()
         call.stack.enter_context(attach_rules(rules))
         self.call = call
+
+    def _check_unseen(self) -> None:
+        if self.unseen and self.strict:
+            raise ValueError(
+                f"{self.method} cannot see every nonlinearity of this model: {'; '.join(self.unseen)}. Its rules "
+                "attach to modules (nn.ReLU, nn.Tanh, nn.MaxPool2d...); functions called in forward, recurrent "
+                "layers and attention would pass the ordinary gradient and the contributions would not sum to "
+                "f(x) - f(x'). Write the activations as modules, or pass strict=False to compute anyway (delta "
+                "then reports the shortfall)"
+            )
+
+    def _raw_scores(self, batch: torch.Tensor) -> torch.Tensor:
+        if self.unseen is not None:
+            return self.raw.forward(batch)
+        with spy_nonlinearities(self.raw.model, self._ruled) as unseen:
+            scores = self.raw.forward(batch)
+        self.unseen = unseen
+        self._check_unseen()
+        return scores
 
     def multipliers(self, batch: torch.Tensor, choose):
         """One forward and one backward pass over ``batch``, n input rows then their n
@@ -347,7 +374,7 @@ class DeepLiftSetup:
         call = self.call
         batch = batch.detach().requires_grad_(True)
         with torch.enable_grad():
-            scores = self.raw.forward(batch)
+            scores = self._raw_scores(batch)
             if self.transform is not None:
                 scores = self.transform(scores)
             target = choose(scores[:n].detach())
@@ -423,8 +450,7 @@ class DeepLift(GradientExplainer):
     def prepare(self, x, call, baseline=None):
         ref = broadcast_reference(baseline if baseline is not None else self.baseline, x)
         refs = call.adapter.to_tensor(ref)
-        probe = torch.cat([call.adapter.to_tensor(x[:1]), refs[:1]])
-        setup = DeepLiftSetup(call, probe, self.eps, self.strict, type(self).__name__)
+        setup = DeepLiftSetup(call, None, self.eps, self.strict, type(self).__name__)
         return State(call, refs=refs, setup=setup, base=[])
 
     def expansion(self, state):

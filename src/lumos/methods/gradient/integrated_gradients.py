@@ -27,8 +27,8 @@ import torch
 from lumos.core.batching import expansion_chunks
 from lumos.core.registry import register
 from lumos.core.validate import broadcast_reference, check_choice, check_finite, check_positive_int
-from lumos.methods.base import State, record_completeness
-from lumos.methods.gradient.base import GradientExplainer, input_gradients
+from lumos.methods.base import Chunk, State, record_completeness
+from lumos.methods.gradient.base import GradientExplainer, input_gradients, scores_and_gradients
 
 QUADRATURES = ("gausslegendre", "riemann_left", "riemann_right", "riemann_middle", "riemann_trapezoid")
 
@@ -112,7 +112,7 @@ class IntegratedGradients(GradientExplainer):
         adapter = call.adapter
         if baseline is not None or self.baseline_distribution is None:
             ref = broadcast_reference(baseline if baseline is not None else self.baseline, x)
-            return State(call, refs=adapter.to_tensor(ref)[None])  # (1, N, ...)
+            return State(call, refs=adapter.to_tensor(ref)[None], fused=True, ref_scores=[])  # (1, N, ...)
         dist = self.baseline_distribution
         if dist.shape[1:] != x.shape[1:]:
             raise ValueError(
@@ -120,10 +120,39 @@ class IntegratedGradients(GradientExplainer):
             )
         if self.n_baseline_samples is not None and self.n_baseline_samples < len(dist):
             dist = dist[call.shared_rng().choice(len(dist), self.n_baseline_samples, replace=False)]
-        return State(call, refs=adapter.to_tensor(dist.astype(x.dtype, copy=False))[:, None])  # (M, 1, ...)
+        return State(call, refs=adapter.to_tensor(dist.astype(x.dtype, copy=False))[:, None],  # (M, 1, ...)
+                     fused=True, ref_scores=[])
 
     def expansion(self, state):
-        return state.refs.shape[0] * self.n_steps
+        return state.refs.shape[0] * (self.n_steps + 2)  # + the endpoints x and x' (see attribute_chunk)
+
+    def attribute_chunk(self, x, targets, state):
+        """One model call per chunk when its rows fit the budget: the interpolated points
+        and the two endpoints (α = 1: the input, whose scores give the prediction and the
+        target; α = 0: the baseline, whose scores give ``base_value``) ride in the same
+        forward and backward pass, with quadrature weight 0 for the endpoints. A recurrent
+        model's call costs nearly as much for 8 rows as for 80 (its time loop is
+        sequential), so the two separate forward passes would cost as much as the path."""
+        refs, call, adapter = state.refs, state.call, state.adapter
+        n_base, copies, n = refs.shape[0], self.n_steps + 2, x.shape[0]
+        if n * n_base * copies > call.rows(x[0].size):  # the chunk takes several calls: endpoints apart
+            state.fused = False
+            return super().attribute_chunk(x, targets, state)
+        xt = adapter.to_tensor(x)
+        index = torch.as_tensor(targets.index, device=xt.device)
+        ref = refs[:, index] if refs.shape[1] != 1 else refs  # (M, n or 1, ...)
+        alphas = torch.as_tensor(np.append([1.0, 0.0], self.alphas), dtype=xt.dtype, device=xt.device)
+        weights = torch.as_tensor(np.append([0.0, 0.0], self.weights), dtype=xt.dtype, device=xt.device) / n_base
+        shape = (1, copies) + (1,) * xt.ndim
+        diff = (xt[None] - ref)[:, None]  # (M, 1, n, ...)
+        points = ref[:, None] + alphas.view(shape) * diff  # (M, copies, n, ...): copy 0 is x itself
+        total = n_base * copies * n
+        scores, _, grads = scores_and_gradients(adapter, points.reshape(total, *xt.shape[1:]),
+                                                lambda s: targets(s[:n]).repeat(n_base * copies), call)
+        t = targets(scores[:n])
+        values = (weights.view(shape) * diff * grads.view(n_base, copies, n, *xt.shape[1:])).sum((0, 1))
+        state.ref_scores.append(scores.view(n_base, copies, n, -1)[:, 1].mean(0).cpu().numpy())
+        return Chunk(values.detach(), scores[:n], t)
 
     # -- attribution ----------------------------------------------------------
     def gradient_rows(self, x, target, index, state):
@@ -152,8 +181,11 @@ class IntegratedGradients(GradientExplainer):
     def finish(self, x, result, state):
         super().finish(x, result, state)
         refs = state.refs
-        flat = refs.reshape(-1, *x.shape[1:])
-        ref_scores = state.adapter.scores(flat)  # (M*N or M, K)
-        ref_scores = ref_scores.reshape(refs.shape[0], refs.shape[1], -1).mean(axis=0)  # (N or 1, K)
+        if getattr(state, "fused", False):  # every chunk's baseline scores came with its gradient pass
+            ref_scores = np.concatenate(state.ref_scores)  # (N, K)
+        else:
+            flat = refs.reshape(-1, *x.shape[1:])
+            ref_scores = state.adapter.scores(flat)  # (M*N or M, K)
+            ref_scores = ref_scores.reshape(refs.shape[0], refs.shape[1], -1).mean(axis=0)  # (N or 1, K)
         ref_scores = np.broadcast_to(ref_scores, result.prediction.shape)
         record_completeness(result, ref_scores[np.arange(len(result.target)), result.target])
