@@ -9,17 +9,25 @@ samples, Monotonicity with the inserting perturb_func); Selectivity 4x4 patches;
 percentages without noise; IROF SLIC superpixels, constant 0 baseline, Quantus one image per
 batch (its batches pad and share the baseline); Sufficiency seuclidean, threshold 0.6, on the
 saliency plus 1e-6 uniform noise (pixels with zero saliency in every image give Quantus NaN).
+
+Floor (benchmarks/floors.py): the forward passes each metric's definition needs, as one plain
+PyTorch loop at its fastest chunk size: the clean inputs plus every perturbed copy (100 runs;
+28 single-group copies; 28 + 1 monotonicity steps; 49 patches; 50 ROAD percentages, the
+imputation itself not counted; one copy per superpixel; sufficiency the clean inputs only).
+Values do not change a forward pass's time, so the loop runs that many rows of the inputs.
 """
 from __future__ import annotations
 
 import numpy as np
 import torch
 
+from benchmarks.floors import forward_floor
 from benchmarks.mnist_cnn import load_mnist, trained_cnn
 from benchmarks.quantus_faithfulness_reference import import_quantus, inserting
 from lumos import Saliency
 from lumos.metrics import (faithfulness_correlation, faithfulness_estimate, irof, monotonicity,
                            monotonicity_correlation, road, selectivity, sufficiency)
+from lumos.metrics.faithfulness_quantus import slic_segments
 
 FAMILY = "metrics_faithfulness"
 OFF = dict(normalise=False, disable_warnings=True, display_progressbar=False)
@@ -78,6 +86,28 @@ def rows(quantus, model, x, y, a):
     }
 
 
+def floor_rows(x) -> dict:
+    """Model rows (forward) each metric's definition needs on ``x``: the clean inputs and
+    the copies (see the module docstring)."""
+    n = len(x)
+    segments = sum(len(np.unique(s)) for s in slic_segments(x))
+    copies = {"faithfulness_correlation": 100 * n, "faithfulness_estimate": 28 * n,
+              "monotonicity_correlation": 28 * n, "monotonicity": 29 * n, "selectivity": 49 * n, "road": 50 * n,
+              "irof": segments, "sufficiency": 0}
+    return {k: n + v for k, v in copies.items()}
+
+
+def floor_chunks(n_rows: int) -> tuple[int, ...]:
+    """Chunk sizes a floor tries: 64 and 256 rows (the fastest for this LeNet on a CPU thread,
+    core/batching.py), only 64 past 8,192 rows (timing each candidate would take minutes)."""
+    return (64, 256) if n_rows <= 8192 else (64,)
+
+
+def floor_of(model, x, n_rows):
+    """A forward floor over ``n_rows`` rows (the inputs repeated)."""
+    return forward_floor(model, torch.as_tensor(x)[torch.arange(n_rows) % len(x)], sizes=floor_chunks(n_rows))
+
+
 def run(h):
     torch.set_num_threads(1)
     quantus = import_quantus()
@@ -85,6 +115,8 @@ def run(h):
     n = 16 if h.quick else 64
     _, _, x, y = load_mnist(n)
     a = Saliency(model).explain(x, target=y).values
+    need = floor_rows(x)
     for name, (ours, theirs, note) in rows(quantus, model, x, y, a).items():
+        floor = floor_of(model, x, need[name])
         h.compare(FAMILY, name, ours, theirs, "quantus", setting=f"LeNet, {n} MNIST, Saliency", max_ratio=0.5,
-                  repeats=1 if name == "irof" else None, note=note)
+                  repeats=1 if name == "irof" else None, note=note, floor_fn=floor)

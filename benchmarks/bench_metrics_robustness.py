@@ -8,6 +8,14 @@ LeNet calls at ~5,000 rows, which on a CPU runs about 1.8x slower per row than 6
 inputs left out: it drops an input when any copy changes its class, lumos only the copy).
 Target lumos/Quantus <= 0.5, agreement <= 1e-5.
 
+Floor (benchmarks/floors.py): the model passes each definition needs, as one plain PyTorch
+loop at its fastest chunk size: forward + backward to the input over the inputs and their
+copies for the metrics that re-run the explainer (its forward pass also gives the scores, and
+the layer outputs through hooks, so ROS/RRS need no other pass), forward passes over the inputs
+(consistency), the inputs and the pixel copies that differ from them (non-sensitivity: a pixel
+already at the baseline leaves the input as it is) or x and the zero baseline (completeness);
+no floor for the metrics computed from the attributions alone.
+
 A last row (no peer) is the relevance budget of LRP-eps and Deep Taylor on the same images:
 the share of f(x) the rules absorb beside the completeness error left once it is counted."""
 from __future__ import annotations
@@ -15,6 +23,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from benchmarks.bench_metrics_faithfulness import floor_chunks
+from benchmarks.floors import forward_floor, gradient_floor
 from benchmarks.mnist_cnn import load_mnist, trained_cnn
 from benchmarks.quantus_robustness_reference import PER_INPUT, Replay, import_quantus
 from lumos import LRP, IntegratedGradients, Saliency
@@ -113,9 +123,29 @@ def run(h):
     rows.append(("completeness (f(x) - f(0) of IG)",
                  lambda: ig.values.reshape(n, -1).sum(1) - completeness_error(model, x, ig, y, absolute=False),
                  quantus_completeness, "Quantus returns only sum == f(x) - f(0); compared: f(x) - f(0)"))
+    xt, yt = torch.as_tensor(x), torch.as_tensor(y)
+
+    def repeated(n_rows):
+        idx = torch.arange(n_rows) % n
+        return xt[idx], yt[idx]
+
+    def explainer_floor(copies):
+        return gradient_floor(model, *repeated(n * (copies + 1)), sizes=floor_chunks(n * (copies + 1)))
+
+    def model_floor(n_rows):
+        return forward_floor(model, repeated(n_rows)[0], sizes=floor_chunks(n_rows))
+
+    floors = {"local_lipschitz_estimate": lambda: explainer_floor(samples), "continuity": lambda: explainer_floor(28),
+              "relative_input_stability": lambda: explainer_floor(samples),
+              "relative_output_stability": lambda: explainer_floor(samples),
+              "relative_representation_stability": lambda: explainer_floor(samples),
+              "consistency": lambda: model_floor(n),
+              "non_sensitivity": lambda: model_floor(n + int((x != 0).sum())),
+              "completeness (f(x) - f(0) of IG)": lambda: model_floor(2 * n)}
     for name, ours, theirs, what in rows:
+        floor = floors[name]() if name in floors else None
         h.compare(FAMILY, name, ours, theirs, "quantus", setting=f"{setting}; {what}", max_ratio=TARGET,
-                  repeats=1 if h.quick else 3, agreement=agreement)
+                  repeats=1 if h.quick else 3, agreement=agreement, floor_fn=floor)
 
     import time
 

@@ -199,8 +199,13 @@ def _accepts_model(fn: Callable) -> bool:
         return False
 
 
-def explain_fn(explainer: Any) -> Callable[..., np.ndarray]:
+def explain_fn(explainer: Any, with_prediction: bool = False) -> Callable[..., np.ndarray]:
     """``(model, inputs, target, row_offset=0) -> attributions`` for any explainer.
+
+    ``with_prediction=True`` returns ``(attributions, prediction)`` instead, ``prediction``
+    the model's scores at the inputs from the explainer's own forward pass when it returns
+    an :class:`Explanation` that holds them in the model's raw outputs, None otherwise (a
+    metric that needs the scores then runs the model itself).
 
     Accepted: an object with ``.explain(inputs, target=...)`` that holds a torch model as
     ``.adapter.model`` or ``.model`` (every lumos explainer; asked about another model, it
@@ -214,9 +219,10 @@ def explain_fn(explainer: Any) -> Callable[..., np.ndarray]:
     explainers, so that a stochastic method draws the same noise for a row however a
     metric chunks its inputs; other explainers do not receive it.
     """
+    values = _with_prediction if with_prediction else _values
     if isinstance(explainer, type):
         def run(model, x, target, row_offset=0):
-            return _values(_explain(explainer(model), x, target, row_offset))
+            return values(_explain(explainer(model), x, target, row_offset))
         return run
     if hasattr(explainer, "explain"):
         def run(model, x, target, row_offset=0):
@@ -224,14 +230,14 @@ def explain_fn(explainer: Any) -> Callable[..., np.ndarray]:
             bound = _bound_model(explainer)
             if bound is not None and model is not None and model is not bound:
                 obj = rebind(explainer, bound, model)
-            return _values(_explain(obj, x, target, row_offset))
+            return values(_explain(obj, x, target, row_offset))
         return run
     if callable(explainer):
         takes_model = _accepts_model(explainer)
 
         def run(model, x, target, row_offset=0):
             out = explainer(x, target, model=model) if takes_model else explainer(x, target)
-            return _values(out)
+            return values(out)
         return run
     raise TypeError(
         f"an explainer must be an object with .explain(inputs, target=...), an explainer class or a "
@@ -276,6 +282,15 @@ def _bound_model(explainer: Any):
     adapter = getattr(explainer, "adapter", None)
     model = adapter.model if isinstance(adapter, ModelAdapter) else getattr(explainer, "model", None)
     return model if isinstance(model, torch.nn.Module) else None
+
+
+def _with_prediction(out: Any) -> tuple[np.ndarray, np.ndarray | None]:
+    """``(values, prediction)``: the scores an :class:`Explanation` holds at its inputs
+    when they are the raw outputs (``params["output"]`` absent or ``"raw"``), else None."""
+    pred = getattr(out, "prediction", None) if isinstance(out, Explanation) else None
+    if pred is not None and (out.params or {}).get("output", "raw") != "raw":
+        pred = None
+    return _values(out), pred
 
 
 def _values(out: Any) -> np.ndarray:

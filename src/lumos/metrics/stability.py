@@ -101,8 +101,10 @@ def _runs(explainer, model, inputs, target, n_copies, make_copies, batch_size, l
           score=True):
     """For each chunk of inputs: ``(slice, x (k, d), copies (k, S, d), phi (k, S+1, d),
     scores (k, S+1, K) or None, reps (k, S+1, r) or None)`` with ``phi``/``scores`` of the
-    inputs (index 0) and their copies, from one explainer call and (``score``) one model call."""
-    run = explain_fn(explainer)
+    inputs (index 0) and their copies, from one explainer call and (``score``) one model call;
+    the scores are the explainer's own (its forward pass at these rows, ``Explanation.prediction``)
+    when it returns them and no representations are asked for, so the rows are not run twice."""
+    run = explain_fn(explainer, with_prediction=True)
     x = inputs_of(inputs)
     n, shape = x.shape[0], x.shape[1:]
     with scorer(model, x[0].size, "raw", batch_size) as adapter:
@@ -114,11 +116,14 @@ def _runs(explainer, model, inputs, target, n_copies, make_copies, batch_size, l
             copies = make_copies(x[sl], sl).astype(x.dtype, copy=False)  # (k, S, ...) as the model sees them
             batch = np.concatenate([x[sl, None], copies], axis=1).reshape(-1, *shape)
             tt = np.repeat(t[sl], n_copies + 1)
-            phi = flat_values(run(model, batch, tt, row_offset=sl.start * (n_copies + 1))).reshape(k, n_copies + 1, -1)
+            phi, pred = run(model, batch, tt, row_offset=sl.start * (n_copies + 1))
+            phi = flat_values(phi).reshape(k, n_copies + 1, -1)
             if hooks is not None:
                 with hooks:
                     scores = adapter.scores(batch)
                 reps = hooks.take().reshape(k, n_copies + 1, -1)
+            elif score and pred is not None and np.ndim(pred) == 2 and len(pred) == len(batch):
+                scores, reps = pred, None
             else:
                 scores, reps = (adapter.scores(batch) if score else None), None
             if scores is not None:
