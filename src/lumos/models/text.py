@@ -34,7 +34,6 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from lumos.models.train import reset_weights
 
 PAD_ID = 0
 
@@ -162,9 +161,9 @@ def fit_text(model: nn.Module, X: np.ndarray, y: np.ndarray, *, epochs: int = 5,
              pad_id: int = PAD_ID, progress: bool = False) -> nn.Module:
     """Adam + cross-entropy on token ids, each batch cut to its longest sentence;
     ``max_norm`` rescales the rows of ``model.classifier.weight`` to l2 norm <= ``max_norm``
-    after each step (Kim 2014: 3). Deterministic for a seed (the initial weights are re-drawn
-    as in :func:`lumos.models.train.fit`); returns the model in eval mode."""
-    reset_weights(model, seed)
+    after each step (Kim 2014: 3). Deterministic for a seed given the initial weights (see
+    :func:`lumos.models.train.fit`); returns the model in eval mode."""
+    torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     X = np.asarray(X)
     lengths = _last_real(X, pad_id)

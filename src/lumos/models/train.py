@@ -8,7 +8,9 @@ from torch import nn
 
 def reset_weights(model: nn.Module, seed: int) -> None:
     """Seed torch and re-initialise, in module order, every layer that has ``reset_parameters``
-    (``nn.MultiheadAttention``: ``_reset_parameters``)."""
+    (``nn.MultiheadAttention``: ``_reset_parameters``), so that a model built without a seed
+    starts from the same weights in every process. Parameters created directly in a module's
+    ``__init__`` (a learned position embedding) keep their values."""
     torch.manual_seed(seed)
     for module in model.modules():
         reset = getattr(module, "reset_parameters", None) or getattr(module, "_reset_parameters", None)
@@ -20,13 +22,11 @@ def fit(model: nn.Module, X: np.ndarray, y: np.ndarray, epochs: int = 20, lr: fl
         batch_size: int = 64, weight_decay: float = 0.0, seed: int = 0, progress: bool = False) -> nn.Module:
     """Train ``model`` with Adam and cross-entropy; returns it in eval mode.
 
-    Deterministic for a given ``seed``: it seeds torch, re-draws the initial weights of every
-    layer with ``reset_parameters`` (so a model built without a seed trains to the same weights
-    in every process) and seeds the shuffling. Parameters of modules without
-    ``reset_parameters`` (a learned position embedding created in ``__init__``) keep the values
-    they were built with: seed torch before building such a model.
+    ``seed`` seeds torch (dropout) and the shuffling; the initial weights are the ones the
+    model was built with, so the result is the same in every process when the model is built
+    after ``torch.manual_seed(seed)`` (or re-drawn with :func:`reset_weights` first).
     """
-    reset_weights(model, seed)
+    torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     Xt = torch.as_tensor(X, dtype=torch.float32)
     yt = torch.as_tensor(y, dtype=torch.long)
