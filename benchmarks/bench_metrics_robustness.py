@@ -3,8 +3,8 @@ Quantus 0.6.0 on the same work: the MNIST LeNet (benchmarks.mnist_cnn), the firs
 images, lumos's signed Saliency as the explainer of both (handed to Quantus as its
 ``explain_func``), the same attributions and the same noise (replayed into Quantus, see
 benchmarks/quantus_robustness_reference.py), normalisation per input in both, one Quantus
-batch of N and ``batch_size=N`` rows per model call in lumos (its default RowBudget sizes
-LeNet calls at ~5,000 rows, which on a CPU runs about 1.8x slower per row than 64 to 256). Agreement: max relative difference over the inputs both score (Quantus's NaN
+batch of N and ``batch_size=N`` rows per model call in lumos (as Quantus's batch; the
+default RowBudget, core/batching.py, sizes LeNet forward calls at 167 rows). Agreement: max relative difference over the inputs both score (Quantus's NaN
 inputs left out: it drops an input when any copy changes its class, lumos only the copy).
 Target lumos/Quantus <= 0.5, agreement <= 1e-5.
 
