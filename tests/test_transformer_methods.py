@@ -244,6 +244,120 @@ def test_attnlrp_equals_lxt(kind):
     assert np.abs(e.values - ref).max() < 1e-5
 
 
+class _Masked(torch.nn.Module):
+    """A TextEncoder called with a fixed attention mask (lumos's text layout gives transformer
+    methods the ids alone)."""
+
+    def __init__(self, model, mask):
+        super().__init__()
+        self.model, self.mask = model, mask
+
+    def forward(self, ids):
+        return self.model(ids, self.mask)
+
+
+def _rule_by_rule(model, x, target, epsilon):
+    """AttnLRP as relevance flowing through lumos BackwardRules (attach_rules on every module),
+    the definition the Gradient x Input implementation must equal."""
+    from lumos.core.hooks import attach_rules, trace_calls
+    from lumos.methods.transformer import attnlrp_composite
+
+    composite, softmax = attnlrp_composite(epsilon)
+    with torch.no_grad(), trace_calls(model) as calls:
+        model(x)
+    rules = composite.resolve(list(calls))
+    grab = {}
+
+    def start(module, inputs, output):
+        if "e" not in grab:
+            grab["e"] = output.detach().requires_grad_(True)
+            return grab["e"]
+
+    tokens = next(m for m in model.modules() if isinstance(m, torch.nn.Embedding)) if x.ndim == 2 else None
+    handle = tokens.register_forward_hook(start) if tokens is not None else None
+    if tokens is None:
+        grab["e"] = x.detach().clone().requires_grad_(True)
+    try:
+        with torch.enable_grad(), attach_rules(rules):
+            scores = model(grab["e"] if tokens is None else x)
+            sel = torch.zeros_like(scores)
+            sel[:, target] = scores[:, target]
+            (rel,) = torch.autograd.grad(scores, grab["e"], sel)
+    finally:
+        if handle is not None:
+            handle.remove()
+    return (rel.sum(-1) if x.ndim == 2 else rel).numpy(), torch.stack(softmax.absorbed).sum(0).numpy()
+
+
+@pytest.mark.parametrize("kind,epsilon", [("text", 1e-2), ("text", 0.0), ("vit", 1e-2), ("vit", 0.0),
+                                          ("mask", 1e-3), ("mask", 0.0)])
+def test_attnlrp_gradient_form_equals_rule_by_rule(kind, epsilon):
+    """The one forward + backward implementation (rules as autograd Functions in the view's
+    forward) gives the relevance and softmax absorption of the BackwardRules, in float64."""
+    torch.manual_seed(1)
+    if kind == "vit":
+        m = VisionTransformer(image_size=8, patch=2, dim=16, depth=2, heads=2).double().eval()
+        x = torch.as_tensor(np.random.default_rng(1).normal(size=(3, 3, 8, 8)))
+    else:
+        m = TextEncoder(vocab=40, dim=16, depth=2, heads=2).double().eval()
+        x = torch.as_tensor(_ids(4, 7, seed=2))
+        if kind == "mask":  # masked keys: -inf scores in the softmax
+            mask = torch.ones(4, 7, dtype=torch.bool)
+            mask[1, 5:] = mask[3, 3:] = False
+            m = _Masked(m, mask)
+    e = AttnLRP(m, epsilon=epsilon).explain(x.numpy(), target=2)
+    ref, absorbed = _rule_by_rule(m, x, 2, epsilon)
+    np.testing.assert_allclose(e.values, ref, rtol=1e-9, atol=1e-12 * np.abs(ref).max())
+    np.testing.assert_allclose(e.extras["softmax_absorbed"], absorbed, rtol=1e-9, atol=1e-12)
+    assert np.abs(absorbed).max() > 1e-6
+
+
+def test_attnlrp_fused_attention_equals_module_rules():
+    """SelfAttention's fused core and the per-module functions (taken for a subclass that
+    overrides forward) agree, masked -inf scores included."""
+    from lumos.models.transformer import SelfAttention
+
+    class Plain(SelfAttention):
+        def forward(self, x, mask=None):
+            return super().forward(x, mask)
+
+    torch.manual_seed(2)
+    m = TextEncoder(vocab=40, dim=16, depth=2, heads=2).double().eval()
+    x, mask = _ids(3, 6, seed=3), torch.ones(3, 6, dtype=torch.bool)
+    mask[0, 4:] = False
+    masked = _Masked(m, mask)
+    for eps in (0.0, 1e-3):
+        fused = AttnLRP(masked, epsilon=eps).explain(x, target=0)
+        for b in m.blocks:
+            b.attn.__class__ = Plain
+        try:
+            modules = AttnLRP(masked, epsilon=eps).explain(x, target=0)
+        finally:
+            for b in m.blocks:
+                b.attn.__class__ = SelfAttention
+        np.testing.assert_allclose(fused.values, modules.values, rtol=1e-10, atol=1e-13)
+        np.testing.assert_allclose(fused.extras["softmax_absorbed"], modules.extras["softmax_absorbed"],
+                                   rtol=1e-10, atol=1e-13)
+
+
+def test_attnlrp_leaves_the_model_as_found():
+    m = _text()
+    forwards = {name: dict(mod.__dict__).get("forward") for name, mod in m.named_modules()}
+    hooks = sum(len(mod._forward_hooks) + len(mod._forward_pre_hooks) for mod in m.modules())
+    AttnLRP(m, epsilon=0.0).explain(_ids(), target=1)
+    assert {name: dict(mod.__dict__).get("forward") for name, mod in m.named_modules()} == forwards
+    assert sum(len(mod._forward_hooks) + len(mod._forward_pre_hooks) for mod in m.modules()) == hooks
+
+
+def test_attnlrp_refuses_a_layer_without_rule_when_it_runs():
+    m = _text()
+    m.blocks[0].act = torch.nn.Hardswish()
+    with pytest.raises(ValueError, match="no rule for layer 'blocks.0.act'"):
+        AttnLRP(m).explain(_ids(), target=1)
+    m.blocks[0].act, m.unused = torch.nn.GELU(), torch.nn.Hardswish()  # never runs: no error
+    assert np.isfinite(AttnLRP(m).explain(_ids(), target=1).values).all()
+
+
 def test_attnlrp_refuses_multihead_attention():
     with pytest.raises(ValueError, match="MultiheadAttention"):
         AttnLRP(TorchTextEncoder(vocab=40, dim=16, depth=1, heads=2))

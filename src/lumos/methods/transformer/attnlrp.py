@@ -1,7 +1,7 @@
 """AttnLRP (Achtibat et al. 2024, "AttnLRP: Attention-Aware Layer-Wise Relevance
 Propagation for Transformers", ICML, arXiv:2402.05602) on lumos's LRP machinery: each
-rule is a :class:`~lumos.core.hooks.BackwardRule` attached to a module of the call's
-private view (:func:`lumos.core.hooks.attach_rules`), relevance starts at the target logit.
+rule is a :class:`~lumos.core.hooks.BackwardRule` of a module type (what
+:func:`lumos.core.hooks.attach_rules` would attach), relevance starts at the target logit.
 
 Rules (the paper's section 3; LXT's ``lxt.explicit.functional`` implements the same):
 
@@ -18,11 +18,20 @@ Rules (the paper's section 3; LXT's ``lxt.explicit.functional`` implements the s
   (:class:`lumos.methods.relevance.Add`) split it in proportion to the summands.
 
 Why modules: ``nn.MultiheadAttention`` computes softmax and both products functionally,
-where no hook can attach a rule; LXT patches functions (``monkey_patch``) instead. lumos
-keeps one rule mechanism, so AttnLRP explains models whose attention is written with
-modules (``lumos.models.TextEncoder``, ``VisionTransformer``) and refuses the others by
-name. ``stab(z) = z + ε·sign(z)`` as everywhere in lumos (LXT's explicit functions add
-+ε whatever the sign; LXT's efficient Gradient×Input variant is the ε → 0 limit).
+where no rule can be given to them; LXT patches functions (``monkey_patch``) instead. lumos
+gives rules to modules, so AttnLRP explains models whose attention is written with modules
+(``lumos.models.TextEncoder``, ``VisionTransformer``) and refuses the others by name.
+``stab(z) = z + ε·sign(z)`` as everywhere in lumos (LXT's explicit functions add +ε whatever
+the sign); ``epsilon=0`` is LXT's efficient Gradient×Input variant exactly.
+
+How it runs: the rules above are the definition (and what the tests compare with). The
+explainer computes them as LXT does, in the Gradient×Input form: relevance at every tensor
+is ``a ⊙ g``, each rule becomes the autograd backward of its module (see the comment above
+:func:`_eps_scaled`), and the modules of the call's private view get forwards that apply
+these functions (:func:`patch_rules`; lumos ``SelfAttention`` gets one fused function for
+``softmax(QKᵀ)V``). One forward and one backward pass, no per-module hooks; ε > 0 costs a
+few elementwise passes per layer over ε = 0. Rules are assigned by layer type
+(:func:`static_rules`); a layer without a rule raises when it runs.
 
 Conservation: every rule but the softmax's is conservative up to its bias terms and
 stabiliser; the softmax's Taylor rule is not (the paper's Prop. 3.1 keeps a non-zero
@@ -38,13 +47,16 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
-from lumos.core.hooks import BackwardRule, attach_rules, capture_activations, trace_calls
+from lumos.core.hooks import BackwardRule, LayerCall
 from lumos.core.registry import register
 from lumos.methods.base import Chunk, State, record_completeness
-from lumos.methods.relevance.composites import Composite
-from lumos.methods.relevance.rules import Epsilon, _check_stabiliser, stabilise
+from lumos.methods.relevance.canonizers import BATCHNORMS
+from lumos.methods.relevance.composites import ACTIVATIONS, Composite, _computes_weights
+from lumos.methods.relevance.rules import (WEIGHTED, Epsilon, Gradient, Norm, Pass, _check_stabiliser, layer_forward,
+                                           layer_vjp, stabilise)
 from lumos.methods.transformer.capture import to_model_input
 from lumos.methods.transformer.tokens import TokenExplainer
 from lumos.models.transformer import MatMul, PrefixPositions
@@ -142,8 +154,351 @@ def attnlrp_composite(epsilon: float = 1e-6) -> tuple[Composite, SoftmaxTaylor]:
     return composite, softmax
 
 
-def _graph_start(module, inputs, output):
-    return output.detach().requires_grad_(True)
+class _EmbeddingStart:
+    """Forward hook on every ``nn.Embedding``: the first to return ``(N, T, D)`` for ids ``(N, T)``
+    (``expected``) starts the graph there (its output, detached, is where relevance is read)."""
+
+    def __init__(self):
+        self.expected: tuple | None = None
+        self.output: torch.Tensor | None = None
+
+    def __call__(self, module, inputs, output):
+        if self.output is None and isinstance(output, torch.Tensor) and tuple(output.shape[:2]) == self.expected:
+            self.output = output.detach().requires_grad_(True)
+            return self.output
+        return None
+
+
+def static_rules(model: nn.Module, composite: Composite, stack) -> dict:
+    """The composite's rule of every layer of ``model`` by type, without a traced forward pass.
+    A layer no rule applies to raises the composite's error when it runs (a pre-hook on it,
+    removed by ``stack``), so layers that never run are no error, as with a traced pass."""
+    if composite.first_map or composite.name_map:
+        raise ValueError("static_rules maps layers by type only (no first_map / name_map)")
+    rules: dict = {}
+    for name, module in model.named_modules():
+        if _computes_weights(name):
+            continue
+        if any(True for _ in module.children()) and not any(True for _ in module.parameters(recurse=False)):
+            continue  # a container: its children carry the rules
+        rule = None if isinstance(module, BATCHNORMS) else composite._rule(name, module, False)
+        if rule is None:  # the composite's own error, raised if the layer runs
+            try:
+                composite.resolve([LayerCall(name, module, (), None)])
+            except ValueError as err:
+                stack.callback(module.register_forward_pre_hook(_refusal(err)).remove)
+            continue
+        composite._check(rule, name, module)
+        if not isinstance(rule, Gradient):
+            rules[module] = rule
+    return rules
+
+
+def _refusal(err: ValueError):
+    def hook(module, args):
+        raise ValueError(str(err))
+
+    return hook
+
+
+# -- the rules in the Gradient x Input form ---------------------------------------------------
+# Every rule above passes relevance that is, at each tensor a, the product R_a = a ⊙ g_a of the
+# tensor and a "gradient" g_a (by induction from the output, where R = f_c = z_c · 1). Written on
+# g, each rule is autograd's own backward with one change (LXT's efficient rules are the ε = 0
+# case), so AttnLRP is one forward and one backward pass through these functions, patched into
+# the private view's modules (no hooks, no relevance recomputed per module):
+#
+# - ε-type rules, R_in = x ⊙ Jᵀ(R_out ⊘ stab(c·out)) (LRP-ε on Linear/Conv, c = 1; Norm on Add and
+#   average pooling; Share; the uniform rule, c = 2): g_in = Jᵀ(g ⊙ out ⊘ stab(c·out)), i.e. the
+#   gradient with g scaled by |out| / (c|out| + ε) (exactly 1/c for ε = 0);
+# - LayerNorm with σ constant: g_x = (γ ⊙ g') / σ − mean((γ ⊙ g') / σ) with g' scaled as above;
+# - the softmax's Taylor rule: R_in = x ⊙ (R − s Σ R) = x ⊙ (softmax's own gradient of g): the
+#   plain gradient; only what it absorbs, Σ s ⊙ g − Σ x ⊙ g_x per row, is recorded;
+# - the identity rule on an activation y = f(x): x ⊙ g_x = y ⊙ g_y, g_x = g_y ⊙ y / x (0 where x = 0).
+#
+# ε = 0 takes 0/0 (an output that is exactly 0) as the gradient, as LXT does; for ε > 0 every
+# value equals the rule-by-rule BackwardRules above to rounding.
+
+def _eps_scaled(g: torch.Tensor, out: torch.Tensor, epsilon: float, c: float = 1.0) -> torch.Tensor:
+    """``c · g ⊙ out ⊘ stab(c·out)`` = ``g ⊙ |out| / (|out| + ε/c)``, a new tensor (ε > 0)."""
+    e = epsilon / c
+    return torch.addcdiv(g, g, out.abs().add_(e), value=-e)
+
+
+class _RatioGrad(torch.autograd.Function):
+    """Identity forward; backward ``g ⊙ out ⊘ stab(out)`` (the ε-type rules of parameter-free sums)."""
+
+    @staticmethod
+    def forward(ctx, out, epsilon):
+        ctx.epsilon = epsilon
+        ctx.save_for_backward(out)
+        return out.view_as(out)
+
+    @staticmethod
+    def backward(ctx, g):
+        (out,) = ctx.saved_tensors
+        return _eps_scaled(g, out, ctx.epsilon), None
+
+
+class _EpsilonLayer(torch.autograd.Function):
+    """A Linear/ConvNd layer whose input gradient is LRP-ε's (weights get none)."""
+
+    @staticmethod
+    def forward(ctx, x, module, weight, bias, epsilon):
+        out = layer_forward(module, x, weight, bias)
+        ctx.module, ctx.epsilon = module, epsilon
+        ctx.save_for_backward(x, weight, out)
+        return out
+
+    @staticmethod
+    def backward(ctx, g):
+        x, weight, out = ctx.saved_tensors
+        return layer_vjp(ctx.module, x, weight, _eps_scaled(g, out, ctx.epsilon)), None, None, None, None
+
+
+class _UniformMatMul(torch.autograd.Function):
+    """``scale · (a @ b)`` (equal batch axes) whose backward is the uniform rule: each factor gets
+    the gradient of half the ε-relevance; constants are folded into the smaller tensors."""
+
+    @staticmethod
+    def forward(ctx, a, b, scale, epsilon):
+        out = torch.matmul(a, b)
+        if scale != 1.0:
+            out.mul_(scale)
+        ctx.scale, ctx.epsilon = scale, epsilon
+        ctx.save_for_backward(a, b, out)
+        return out
+
+    @staticmethod
+    def backward(ctx, g):
+        a, b, out = ctx.saved_tensors
+        u = _eps_scaled(g, out, ctx.epsilon, 2.0) if ctx.epsilon > 0 else g
+        factor = ctx.scale / 2
+        small = out.numel() <= a.numel() + b.numel()
+        if small:
+            u = u.mul_(factor) if ctx.epsilon > 0 else u * factor
+        ga = gb = None
+        if ctx.needs_input_grad[0]:
+            ga = torch.matmul(u, b.transpose(-1, -2))
+            if not small:
+                ga.mul_(factor)
+        if ctx.needs_input_grad[1]:
+            gb = torch.matmul(a.transpose(-1, -2), u)
+            if not small:
+                gb.mul_(factor)
+        return ga, gb, None, None
+
+
+class _HalfGrad(torch.autograd.Function):
+    """Identity forward; backward ``g / 2`` (the uniform rule's half, ε = 0)."""
+
+    @staticmethod
+    def forward(ctx, out):
+        return out.view_as(out)
+
+    @staticmethod
+    def backward(ctx, g):
+        return g * 0.5
+
+
+def _row_dot(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """``Σ x ⊙ y`` per row of the batch (a BLAS dot per row: no product tensor is allocated)."""
+    n = x.shape[0]
+    x, y = x.reshape(n, -1), y.reshape(n, -1)
+    return torch.stack([torch.dot(x[i], y[i]) for i in range(n)])
+
+
+class _SoftmaxTaylor(torch.autograd.Function):
+    """Softmax whose backward is its own gradient (the Taylor rule in this form) and records, per
+    row, the relevance the rule absorbs: ``Σ s ⊙ g − Σ x ⊙ g_x`` (masked −inf scores count as 0)."""
+
+    @staticmethod
+    def forward(ctx, x, dim, sink):
+        s = torch.softmax(x, dim)
+        ctx.dim, ctx.sink = dim, sink
+        ctx.save_for_backward(x, s)
+        return s
+
+    @staticmethod
+    def backward(ctx, g):
+        x, s = ctx.saved_tensors
+        gx = torch._softmax_backward_data(g, s, ctx.dim, x.dtype)
+        r_in = _row_dot(x, gx)
+        if not bool(torch.isfinite(r_in).all()):  # -inf (masked) scores times a zero gradient
+            r_in = _row_dot(torch.where(torch.isneginf(x), torch.zeros_like(x), x), gx)
+        ctx.sink.append((_row_dot(s, g) - r_in).detach())
+        return gx, None, None
+
+
+class _LayerNormIdentity(torch.autograd.Function):
+    """LayerNorm whose input gradient holds the standard deviation constant (ε-scaled)."""
+
+    @staticmethod
+    def forward(ctx, x, shape, weight, bias, ln_eps, epsilon):
+        out, _, rstd = torch.native_layer_norm(x, shape, weight, bias, ln_eps)
+        ctx.dims, ctx.epsilon = tuple(range(-len(shape), 0)), epsilon
+        ctx.save_for_backward(weight, rstd, out if epsilon > 0 else None)
+        return out
+
+    @staticmethod
+    def backward(ctx, g):
+        weight, rstd, out = ctx.saved_tensors
+        u = _eps_scaled(g, out, ctx.epsilon) if ctx.epsilon > 0 else g
+        if weight is not None:
+            u = u.mul_(weight) if ctx.epsilon > 0 else u * weight
+        elif ctx.epsilon == 0:
+            u = u.clone()
+        u.sub_(u.mean(ctx.dims, keepdim=True)).mul_(rstd)
+        return u, None, None, None, None, None
+
+
+class _IdentityRule(torch.autograd.Function):
+    """``y = f(x)`` passing relevance unchanged: ``g_x = g_y ⊙ y / x`` (0 where x = 0)."""
+
+    @staticmethod
+    def forward(ctx, x, fn):
+        out = fn(x)
+        ctx.save_for_backward(torch.nan_to_num_(out / x, nan=0.0))
+        return out
+
+    @staticmethod
+    def backward(ctx, g):
+        (ratio,) = ctx.saved_tensors
+        return g * ratio, None
+
+
+class _Attention(torch.autograd.Function):
+    """The core of :class:`lumos.models.transformer.SelfAttention`, ``softmax(s·QKᵀ [masked]) V``,
+    with the rules of its three modules (uniform on both products, Taylor on the softmax) in one
+    backward. What the softmax absorbs, ``Σ R_A − Σ R_S``, is summed on the small tensors:
+    ``Σ R_A = ½ Σ O ⊙ u_O`` (u_O the ε-scaled gradient of ``O = A V``) and, for ε = 0,
+    ``Σ R_S = 2 Σ Q ⊙ g_Q`` (for ε > 0 from ``S`` itself)."""
+
+    @staticmethod
+    def forward(ctx, q, k, v, mask, scale, av_scale, epsilon, sink):
+        s = torch.matmul(q, k.transpose(-1, -2))
+        if scale != 1.0:
+            s.mul_(scale)
+        scores = s
+        if mask is not None:  # (N, T) True = a real token, as SelfAttention.forward
+            keep = ~mask[:, None, None, :].bool()
+            scores = s.masked_fill(keep, float("-inf")) if epsilon > 0 else s.masked_fill_(keep, float("-inf"))
+        a = torch.softmax(scores, -1)
+        out = torch.matmul(a, v)
+        if av_scale != 1.0:
+            out.mul_(av_scale)
+        ctx.scale, ctx.av_scale, ctx.epsilon, ctx.sink = scale, av_scale, epsilon, sink
+        ctx.save_for_backward(q, k, v, a, out, s if epsilon > 0 else None)
+        return out
+
+    @staticmethod
+    def backward(ctx, g):
+        q, k, v, a, out, s = ctx.saved_tensors
+        eps = ctx.epsilon
+        u = _eps_scaled(g, out, eps, 2.0) if eps > 0 else g
+        h = u * (ctx.av_scale / 2)
+        r_a = _row_dot(out, u) * 0.5  # Σ R_A = Σ A ⊙ (h Vᵀ) = Σ (A V) ⊙ h
+        gv = torch.matmul(a.transpose(-1, -2), h)
+        gs = torch._softmax_backward_data(torch.matmul(h, v.transpose(-1, -2)), a, -1, a.dtype)
+        half = ctx.scale / 2
+        if eps > 0:
+            r_s = _row_dot(s, gs)
+            gs = _eps_scaled(gs, s, eps, 2.0)
+        gq = torch.matmul(gs, k).mul_(half)
+        gk = torch.matmul(gs.transpose(-1, -2), q).mul_(half)
+        if eps == 0:
+            r_s = 2 * _row_dot(q, gq)  # Σ_ij S_ij gS_ij = s Σ_i q_i · (gS K)_i
+        ctx.sink.append((r_a - r_s).detach())
+        return gq, gk, gv, None, None, None, None, None
+
+
+def _attention_forward(module, rules: dict, sink: list):
+    """SelfAttention's forward with :class:`_Attention` for its core, when its three inner modules
+    carry the standard rules, have no hooks of their own and the forward is SelfAttention's."""
+    from lumos.models.transformer import SelfAttention
+
+    if not isinstance(module, SelfAttention) or type(module).forward is not SelfAttention.forward:
+        return None
+    inner = (module.qk, module.softmax, module.av)
+    if not (isinstance(rules.get(module.qk), UniformMatMul) and isinstance(rules.get(module.av), UniformMatMul)
+            and isinstance(rules.get(module.softmax), SoftmaxTaylor) and type(module.softmax) is nn.Softmax
+            and module.softmax.dim in (-1, 3) and type(module.qk) is MatMul and type(module.av) is MatMul):
+        return None
+    if any(m._forward_hooks or m._forward_pre_hooks or m._backward_hooks for m in inner):
+        return None
+    eps = rules[module.qk].epsilon
+    if rules[module.av].epsilon != eps:
+        return None
+
+    def attention(x, mask=None):
+        q, k, v = module._split(module.q(x)), module._split(module.k(x)), module._split(module.v(x))
+        out = _Attention.apply(q, k, v, mask, module.qk.scale, module.av.scale, eps, sink)
+        return module.o(out.transpose(1, 2).reshape(x.shape))
+
+    return attention
+
+
+def _fast_forward(module: nn.Module, rule: BackwardRule, sink: list):
+    """The forward of ``module`` carrying ``rule`` in the Gradient x Input form, or None when
+    autograd's own backward already is the rule (ε = 0 sums and layers, dropout, flatten...)."""
+    orig = module.forward
+    if isinstance(rule, Epsilon) and isinstance(module, WEIGHTED):
+        eps = rule.epsilon
+        if not rule.bias and module.bias is not None:
+            raise ValueError("AttnLRP's ε rule keeps the bias in the denominator (Epsilon(bias=True))")
+        if eps == 0:
+            return None
+        return lambda x: _EpsilonLayer.apply(x, module, module.weight, module.bias, eps)
+    if isinstance(rule, UniformMatMul) and isinstance(module, MatMul):
+        eps, scale = rule.epsilon, module.scale
+
+        def matmul(a, b):
+            if a.ndim >= 2 and a.ndim == b.ndim and a.shape[:-2] == b.shape[:-2]:
+                return _UniformMatMul.apply(a, b, scale, eps)
+            out = orig(a, b)  # broadcasting: autograd's backward of the ε-scaled half gradient
+            out = _RatioGrad.apply(out, eps) if eps > 0 else out
+            return _HalfGrad.apply(out)
+
+        return matmul
+    if isinstance(rule, SoftmaxTaylor) and isinstance(module, nn.Softmax):
+        def softmax(x):
+            dim = module.dim if module.dim is not None else F._get_softmax_dim("softmax", x.ndim, 3)
+            return _SoftmaxTaylor.apply(x, dim, sink)
+
+        return softmax
+    if isinstance(rule, LayerNormIdentity) and isinstance(module, nn.LayerNorm):
+        eps = rule.epsilon
+        return lambda x: _LayerNormIdentity.apply(x, module.normalized_shape, module.weight, module.bias,
+                                                  module.eps, eps)
+    if isinstance(rule, (Share, Norm)):
+        eps = rule.epsilon if isinstance(rule, Share) else rule.stabilizer
+        if eps == 0:
+            return None
+        return lambda *xs: _RatioGrad.apply(orig(*xs), eps)
+    if isinstance(rule, Pass):
+        if isinstance(module, ACTIVATIONS):
+            return lambda x: _IdentityRule.apply(x, orig)
+        return None  # dropout (eval), flatten, identity: the gradient is the rule
+    if isinstance(rule, EmbeddingInput):
+        return None
+    raise ValueError(f"AttnLRP has no Gradient x Input form of {rule!r} on {type(module).__name__}")
+
+
+def patch_rules(model: nn.Module, rules: dict, stack, sink: list) -> None:
+    """Give every module of ``rules`` (``{module: BackwardRule}``, modules of ``model``, a private
+    view) the forward of its rule's Gradient x Input form, and lumos ``SelfAttention`` blocks the
+    fused core; ``stack`` restores the modules' own forwards. ``sink`` collects, per backward pass
+    and softmax, the relevance its Taylor rule absorbs (per row)."""
+    for module in model.modules():
+        attention = _attention_forward(module, rules, sink)
+        if attention is not None:
+            module.forward = attention
+            stack.callback(module.__dict__.pop, "forward", None)
+    for module, rule in rules.items():
+        forward = _fast_forward(module, rule, sink)
+        if forward is not None:
+            module.forward = forward
+            stack.callback(module.__dict__.pop, "forward", None)
 
 
 @register("attnlrp", "attn_lrp")
@@ -157,7 +512,8 @@ class AttnLRP(TokenExplainer):
         ``lumos.models.VisionTransformer``, or any model built from ``MatMul``, ``nn.Softmax``,
         ``nn.Linear``, ``nn.LayerNorm``, activations and ``Add``).
     epsilon : float, default 1e-6
-        Stabiliser of the ε, uniform, LayerNorm and residual rules.
+        Stabiliser of the ε, uniform, LayerNorm and residual rules; 0 gives LXT's efficient
+        rules exactly (an output that is exactly 0 passes its gradient, as in LXT).
 
     ``extras["softmax_absorbed"]``: relevance absorbed by the softmax Taylor rule, per input.
     """
@@ -182,46 +538,45 @@ class AttnLRP(TokenExplainer):
 
     def prepare(self, x, call):
         model = call.model
-        probe = to_model_input(call.adapter, x[:1])
-        embedding = None
+        rules = static_rules(model, attnlrp_composite(self.epsilon)[0], call.stack)
+        start = None
         if x.ndim == 2:
-            with torch.no_grad(), trace_calls(model) as calls:
-                call.adapter.forward(probe)
-            embedding = next((c.module for c in calls if isinstance(c.module, nn.Embedding)
-                              and isinstance(c.output, torch.Tensor) and c.output.shape[:2] == probe.shape), None)
-            if embedding is None:
+            embeddings = [m for m in model.modules() if isinstance(m, nn.Embedding)]
+            if not embeddings:
                 raise ValueError("token inputs (N, T) need a token embedding (nn.Embedding) in the model")
-            handle = embedding.register_forward_hook(_graph_start)
-            call.stack.callback(handle.remove)
-        composite, softmax = attnlrp_composite(self.epsilon)
-        with torch.no_grad(), trace_calls(model) as calls:
-            call.adapter.forward(probe)
-        rules = composite.resolve(list(calls))
-        return State(call, rules=rules, softmax=softmax, embedding=embedding)
+            start = _EmbeddingStart()
+            for m in embeddings:
+                call.stack.callback(m.register_forward_hook(start).remove)
+        absorbed: list[torch.Tensor] = []
+        patch_rules(model, rules, call.stack, absorbed)
+        return State(call, absorbed=absorbed, start=start)
 
     def attribute_chunk(self, x, targets, state):
         adapter = state.adapter
         xt = to_model_input(adapter, x)
         if xt.is_floating_point():
             xt = xt.detach().requires_grad_(True)
-        state.softmax.absorbed.clear()
-        layers = {"embedding": state.embedding} if state.embedding is not None else {}
-        with torch.enable_grad(), attach_rules(state.rules), capture_activations(state.call.model, layers) as acts:
+        state.absorbed.clear()
+        start = state.start
+        if start is not None:
+            start.expected, start.output = tuple(xt.shape), None
+        with torch.enable_grad():
             scores = adapter.forward(xt)
+            if start is not None and start.output is None:
+                raise ValueError("token inputs (N, T) need a token embedding (nn.Embedding) in the model: none "
+                                 f"returned (N, T, D) embeddings for ids of shape {tuple(xt.shape)}")
             if not torch.isfinite(scores).all():
                 raise ValueError("the model returned NaN or infinite scores")
             if not scores.requires_grad:
                 raise ValueError("the model's output has no gradient path to its input (it detaches, rounds or "
                                  "takes an argmax); AttnLRP cannot explain it")
             t = targets(scores.detach())
-            idx = t.view(-1, 1)
-            start = torch.zeros_like(scores).scatter_(1, idx, scores.gather(1, idx)).detach()
-            wrt = acts["embedding"] if state.embedding is not None else xt
-            (rel,) = torch.autograd.grad(scores, wrt, start)
-        rel = rel.detach()
-        absorbed = torch.stack(state.softmax.absorbed).sum(0) if state.softmax.absorbed else torch.zeros(len(x))
+            wrt = start.output if start is not None else xt
+            (g,) = torch.autograd.grad(scores, wrt, torch.zeros_like(scores).scatter_(1, t.view(-1, 1), 1.0))
+        rel = wrt.detach() * g
+        absorbed = torch.stack(state.absorbed).sum(0) if state.absorbed else torch.zeros(len(x))
         extras = {"softmax_absorbed": absorbed}
-        if state.embedding is not None:
+        if start is not None:
             extras["embedding_relevance"] = rel
             rel = rel.sum(-1)
         return Chunk(rel, scores.detach(), t, extras)
