@@ -404,21 +404,48 @@ def main(seeds=SEEDS, max_power=MAX_POWER, h=None):
                                   + json.dumps(fl, indent=1) + "\n")
     plot(results, OUT / "curve.png")
     if h is not None:
-        for res, summ in zip(results, summaries):
-            for label, s in summ.items():
-                met = s["ratio"] is not None and s["ratio"] <= 0.2
-                ratio = "not reached" if s["ratio"] is None else f"{s['ratio']:.3f}"
-                h.record(FAMILY, "time to accuracy", s["best_s"] or float("nan"), met="yes" if met else "NO",
-                         setting=f"{res['model']}, {N_ROWS} rows, target = error of {label}",
-                         note=f"lumos/peer time = {ratio}"
-                              f" (best: {s['best']}; target <= 0.2); peer {s['peer_s']:.3f} s, RMSE {s['target_rmse']:.2e}; "
-                              f"mean of {seeds} seeds; benchmarks/shapley_curve/curve.md")
-        for k, r in fl["ratio"].items():
-            h.record(FAMILY, f"{k} at a fixed budget", fl["seconds"][k], met="yes" if r <= 1.15 else "NO",
-                     floor_s=fl["seconds"]["floor"], floor_target=1.15,
-                     setting="30 features, 20 rows, 50 k-means bg, 500 coalitions (500,000 model rows)",
-                     note=f"lumos/floor {r:.2f} (best of repeats {fl['best_ratio'][k]:.2f}); target <= 1.15")
+        record(h, results, summaries, fl, seeds)
     return results, summaries, fl
+
+
+def record(h, results, summaries, fl, seeds):
+    """The summary rows of a run (or of a stored curve.json) in the harness ``h``."""
+    for res, summ in zip(results, summaries):
+        for label, s in summ.items():
+            met = s["ratio"] is not None and s["ratio"] <= 0.2
+            ratio = "not reached" if s["ratio"] is None else f"{s['ratio']:.3f}"
+            h.record(FAMILY, "time to accuracy", s["best_s"] or float("nan"), met="yes" if met else "NO",
+                     setting=f"{res['model']}, {N_ROWS} rows, target = error of {label}",
+                     note=f"lumos/peer time = {ratio}"
+                          f" (best: {s['best']}; target <= 0.2); peer {s['peer_s']:.3f} s, RMSE {s['target_rmse']:.2e}; "
+                          f"mean of {seeds} seeds; benchmarks/shapley_curve/curve.md")
+    for k, r in fl["ratio"].items():
+        h.record(FAMILY, f"{k} at a fixed budget", fl["seconds"][k], met="yes" if r <= 1.15 else "NO",
+                 floor_s=fl["seconds"]["floor"], floor_target=1.15,
+                 setting="30 features, 20 rows, 50 k-means bg, 500 coalitions (500,000 model rows)",
+                 note=f"lumos/floor {r:.2f} (best of repeats {fl['best_ratio'][k]:.2f}); target <= 1.15")
+
+
+def record_stored():
+    """Write the summary rows of the stored curve.json into results.json and RESULTS.md
+    (this family's section only), as ``benchmarks.run shapley_curve`` would."""
+    import datetime
+    import platform
+
+    from benchmarks.harness import Harness
+    from benchmarks.run import merge
+
+    stored = json.loads((OUT / "curve.json").read_text())
+    h = Harness()
+    record(h, stored["results"], stored["summaries"], stored["floor"], stored["seeds"])
+    store, md = OUT.parent / "results.json", OUT.parent / "RESULTS.md"
+    results = json.loads(store.read_text()) if store.exists() else {}
+    machine = (f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+               f"Python {platform.python_version()}, torch threads 1")
+    results[FAMILY] = {"when": datetime.datetime.now().strftime("%Y-%m-%d %H:%M"), "machine": machine,
+                       "rows": h.to_dicts()}
+    store.write_text(json.dumps(results, indent=1))
+    md.write_text(merge(md.read_text() if md.exists() else "", results, [FAMILY]))
 
 
 def run(h):
@@ -432,7 +459,11 @@ if __name__ == "__main__":
     p.add_argument("--seeds", type=int, default=SEEDS)
     p.add_argument("--max-power", type=int, default=MAX_POWER)
     p.add_argument("--plot-only", action="store_true", help="redraw curve.png from curve.json")
+    p.add_argument("--record", action="store_true", help="write curve.json's summary rows into RESULTS.md")
     a = p.parse_args()
+    if a.record:
+        record_stored()
+        raise SystemExit(0)
     if a.plot_only:
         stored = json.loads((OUT / "curve.json").read_text())
         MAX_POWER = int(np.log2(max(stored["budgets"])))
