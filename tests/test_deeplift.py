@@ -266,6 +266,23 @@ def test_functional_nonlinearities_are_refused_by_name():
         DeepLiftShap(FunctionalNet(), background=tabular(3, seed=1)).explain(tabular())
 
 
+def test_the_found_nonlinearities_are_remembered_per_model_and_still_refused():
+    # found in the first forward pass of a call and remembered per model (no second spied pass): a second
+    # explainer of the same model refuses it as the first did, a swapped module tree is looked at again
+    torch.manual_seed(0)
+    model = FunctionalNet()
+    for _ in range(2):
+        with pytest.raises(ValueError, match=r"relu in the model's own forward \(FunctionalNet\)"):
+            DeepLift(model).explain(tabular())
+    seq = nn.Sequential(nn.Linear(10, 16), nn.ReLU(), nn.Linear(16, 3))
+    DeepLift(seq).explain(tabular())
+    seq[1] = nn.Identity()
+    seq.add_module("3", FunctionalNet())
+    seq[2] = nn.Linear(16, 10)
+    with pytest.raises(ValueError, match=r"relu in '3' \(FunctionalNet\)"):
+        DeepLift(seq).explain(tabular())
+
+
 def _named(**modules):
     from collections import OrderedDict
 

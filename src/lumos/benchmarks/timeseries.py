@@ -693,6 +693,7 @@ def run_setting(setting: Setting, scale: Scale, seed: int, only=None, log=print,
         ctx.groups = np.arange(c * t).reshape(c, t)  # one Shapley player per cell on the white box
     methods, skipped = plan_methods(model, scale, only, setting.kind)
     maps, seconds, failed, notes = {}, {}, {}, {}
+    peer_maps, peer_failed = {}, {}
     # the target both libraries get, computed outside the timing: the given one or the prediction
     tgt = torch.as_tensor(np.full(len(x), target)) if target is not None else _predicted(model, x)
 
@@ -709,9 +710,10 @@ def run_setting(setting: Setting, scale: Scale, seed: int, only=None, log=print,
             continue
         seconds[name] = sec / len(x)
         log(f"    {name}: {seconds[name] * 1e3:.1f} ms/input")
-    peer_rows, peer_failed = {}, {}
-    for name in _peer_names(maps, peer):
-        a, sec = _peer_map(name, model, x, tgt, ctx, log, peer_failed)
+        if _peer_names([name], peer):  # right after lumos's run, so that both see the same machine load
+            peer_maps[name] = _peer_map(name, model, x, tgt, ctx, log, peer_failed)
+    peer_rows = {}
+    for name, (a, sec) in peer_maps.items():
         if a is not None:
             peer_rows[name] = {**white_box_metrics(a, mask, absolute=True), **bootstrap_se(a, mask, seed=seed),
                                "time_per_input": sec / len(x)}

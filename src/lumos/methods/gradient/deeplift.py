@@ -49,8 +49,8 @@ Caveat: only modules carry rules. A nonlinearity applied with a function or an o
 ``forward`` (``F.relu(h)``, ``torch.tanh(h)``, ``h.clamp(0)``, ``torch.max(h, 1)``), the
 gates inside recurrent layers (LSTM, GRU) and inside attention would pass the ordinary
 gradient, and summation-to-delta would fail. lumos looks for them in its first forward pass
-(the first chunk of inputs and references) and refuses such models with a ``ValueError`` naming the module and
-the function (write the activation as a module, ``nn.ReLU()``, so the rule sees it); with
+(the first chunk of inputs and references; remembered per model, module tree and input
+shape) and refuses such models with a ``ValueError`` naming the module and the function (write the activation as a module, ``nn.ReLU()``, so the rule sees it); with
 ``strict=False`` it computes anyway, and a warning says when ``delta`` is not small
 against ``f(x) − f(x')``. Operations it cannot recognise by name (a product of two
 activations) are caught by that warning only.
@@ -59,6 +59,7 @@ from __future__ import annotations
 
 import contextlib
 import warnings
+import weakref
 from typing import Iterator
 
 import numpy as np
@@ -319,12 +320,18 @@ def unseen_nonlinearities(adapter: ModelAdapter, probe: torch.Tensor, ruled) -> 
     return unseen
 
 
+_UNSEEN: "weakref.WeakKeyDictionary[nn.Module, dict]" = weakref.WeakKeyDictionary()
+"""What :func:`spy_nonlinearities` found, per user model, keyed by the module tree (names and
+types) and the input's sample shape and dtype: the spied forward pass (a Python callback per
+torch operation) is paid once per model, not once per call."""
+
+
 class DeepLiftSetup:
     """What one call of a DeepLIFT method needs: the raw-score adapter, the output
     transformation as a module (None for raw scores), the rules (attached for the call)
     and the nonlinearities no rule sees."""
 
-    def __init__(self, call, probe: torch.Tensor | None, eps: float, strict: bool, method: str):
+    def __init__(self, call, probe: torch.Tensor | None, eps: float, strict: bool, method: str, owner=None):
         model = call.model
         if any(isinstance(m, torch.jit.ScriptModule) for m in model.modules()):
             raise ValueError(f"{method} attaches rules to the model's layers, which TorchScript modules do not "
@@ -337,6 +344,10 @@ class DeepLiftSetup:
         # the nonlinearities no rule sees are found in the first forward pass of multipliers() (no probe
         # pass of its own: one model call fewer per explanation), or here on ``probe`` when one is given
         self.unseen = None if probe is None else unseen_nonlinearities(self.raw, probe, rules)
+        self._memo = None
+        if self.unseen is None and isinstance(owner, nn.Module):  # found once per model structure and input shape
+            self._memo = (_UNSEEN.setdefault(owner, {}),
+                          tuple((name, type(m)) for name, m in model.named_modules()))
         if self.unseen:
             self._check_unseen()
         self.transform = None
@@ -357,11 +368,19 @@ class DeepLiftSetup:
             )
 
     def _raw_scores(self, batch: torch.Tensor) -> torch.Tensor:
+        key = None
+        if self.unseen is None and self._memo is not None:
+            key = (self._memo[1], tuple(batch.shape[1:]), batch.dtype)
+            if key in self._memo[0]:
+                self.unseen = list(self._memo[0][key])
+                self._check_unseen()
         if self.unseen is not None:
             return self.raw.forward(batch)
         with spy_nonlinearities(self.raw.model, self._ruled) as unseen:
             scores = self.raw.forward(batch)
         self.unseen = unseen
+        if key is not None:
+            self._memo[0][key] = tuple(unseen)
         self._check_unseen()
         return scores
 
@@ -450,7 +469,7 @@ class DeepLift(GradientExplainer):
     def prepare(self, x, call, baseline=None):
         ref = broadcast_reference(baseline if baseline is not None else self.baseline, x)
         refs = call.adapter.to_tensor(ref)
-        setup = DeepLiftSetup(call, None, self.eps, self.strict, type(self).__name__)
+        setup = DeepLiftSetup(call, None, self.eps, self.strict, type(self).__name__, owner=self.adapter.model)
         return State(call, refs=refs, setup=setup, base=[])
 
     def expansion(self, state):

@@ -93,7 +93,7 @@ class DeepLiftShap(GradientExplainer):
         adapter = call.adapter
         refs = adapter.to_tensor(bg)
         bg_scores = adapter.scores(bg)  # (B, K)
-        setup = DeepLiftSetup(call, None, self.eps, self.strict, type(self).__name__)
+        setup = DeepLiftSetup(call, None, self.eps, self.strict, type(self).__name__, owner=self.adapter.model)
         return State(call, refs=refs, bg_scores=bg_scores, setup=setup)
 
     def expansion(self, state):

@@ -27,8 +27,8 @@ import torch
 from lumos.core.batching import expansion_chunks
 from lumos.core.registry import register
 from lumos.core.validate import check_finite, check_positive_int
-from lumos.methods.base import State, record_completeness
-from lumos.methods.gradient.base import GradientExplainer, input_gradients
+from lumos.methods.base import Chunk, State, record_completeness
+from lumos.methods.gradient.base import GradientExplainer, input_gradients, scores_and_gradients
 from lumos.methods.gradient.deeplift_shap import background_rows
 
 
@@ -77,7 +77,8 @@ class GradientShap(GradientExplainer):
     def prepare(self, x, call, background=None, draws=None):
         bg = background_rows(background if background is not None else self.background, x, type(self).__name__)
         adapter = call.adapter
-        state = State(call, refs=adapter.to_tensor(bg), bg_scores=adapter.scores(bg), draws=None)
+        # the background's scores ride in the first chunk's gradient call when they fit (else: finish)
+        state = State(call, refs=adapter.to_tensor(bg), background=bg, bg_scores=None, draws=None)
         if draws is not None:
             state.draws = self._check_draws(draws, x, len(bg))
         return state
@@ -105,7 +106,7 @@ class GradientShap(GradientExplainer):
         return index.astype(np.int64), alpha, noise
 
     def expansion(self, state):
-        return self.n_samples
+        return self.n_samples + 1  # + the input itself (see attribute_chunk)
 
     def _draw(self, positions: np.ndarray, copies: slice, state, sample_shape):
         """(index, alpha, noise or None) of shapes (c, r), (c, r), (c, r, *S) for the inputs
@@ -142,6 +143,46 @@ class GradientShap(GradientExplainer):
             total[rows] += (diff * grads.view(c, r, *sample)).sum(0)
         return total / self.n_samples
 
+    def attribute_chunk(self, x, targets, state):
+        """One model call per chunk when its rows fit the budget: the inputs (their scores
+        give the prediction and the target), for recurrent models on the first chunk the
+        background (its scores give ``base_value``) and the ``n_samples`` points per input go
+        through the model together, as captum's single call; the extra rows' gradients are
+        not used."""
+        n, n_samples, call, adapter = x.shape[0], self.n_samples, state.call, state.adapter
+        rows = call.rows(x[0].size)
+        if n * (n_samples + 1) > rows:  # several calls anyway: the plain path
+            return super().attribute_chunk(x, targets, state)
+        # the background rides along only for recurrent models (their calls cost nearly the same for 8 rows as
+        # for 80); elsewhere its rows would cost a backward pass each, more than one forward pass in finish
+        fits = state.bg_scores is None and call.budget.max_rows is not None and \
+            n * (n_samples + 1) + state.refs.shape[0] <= rows
+        bg = state.refs if fits else state.refs[:0]
+        nb = bg.shape[0]
+        xt = adapter.to_tensor(x)
+        sample = xt.shape[1:]
+        idx, alpha, noise = self._draw(np.asarray(targets.index), slice(0, n_samples), state, tuple(sample))
+        xb = xt[None]
+        if noise is not None:
+            xb = xb + torch.as_tensor(noise, device=xt.device).to(xt.dtype)
+        refs = state.refs[torch.as_tensor(idx.reshape(-1), device=xt.device)].view(n_samples, n, *sample)
+        diff = xb - refs
+        a = torch.as_tensor(alpha.reshape(-1), device=xt.device).to(xt.dtype).view(n_samples, n, *([1] * len(sample)))
+        points = a * xb + (1 - a) * refs  # = b + α(x̃ − b), as gradient_rows (same rounding)
+
+        def choose(scores):
+            t = targets(scores[:n])
+            return torch.cat([t, t.new_zeros(nb), t.repeat(n_samples)])
+
+        batch = torch.cat([xt, bg, points.reshape(n_samples * n, *sample)])
+        scores, _, grads = scores_and_gradients(adapter, batch, choose, call)
+        if nb:
+            state.bg_scores = scores[n:n + nb].cpu().numpy()
+        values = (diff * grads[n + nb:].view(n_samples, n, *sample)).sum(0) / n_samples
+        return Chunk(values.detach(), scores[:n], targets(scores[:n]))
+
     def finish(self, x, result, state):
         super().finish(x, result, state)
+        if state.bg_scores is None:
+            state.bg_scores = state.adapter.scores(state.background)
         record_completeness(result, state.bg_scores.mean(axis=0)[result.target].astype(np.float64), np.float64)

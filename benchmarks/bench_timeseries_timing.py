@@ -1,0 +1,137 @@
+"""Time ratios lumos / tint of ``lumos bench timeseries``'s gradient methods, measured robustly.
+
+``python -m benchmarks.bench_timeseries_timing [--rounds 5]`` -> ``benchmarks/timeseries_tables/timing.md``.
+
+The benchmark tables time each method once per setting (the fastest of up to 3 runs under
+1 s); on the shared 2-core machine the load changes within seconds, so one table's ratio can
+be off by 2x either way (the quick table had TCN occlusion at 0.27 in one run and 3.9 in the
+next, same code). Here lumos and tint run *interleaved* (lumos, tint, floor, lumos, tint,
+floor, ...) on exactly the benchmark's models (the cached weights of the quick scale), inputs,
+targets (the prediction, computed outside the timing), baselines, backgrounds and budgets
+(:data:`lumos.benchmarks.timeseries.METHOD_OPTIONS`, peers from
+:mod:`lumos.benchmarks.timeseries_tint`), one torch thread, and each keeps its fastest round.
+The floor is one forward and backward pass of the rows the method differentiates (DeepLIFT:
+the 2n inputs and references; IG: n x steps; GradientShap: n x samples) with no hook, no
+rule and no bookkeeping: what neither library can go below at equal work.
+"""
+from __future__ import annotations
+
+import argparse
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+
+import lumos
+from lumos.benchmarks import timeseries as T
+from lumos.benchmarks.timeseries_tint import PEERS
+from lumos.data.synthetic_ts import make_ismail, make_switching_hmm
+from lumos.models.temporal import GRUClassifier
+
+OUT = Path(__file__).resolve().parent / "timeseries_tables" / "timing.md"
+METHODS = ("deeplift", "integrated_gradients", "gradient_shap")
+
+
+def _ismail(dataset: str, kind: str):
+    s = T.SCALES["quick"].ismail
+    data = make_ismail(dataset, "gaussian", s["n_train"] + s["n_test"], s["times"], s["features"], seed=0)
+    tr, te = data.split(s["n_train"])
+    model = T._classifier(kind, tr.X.shape[1], 2)
+    T.train(model, tr.X, tr.y, epochs=s["epochs"], lr=1e-3 if kind == "transformer" else 3e-3, seed=0,
+            name=f"ismail-{dataset}-{kind}-s0")
+    return model, te.X, tr.X, "ismail"
+
+
+def _hmm(t: int = 150):
+    h = T.SCALES["quick"].hmm
+    data = make_switching_hmm(h["n_train"] + h["n_test"], h["length"], seed=0)
+    tr, te = data.split(h["n_train"])
+    model = GRUClassifier(3, 2, hidden=h["hidden"])
+    T.train(model, tr.X, tr.y, epochs=h["epochs"], lr=5e-3, seed=0, per_step=True, target_acc=1.01, name="hmm-gru-s0")
+    return model, te.X[:, :, : t + 1], tr.X[:, :, : t + 1], "hmm"
+
+
+SETTINGS = {"HMM GRU(16), prefix of 151 steps": _hmm,
+            "Ismail RareFeature TCN": lambda: _ismail("RareFeature", "tcn"),
+            "Ismail PositionalTime Transformer": lambda: _ismail("PositionalTime", "transformer")}
+
+
+def _context(kind, x, train_x):
+    b = T.SCALES["quick"].budget
+    c, t = x.shape[1:]
+    bg = train_x[np.random.default_rng(0).permutation(len(train_x))[:16]]
+    return T.Context(kind=kind, length=t, seed=0, budget=b, baseline=train_x.mean(0).astype(np.float32),
+                     background=bg, x_train=train_x, groups=None, window=max(1, t // b["time_windows"]),
+                     cheap_model=False, perturb_groups=None)
+
+
+def _floor(model, x, target, name, opts):
+    copies = {"deeplift": 2, "integrated_gradients": opts.get("n_steps", 1),
+              "gradient_shap": opts.get("n_samples", 1)}[name]
+    rows = torch.as_tensor(np.repeat(x, copies, axis=0))
+    tgt = target.repeat_interleave(copies).view(-1, 1)
+
+    def run():
+        b = rows.clone().requires_grad_(True)
+        torch.autograd.grad(model(b).gather(1, tgt).sum(), b)
+    return run
+
+
+def race(fns, rounds: int) -> list[float]:
+    for f in fns:
+        f()
+    best = [float("inf")] * len(fns)
+    for _ in range(rounds):
+        for i, f in enumerate(fns):
+            start = time.perf_counter()
+            f()
+            best[i] = min(best[i], time.perf_counter() - start)
+    return best
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--out", default=str(OUT))
+    args = parser.parse_args(argv)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    warnings.simplefilter("ignore")
+    registry = lumos.list_methods()
+    lines = ["# Time per call, lumos / tint, interleaved (benchmarks/bench_timeseries_timing.py)", "",
+             f"{args.rounds} interleaved rounds, fastest kept, one torch thread, shared 2-core machine (absolute times "
+             "inflated by the load; the ratios are measured side by side). Models: the quick scale's cached "
+             "weights, 8 test inputs; options: the benchmark's. Floor: one forward + backward of the rows the "
+             "method differentiates, nothing else.", "",
+             "| setting | method | lumos ms | tint ms | floor ms | lumos / tint | floor / tint |",
+             "|---|---|---|---|---|---|---|"]
+    try:
+        for title, make in SETTINGS.items():
+            model, x, train_x, kind = make()
+            model.eval()
+            ctx = _context(kind, x, train_x)
+            target = T._predicted(model, x)
+            for name in METHODS:
+                cls, opts = registry[name], T.METHOD_OPTIONS(name, ctx)
+
+                def lum(name=name, cls=cls):
+                    explainer, call = T.make_explainer(name, cls, model, ctx)
+                    return T._explain(explainer, call, x, target.numpy())
+
+                def peer(name=name, opts=opts):
+                    return PEERS[name][1](model, x, target, ctx, opts)
+
+                lt, pt, ft = race([lum, peer, _floor(model, x, target, name, opts)], args.rounds)
+                lines.append(f"| {title} | {name} | {lt * 1e3:.1f} | {pt * 1e3:.1f} | {ft * 1e3:.1f} | "
+                             f"{lt / pt:.2f} | {ft / pt:.2f} |")
+                print(lines[-1], flush=True)
+    finally:
+        torch.set_num_threads(threads)
+    Path(args.out).write_text("\n".join(lines) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
