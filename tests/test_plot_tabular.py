@@ -147,3 +147,19 @@ def test_lumos_plot_owns_all_drawing():
     folder = Path(lumos.report.__file__).parent
     drawing = [p.name for p in folder.glob("*.py") if "matplotlib" in p.read_text(encoding="utf-8")]
     assert drawing == [], f"report modules that draw themselves: {drawing}"
+
+
+def test_image_heatmap_over_the_rgb_image_and_series_amplitude_axis():
+    rng = np.random.default_rng(0)
+    image = Explanation(values=rng.normal(size=(1, 3, 8, 8)), inputs=rng.random((1, 3, 8, 8)), method="ig",
+                        target=np.array([1]), meta={"class_names": ["cat", "dog"]})
+    ax = image.plot().axes[0]
+    assert len(ax.images) == 2 and ax.images[0].get_array().shape == (8, 8, 3)  # the photo, then the heatmap
+    assert ax.get_title() == "ig (class dog)"
+    one = Explanation(values=rng.normal(size=(1, 1, 50)), inputs=rng.normal(size=(1, 1, 50)), method="saliency")
+    assert one.plot().axes[0].get_ylabel() == "amplitude"
+    three = Explanation(values=rng.normal(size=(1, 3, 50)), inputs=rng.normal(size=(1, 3, 50)), method="saliency",
+                        feature_names=["I", "II", "V1"])
+    ax = three.plot().axes[0]
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["I", "II", "V1"]
+    assert any(t.get_text().strip() for t in ax.texts)  # the amplitude scale bar's length

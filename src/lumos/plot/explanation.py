@@ -13,12 +13,22 @@ def _limits(values: np.ndarray) -> float:
     return v if v > 0 else 1.0
 
 
+def _nice(v: float) -> float:
+    """The largest 1, 2 or 5 x 10^k not above ``v`` (a scale bar's length)."""
+    if v <= 0:
+        return 1.0
+    k = np.floor(np.log10(v))
+    return float(max(m for m in (1, 2, 5) if m * 10 ** k <= v) * 10 ** k)
+
+
 def plot_explanation(exp, index: int = 0, ax=None, title: str | None = None, cmap: str = "bwr"):
     """Plot sample ``index`` of ``exp`` and return the matplotlib Axes.
 
-    Images (C, H, W): the attribution summed over channels as a heatmap, the input's
-    outline as a contour. Time series (C, T): each channel's signal over a band coloured
-    by its attribution.
+    Images (C, H, W): the attribution summed over channels as a heatmap, over the colour
+    image (translucent where |attribution| is small) for RGB inputs, with the input's outline
+    as a contour for grey ones. Time series (C, T): each channel's signal over a band
+    coloured by its attribution, with the amplitude on the y axis (one channel) or a scale
+    bar (stacked channels). The title names the explained class (``meta["class_names"]``).
     Tables (d,) and global explanations: horizontal bars sorted by magnitude.
     """
     import matplotlib.pyplot as plt
@@ -27,7 +37,8 @@ def plot_explanation(exp, index: int = 0, ax=None, title: str | None = None, cma
         from lumos.plot.text import plot_text
 
         return plot_text(exp, index, ax=ax, title=title, cmap=cmap)
-    if ax is None:
+    own = ax is None
+    if own:
         _, ax = plt.subplots(figsize=(5, 4))
     name = title or exp.method
     if exp.scope == "global" or exp.values.ndim == 2:
@@ -74,15 +85,32 @@ def plot_explanation(exp, index: int = 0, ax=None, title: str | None = None, cma
         ax.autoscale_view()
         ax.figure.colorbar(band, ax=ax, fraction=0.046, label="attribution")
         ax.set_xlabel("time step")
-        ax.set_yticks(offsets, labels, fontsize=8)
+        if x.shape[0] == 1:  # one channel: its real amplitude on the y axis
+            ax.set_ylabel(f"amplitude ({labels[0]})" if exp.feature_names else "amplitude")
+        else:  # stacked channels: names on the axis and a scale bar for the amplitude
+            ax.set_yticks(offsets, labels, fontsize=8)
+            bar = _nice(0.5 * span)
+            x0 = t[-1] + 0.01 * len(t)
+            top = offsets[0] + 0.25 * span
+            ax.plot([x0, x0], [top - bar, top], color="k", lw=1.5, clip_on=False)
+            ax.text(x0, top - bar / 2, f" {bar:g}", fontsize=7, va="center", ha="left", clip_on=False)
+            ax.set_xlim(t[0], x0)
     elif exp.values.ndim == 4:  # (N, C, H, W)
         vals = exp.values[index].sum(0)
         lim = _limits(vals)
-        im = ax.imshow(vals, cmap=cmap, vmin=-lim, vmax=lim, interpolation="nearest")
-        if exp.inputs is not None:  # the input as contour lines over the heatmap
+        rgb = exp.inputs is not None and exp.inputs.shape[1] == 3 and exp.inputs.shape[-2:] == vals.shape
+        if rgb:  # the heatmap over the colour image, translucent where the attribution is small
+            img = np.moveaxis(np.asarray(exp.inputs[index], dtype=float), 0, -1)
+            lo, hi = float(img.min()), float(img.max())
+            ax.imshow((img - lo) / (hi - lo) if hi > lo else np.zeros_like(img), interpolation="nearest")
+            alpha = np.clip(np.abs(vals) / lim, 0, 1) * 0.85
+            im = ax.imshow(vals, cmap=cmap, vmin=-lim, vmax=lim, interpolation="nearest", alpha=alpha)
+        else:
+            im = ax.imshow(vals, cmap=cmap, vmin=-lim, vmax=lim, interpolation="nearest")
+        if exp.inputs is not None and not rgb:  # a grey input's outline as contour lines over the heatmap
             img = exp.inputs[index].mean(0)
             lo, hi = float(img.min()), float(img.max())
-            if hi > lo:
+            if hi > lo and img.shape == vals.shape:
                 ax.contour(img, levels=[(lo + hi) / 2], colors="k", linewidths=0.8)
         ax.figure.colorbar(im, ax=ax, fraction=0.046, label="attribution")
         ax.set_xticks([])
@@ -93,5 +121,7 @@ def plot_explanation(exp, index: int = 0, ax=None, title: str | None = None, cma
         t = int(exp.target[index])
         classes = exp.meta.get("class_names") if isinstance(exp.meta, dict) else None
         name += f" (class {classes[t]})" if classes and t < len(classes) else f" (target {t})"
-    ax.set_title(name, fontsize=10)
+    ax.set_title(name.replace("$", r"\$"), fontsize=10)
+    if own:  # colour bar label and title inside the figure
+        ax.figure.tight_layout()
     return ax
