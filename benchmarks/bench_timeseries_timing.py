@@ -116,8 +116,10 @@ def main(argv=None) -> int:
             for name in METHODS:
                 cls, opts = registry[name], T.METHOD_OPTIONS(name, ctx)
 
-                def lum(name=name, cls=cls):
-                    explainer, call = T.make_explainer(name, cls, model, ctx)
+                prepared = T.explainer_options(name, cls, ctx)  # outside the timing, as the peer's opts
+
+                def lum(name=name, cls=cls, prepared=prepared):
+                    explainer, call = T.make_explainer(name, cls, model, ctx, prepared)
                     return T._explain(explainer, call, x, target.numpy())
 
                 def peer(name=name, opts=opts):

@@ -390,13 +390,20 @@ def plan_methods(model: nn.Module, scale: Scale, only=None, kind: str = "ismail"
     return run, skipped
 
 
-def make_explainer(name: str, cls, model, ctx: Context):
+def explainer_options(name: str, cls, ctx: Context) -> tuple[dict, dict]:
+    """``(constructor options, call options)`` of ``name`` in this benchmark: worked out
+    once, outside the timing (the peer's options are too: see :func:`_peer_map`)."""
     opts = METHOD_OPTIONS(name, ctx)
     ok = accepted_options(cls)
     opts = {k: v for k, v in opts.items() if k in ok}
     config, call = registry.split_options(cls, opts)
     if "progress" in ok:
         config["progress"] = False
+    return config, call
+
+
+def make_explainer(name: str, cls, model, ctx: Context, options: tuple[dict, dict] | None = None):
+    config, call = options if options is not None else explainer_options(name, cls, ctx)
     return cls(model, **config), call
 
 
@@ -697,13 +704,14 @@ def run_setting(setting: Setting, scale: Scale, seed: int, only=None, log=print,
     # the target both libraries get, computed outside the timing: the given one or the prediction
     tgt = torch.as_tensor(np.full(len(x), target)) if target is not None else _predicted(model, x)
 
-    def explain_once(name, cls):
-        explainer, call = make_explainer(name, cls, model, ctx)
+    def explain_once(name, cls, options):
+        explainer, call = make_explainer(name, cls, model, ctx, options)
         return _explain(explainer, call, x, tgt.numpy(), notes)
 
     for name, cls in methods:
         try:
-            maps[name], sec = timed(lambda: explain_once(name, cls))
+            options = explainer_options(name, cls, ctx)
+            maps[name], sec = timed(lambda: explain_once(name, cls, options))
         except Exception as err:  # noqa: BLE001 - a method that cannot explain this model is reported, not fatal
             failed[name] = f"{type(err).__name__}: {str(err).splitlines()[0][:160]}"
             log(f"    {name}: failed ({failed[name]})")
@@ -790,10 +798,11 @@ def _run_hmm(setting: Setting, scale: Scale, seed: int, only, log, cache, peer=F
         """lumos's map (None when it fails), timed as the peer is (:func:`timed`), on the
         target the peer gets (None: the masks fitted to every step's outputs)."""
         def once():
-            explainer, call = make_explainer(name, cls, net, ctx)
+            explainer, call = make_explainer(name, cls, net, ctx, options)
             return _explain(explainer, call, x, None if target is None else target.numpy(), notes)
 
         try:
+            options = explainer_options(name, cls, ctx)
             a, sec = timed(once)
         except Exception as err:  # noqa: BLE001 - reported in the table, not fatal
             failed[name] = f"{type(err).__name__}: {str(err).splitlines()[0][:160]}"
