@@ -302,9 +302,11 @@ class _HalfGrad(torch.autograd.Function):
 
 
 def _row_dot(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """``Σ x ⊙ y`` per row of the batch (a BLAS dot per row: no product tensor is allocated)."""
+    """``Σ x ⊙ y`` per row of the batch (large tensors: a BLAS dot per row, no product allocated)."""
     n = x.shape[0]
     x, y = x.reshape(n, -1), y.reshape(n, -1)
+    if x.numel() <= 1 << 18:
+        return torch.linalg.vecdot(x, y)
     return torch.stack([torch.dot(x[i], y[i]) for i in range(n)])
 
 
@@ -401,9 +403,10 @@ class _Attention(torch.autograd.Function):
         gv = torch.matmul(a.transpose(-1, -2), h)
         gs = torch._softmax_backward_data(torch.matmul(h, v.transpose(-1, -2)), a, -1, a.dtype)
         half = ctx.scale / 2
-        if eps > 0:
+        if eps > 0:  # s (the scores before masking) is this function's own: scaled in place
             r_s = _row_dot(s, gs)
-            gs = _eps_scaled(gs, s, eps, 2.0)
+            e = eps / 2
+            gs.addcdiv_(gs, s.abs_().add_(e), value=-e)
         gq = torch.matmul(gs, k).mul_(half)
         gk = torch.matmul(gs.transpose(-1, -2), q).mul_(half)
         if eps == 0:
