@@ -342,6 +342,40 @@ def test_attnlrp_fused_attention_equals_module_rules():
                                    rtol=1e-10, atol=1e-13)
 
 
+class _Broadcast(torch.nn.Module):
+    """A MatMul whose second factor broadcasts (a fixed (4, 3) matrix): the per-module fallback."""
+
+    def __init__(self):
+        super().__init__()
+        from lumos.models.transformer import MatMul
+
+        self.flat, self.fc, self.mm, self.out = torch.nn.Flatten(), torch.nn.Linear(6, 8), MatMul(0.5), \
+            torch.nn.Linear(6, 3)
+        self.register_buffer("w", torch.randn(4, 3))
+
+    def forward(self, x):
+        return self.out(self.mm(self.fc(self.flat(x)).view(-1, 2, 4), self.w).flatten(1))
+
+
+@pytest.mark.parametrize("epsilon", [0.0, 1e-2])
+def test_attnlrp_broadcast_matmul_equals_rule_by_rule(epsilon):
+    torch.manual_seed(0)
+    m = _Broadcast().double().eval()
+    x = torch.randn(3, 1, 2, 3, dtype=torch.float64)
+    e = AttnLRP(m, epsilon=epsilon).explain(x.numpy(), target=1)
+    from lumos.core.hooks import attach_rules, trace_calls
+    from lumos.methods.transformer import attnlrp_composite
+
+    with torch.no_grad(), trace_calls(m) as calls:
+        m(x)
+    xg = x.clone().requires_grad_(True)
+    with attach_rules(attnlrp_composite(epsilon)[0].resolve(list(calls))):
+        scores = m(xg)
+        (ref,) = torch.autograd.grad(scores, xg, torch.zeros_like(scores).index_fill_(1, torch.tensor([1]), 1.0)
+                                     * scores.detach())
+    np.testing.assert_allclose(e.values, ref.numpy(), rtol=1e-10, atol=1e-14)
+
+
 def test_attnlrp_leaves_the_model_as_found():
     m = _text()
     forwards = {name: dict(mod.__dict__).get("forward") for name, mod in m.named_modules()}

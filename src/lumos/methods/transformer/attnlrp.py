@@ -458,8 +458,8 @@ def _fast_forward(module: nn.Module, rule: BackwardRule, sink: list):
         def matmul(a, b):
             if a.ndim >= 2 and a.ndim == b.ndim and a.shape[:-2] == b.shape[:-2]:
                 return _UniformMatMul.apply(a, b, scale, eps)
-            out = orig(a, b)  # broadcasting: autograd's backward of the ε-scaled half gradient
-            out = _RatioGrad.apply(out, eps) if eps > 0 else out
+            out = orig(a, b)  # broadcasting: autograd's backward of g ⊙ out ⊘ stab(2·out)
+            out = _RatioGrad.apply(out, eps / 2) if eps > 0 else out  # g |out| / (|out| + ε/2)
             return _HalfGrad.apply(out)
 
         return matmul
