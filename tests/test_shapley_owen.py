@@ -118,3 +118,16 @@ def test_equals_shap_partition_explainer():
         theirs = explainer(x, max_evals=5000, silent=True).values
         ours = OwenValues(lambda z: g(z)[:, None], hierarchy=clustering).explain(x, background=bg)
         np.testing.assert_allclose(ours.values, theirs, atol=1e-10)
+
+
+def test_too_many_children_refused_before_any_work():
+    """A flat hierarchy over 64 pixels (what `lumos demo` asked for) is refused at once, naming the fix,
+    instead of walking 2^63 subsets."""
+    import time
+
+    from lumos.methods.agnostic.owen import OwenValues
+
+    start = time.perf_counter()
+    with pytest.raises(ValueError, match="2\\^63 subsets.*hierarchy=.*groups="):
+        OwenValues(lambda a: a.sum(1, keepdims=True), background=np.zeros((1, 64))).explain(np.ones((2, 64)))
+    assert time.perf_counter() - start < 5

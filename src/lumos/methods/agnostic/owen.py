@@ -104,6 +104,12 @@ def owen_coefficients(tree, n_players: int, max_evals: int | None = None) -> tup
             return
         members = [_members(c) for c in node]
         m = len(node)
+        if max_evals is not None and (m - 1 >= 62 or len(contexts) << (m - 1) > max_evals):
+            # checked before the 2^(m-1) subsets are walked: a flat hierarchy of 64 pixels would never end
+            raise ValueError(f"Owen values of this hierarchy need more than max_evals={max_evals} coalitions (a node "
+                             f"with {m} children needs 2^{m - 1} subsets per child); nest the players deeper "
+                             "(hierarchy=..., fewer children per node), group the features (groups=...) or raise "
+                             "max_evals")
         weight = [math.factorial(r) * math.factorial(m - r - 1) / math.factorial(m) for r in range(m)]
         for j, child in enumerate(node):
             others = [members[k] for k in range(m) if k != j]
