@@ -58,3 +58,23 @@ def test_cam_panels_say_they_are_layer_resolution(monkeypatch):
     cam = [t for t in titles if t.startswith("grad_cam")][0]
     assert "layer map, upsampled]" in cam and cam.split("\n")[1].startswith("[")
     assert "saliency" in titles
+
+
+def test_lrp_completeness_gap_is_explained_as_absorbed_relevance():
+    """The demo report showed LRP with |δ| = 0.86 beside Deep Taylor's 1e-5 and no word why: the
+    report now splits it into the relevance LRP's rules keep at biases (by design) and the residual."""
+    from lumos.data import load_digits
+    from lumos.models import CNN2d
+    from lumos.report.builder import build_report
+
+    torch.manual_seed(0)
+    ds = load_digits()
+    model = CNN2d(1, 10, channels=(4, 8)).eval()
+    report = build_report(model, ds.X_test[:3], y=ds.y_test[:3], layout="image", methods=["lrp", "saliency"],
+                          n_classes=1, x_eval=ds.X_test[:20], y_eval=ds.y_test[:20])
+    rows = {r["method"]: r for r in report.evaluation}
+    lrp = rows["lrp"]
+    assert lrp["abs_delta"] > 1e-3  # the biases keep relevance
+    assert abs(lrp["absorbed"] - lrp["abs_delta"]) < 1e-4 and lrp["residual"] < 1e-4
+    assert "absorbed" not in rows["saliency"]
+    assert "absorbed by rules" in report.html and "not an error" in report.html

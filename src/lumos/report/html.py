@@ -127,6 +127,9 @@ COLUMNS = [
                        "features are deleted first (higher = the ranking finds what the model uses)"),
     ("gini", "sparseness", "Gini index of |attribution| (0 = spread evenly, 1 = one feature)"),
     ("abs_delta", "|δ| completeness", "mean |Σ attributions − (f(x) − f(baseline))|, where the method defines it"),
+    ("absorbed", "absorbed by rules", "LRP: mean |relevance kept by the rules at biases and ε stabilisers| — part of "
+                                      "|δ| by design (Bach et al. 2015), not an error"),
+    ("residual", "|δ| residual", "LRP: mean |δ| left once the absorbed relevance is taken out (the real error)"),
     ("mass", "mass on ground truth ↑", "share of positive relevance inside the planted evidence (Arras et al. 2022)"),
     ("seconds", "time (s)", "wall time for all explained inputs and classes"),
 ]

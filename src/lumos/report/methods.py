@@ -29,6 +29,8 @@ FAST_OPTIONS: dict[str, dict] = {
     # Shapley values: a k-means summary of 10 background rows (weighted; Lundberg & Lee's
     # shap.kmeans), which costs a tenth of the 50-row background the report is given.
     "kernel_shap": {"n_samples": 1024, "n_background": 10},
+    "leverage_shap": {"n_samples": 1024, "n_background": 10},
+    "regression_msr": {"n_samples": 1024, "n_background": 10, "surrogate": "linear"},
     "sampling_shapley": {"n_permutations": 16, "n_background": 10},
     "exact_shapley": {"n_background": 10},
     "permutation_importance": {"n_repeats": 5},
@@ -47,6 +49,7 @@ class MethodRun:
     skipped: str | None = None
     error: str | None = None
     options: dict = field(default_factory=dict)
+    explainer: object = None  # the configured explainer (the evaluation re-runs LRP to book absorbed relevance)
 
     @property
     def ok(self) -> bool:
@@ -151,6 +154,7 @@ def run_methods(model, x: np.ndarray, targets: np.ndarray, layout: str, *, names
         start = time.perf_counter()
         try:
             explainer = cls(model, **init)
+            run.explainer = explainer
             if is_global(cls):
                 if y_eval is None:
                     run.skipped = "global method: needs labelled data"
