@@ -38,14 +38,13 @@ def case():
 def import_quantus():
     """Quantus after the torchvision stub, with np.trapz restored (removed in NumPy 2;
     Quantus 0.6.0's IROF and Selectivity AUC call it)."""
-    from benchmarks.stubs import stub_torchvision
-
-    stub_torchvision()
     from benchmarks.bench_metrics import import_quantus as _import
+    from benchmarks.stubs import torchvision_stub
 
     if not hasattr(np, "trapz"):
         np.trapz = np.trapezoid
-    return _import()
+    with torchvision_stub():
+        return _import()
 
 
 def inserting(x):

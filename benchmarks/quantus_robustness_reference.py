@@ -96,10 +96,10 @@ class Replay:
 
 
 def import_quantus():
-    from benchmarks.stubs import stub_torchvision
+    from benchmarks.stubs import torchvision_stub
 
-    stub_torchvision()
-    import quantus
+    with torchvision_stub():
+        import quantus
 
     return quantus
 

@@ -69,10 +69,10 @@ def replayed_noise(z: np.ndarray, n_rows: int, batch: int):
 
 
 def quantus_scores() -> dict:
-    from benchmarks.stubs import stub_torchvision
+    from benchmarks.stubs import torchvision_stub
 
-    stub_torchvision()
-    import quantus
+    with torchvision_stub():
+        import quantus
 
     from lumos.metrics.sanity import off_class_targets, smooth_mprt_noise
 

@@ -8,6 +8,7 @@ one process in any order.
 """
 from __future__ import annotations
 
+import contextlib
 import sys
 import types
 
@@ -51,3 +52,21 @@ def stub_torchvision() -> None:
     resnet.Bottleneck = type("Bottleneck", (nn.Module,), {})
     resnet.BasicBlock = type("BasicBlock", (nn.Module,), {})
     sys.modules.update(mods)
+
+
+@contextlib.contextmanager
+def torchvision_stub():
+    """The stub for the imports inside the block only: the peers imported there keep what they
+    bound, and afterwards ``torchvision`` is gone from ``sys.modules`` again, so that a later
+    ``importlib.util.find_spec("torchvision")`` (transformers, lightning) finds no torchvision
+    instead of raising on a stub without a spec. Tests use this; a benchmark process keeps the stub."""
+    before = {name: sys.modules.get(name) for name in MODULES}
+    stub_torchvision()
+    try:
+        yield
+    finally:
+        for name, module in before.items():
+            if module is None:
+                sys.modules.pop(name, None)
+            else:
+                sys.modules[name] = module

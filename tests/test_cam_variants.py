@@ -27,20 +27,13 @@ def _pgc():
     parts it does not use here); None when it is not installed."""
     if str(ROOT) not in sys.path:
         sys.path.insert(0, str(ROOT))
-    try:
-        from benchmarks.stubs import MODULES, stub_torchvision
+    from benchmarks.stubs import torchvision_stub
 
-        before = {name: sys.modules.get(name) for name in MODULES}
-        stub_torchvision()
-        import pytorch_grad_cam
+    try:
+        with torchvision_stub():  # for this import only: other tests' imports (transformers) must not see it
+            import pytorch_grad_cam
     except Exception:  # noqa: BLE001 - any import failure means the peer is absent
         return None
-    finally:  # the stub serves this import only: other tests' imports (transformers) must not see it
-        for name, module in locals().get("before", {}).items():
-            if module is None:
-                sys.modules.pop(name, None)
-            else:
-                sys.modules[name] = module
     return pytorch_grad_cam
 
 

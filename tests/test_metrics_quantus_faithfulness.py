@@ -53,13 +53,13 @@ def test_equal_to_frozen_quantus(name, ours, reference):
 
 
 def _quantus():
-    from benchmarks.stubs import stub_torchvision
+    from benchmarks.stubs import torchvision_stub
 
-    stub_torchvision()  # Quantus imports torchvision, which lumos does not need
-    pytest.importorskip("quantus")
-    from benchmarks.quantus_faithfulness_reference import import_quantus
+    with torchvision_stub():  # Quantus imports torchvision, which lumos does not need
+        pytest.importorskip("quantus")
+        from benchmarks.quantus_faithfulness_reference import import_quantus
 
-    return import_quantus()
+        return import_quantus()
 
 
 def test_equal_to_quantus_live(ours):

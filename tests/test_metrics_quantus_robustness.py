@@ -83,11 +83,11 @@ def test_frozen_reference_exercises_prediction_changes():
 
 
 def test_equal_to_live_quantus(lumos_values):
-    from benchmarks.stubs import stub_torchvision
+    from benchmarks.stubs import torchvision_stub
 
-    stub_torchvision()
-    pytest.importorskip("quantus")
-    quantus = ref.import_quantus()
+    with torchvision_stub():
+        pytest.importorskip("quantus")
+        quantus = ref.import_quantus()
     live = ref.quantus_values(quantus)
     assert set(live) == set(FROZEN)
     for name, values in live.items():

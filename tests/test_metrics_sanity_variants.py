@@ -37,10 +37,10 @@ def test_equal_to_frozen_quantus_scores():
 
 def test_equal_to_quantus_live():
     pytest.importorskip("sklearn")
-    from benchmarks.stubs import stub_torchvision
+    from benchmarks.stubs import torchvision_stub
 
-    stub_torchvision()
-    pytest.importorskip("quantus")
+    with torchvision_stub():
+        pytest.importorskip("quantus")
     _close(ref.lumos_scores(), ref.quantus_scores())
 
 

@@ -132,15 +132,15 @@ def test_onnx_model_agnostic_methods_run_on_onnxruntime(ecg, onnx_file):
 
 
 def test_onnx_gradient_methods_run_on_onnx2torch(ecg, onnx_file):
-    from benchmarks.stubs import stub_torchvision
+    from benchmarks.stubs import torchvision_stub
 
-    stub_torchvision()  # onnx2torch imports torchvision for its NMS converter
-    pytest.importorskip("onnx2torch")
-    model, x = ecg
-    for method in ("saliency", "integrated_gradients", "grad_cam"):
-        got = lumos.explain(onnx_file, x, method=method, target=1)
-        want = lumos.explain(model, x, method=method, target=1)
-        np.testing.assert_allclose(got.values, want.values, rtol=1e-4, atol=1e-6)
+    with torchvision_stub():  # onnx2torch imports torchvision for its NMS converter
+        pytest.importorskip("onnx2torch")
+        model, x = ecg
+        for method in ("saliency", "integrated_gradients", "grad_cam"):
+            got = lumos.explain(onnx_file, x, method=method, target=1)
+            want = lumos.explain(model, x, method=method, target=1)
+            np.testing.assert_allclose(got.values, want.values, rtol=1e-4, atol=1e-6)
 
 
 def test_onnx_without_torchvision_says_what_still_works(onnx_file, monkeypatch):
