@@ -283,6 +283,12 @@ class Explainer:
     @classmethod
     def applicability(cls, model, layout: str) -> str | None:
         """None when the method applies to ``model`` and inputs of ``layout``, else why not."""
+        convert = getattr(model, "lumos_torch_module", None)  # an ONNX model: onnx2torch for torch methods
+        if convert is not None and cls._needs_torch() and layout in cls.layouts:
+            try:
+                model = convert()
+            except (ImportError, ValueError) as err:
+                return str(err).splitlines()[0]
         is_torch = isinstance(model, torch.nn.Module)
         if cls.needs_gradients and not is_torch:
             return "needs a torch model (gradients)"

@@ -15,6 +15,7 @@ Each method runs in one of three modes (:func:`text_mode`):
     perturbs the ids themselves (:class:`~lumos.core.text.TokenSpace` rounds them back to
     integers); the removal value is ``baseline_token`` at real positions, the input itself
     at pad positions (so pads are never switched); ``words=`` become the feature groups.
+
 ``"native"`` (transformer and attention methods) — the method reads the ids itself.
 
 Inputs are explained in groups that share one pad pattern (positions of the mask, of
@@ -227,10 +228,9 @@ def explain_text(explainer, ids: np.ndarray, given, options: dict, text_options:
                         x = emb(ids_t[idx]).detach()
                     if "baseline" in opts:
                         b = opts["baseline"] if "baseline" in passed else None
-                        if b is None and getattr(explainer, "baseline", None) is not None:
-                            opts["baseline"] = None  # the constructor's baseline (embeddings)
-                        else:
-                            opts["baseline"] = _embedded_baseline(b, idx, ids, ref_ids, valid, emb, dev)
+                        if b is None:
+                            b = getattr(explainer, "baseline", None)  # the constructor's
+                        opts["baseline"] = _embedded_baseline(b, idx, ids, ref_ids, valid, emb, dev)
                     x_np = x.cpu().numpy()
                 else:
                     space = TokenSpace(view, row_mask, mkey)
