@@ -32,8 +32,8 @@ def site(tmp_path_factory):
 
 
 def test_site_builds_with_warnings_as_errors(site):
-    for page in ("index", "methods", "evaluation", "cli", "benchmarks", "api", "guide/tabular", "guide/images",
-                 "guide/timeseries", "guide/text", "guide/transformers"):
+    for page in ("index", "methods", "evaluation", "cli", "benchmarks", "api", "guide/models", "guide/tabular",
+                 "guide/images", "guide/timeseries", "guide/text", "guide/transformers"):
         assert (site / f"{page}.html").exists(), page
 
 
@@ -49,6 +49,8 @@ def test_reference_pages_cover_the_registry(site):
         assert f">{name}<" in metrics, f"metric {name} missing from the metric table"
     api = (site / "api.html").read_text(encoding="utf-8")
     assert "lumos.methods.gradient.integrated_gradients.IntegratedGradients" in api
+    formats = (site / "guide" / "models.html").read_text(encoding="utf-8")
+    assert "onnxruntime" in formats and "TorchScript / torch.export" in formats
     cli = (site / "cli.html").read_text(encoding="utf-8")
     assert "lumos explain" in cli and "--model" in cli
 

@@ -4,7 +4,8 @@
   formula paragraph and the papers cited in the class docstring);
 - ``lumos-metrics``: the evaluation metrics with their direction and what they need;
 - ``lumos-api``: an ``automodule`` block for every public module of a package;
-- ``lumos-cli``: the ``--help`` text of every command.
+- ``lumos-cli``: the ``--help`` text of every command;
+- ``lumos-formats``: which methods run on which model format.
 
 Nothing is written into the source tree: each directive parses generated reStructuredText
 in place (the docs build leaves ``git status`` clean).
@@ -84,6 +85,25 @@ class MetricTable(_Generated):
                     f"     - {_cell(str(info.needs))}",
                     f"     - {_cell(paras[0]) if paras else '—'} (:func:`~{fn.__module__}.{fn.__name__}`)"]
         return out
+
+
+class FormatsTable(_Generated):
+    """Which methods run on which model format (:func:`lumos.core.model.formats_table`)."""
+
+    def lines(self):
+        from lumos.core.model import formats_table
+
+        return _markdown_table_as_rst(formats_table())
+
+
+def _markdown_table_as_rst(markdown: str) -> list[str]:
+    rows = [[c.strip() for c in line.strip().strip("|").split("|")] for line in markdown.strip().splitlines()
+            if line.strip().startswith("|") and not set(line.replace("|", "").strip()) <= {"-", ":", " "}]
+    out = [".. list-table::", "   :header-rows: 1", ""]
+    for row in rows:
+        out.append(f"   * - {row[0]}")
+        out += [f"     - {cell}" for cell in row[1:]]
+    return out
 
 
 class ApiModules(_Generated):
@@ -185,4 +205,5 @@ def setup(app):
     app.add_directive("lumos-metrics", MetricTable)
     app.add_directive("lumos-api", ApiModules)
     app.add_directive("lumos-cli", CliHelp)
+    app.add_directive("lumos-formats", FormatsTable)
     return {"parallel_read_safe": True, "parallel_write_safe": True}
