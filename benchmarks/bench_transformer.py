@@ -4,7 +4,7 @@
   forwards, one forward + one backward) against LXT's efficient rules (``divide_gradient``,
   ``layer_norm_forward``, ``identity_rule_implicit``: Gradient x Input) applied to the same
   weights (:func:`lumos.methods.transformer.reference.lxt_attnlrp`), at the same rules:
-  lumos ``epsilon=0`` is LXT's efficient variant. One row at lumos's default ε = 1e-6 (the
+  lumos ``epsilon=0`` (the default) is LXT's efficient variant. One row at ε = 1e-6 (the
   stabilised rules; agreement then reflects ε). Floor: one forward + backward of the plain
   model to the embeddings / pixels. ``python -m benchmarks.bench_transformer --attnlrp``
   runs these rows alone and writes them into the family's results, keeping the other rows.
@@ -72,7 +72,7 @@ def run_attnlrp(h):
     for name, setting, model, x, xt, eps in rows:
         explainer = AttnLRP(model, epsilon=eps, device=dev)
         rules = ("epsilon=0: LXT's efficient rules exactly" if eps == 0 else
-                 f"lumos default epsilon={eps:g} (stabilised rules; LXT's efficient variant is epsilon -> 0)")
+                 f"lumos epsilon={eps:g} (stabilised rules; LXT's efficient variant and lumos's default is epsilon=0)")
         h.compare(FAMILY, name, lambda: explainer.explain(x, target=1),
                   lambda: lxt_attnlrp(model, xt, 1), "lxt (efficient rules on the same model)", setting,
                   max_ratio=1.0 if eps == 0 else None, agreement=_agreement, floor_fn=_floor(model, xt),

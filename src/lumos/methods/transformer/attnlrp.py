@@ -514,9 +514,12 @@ class AttnLRP(TokenExplainer):
         A transformer whose attention is written with modules (``lumos.models.TextEncoder``,
         ``lumos.models.VisionTransformer``, or any model built from ``MatMul``, ``nn.Softmax``,
         ``nn.Linear``, ``nn.LayerNorm``, activations and ``Add``).
-    epsilon : float, default 1e-6
-        Stabiliser of the ε, uniform, LayerNorm and residual rules; 0 gives LXT's efficient
-        rules exactly (an output that is exactly 0 passes its gradient, as in LXT).
+    epsilon : float, default 0
+        Stabiliser of the ε, uniform, LayerNorm and residual rules. The default 0 is LXT's
+        efficient rules exactly (an output that is exactly 0 passes its gradient, as in LXT;
+        on a trained MNIST ViT 5.6e-7 from LXT in float32, 2.5e-7 in float64) and runs at
+        LXT's speed; ε > 0 is the stabilised ε-rule (about 1.35× slower, and ~1e-3 from LXT
+        at 1e-6 on that ViT).
 
     ``extras["softmax_absorbed"]``: relevance absorbed by the softmax Taylor rule, per input.
     """
@@ -524,7 +527,7 @@ class AttnLRP(TokenExplainer):
     needs_gradients = True
     needs_attention_modules = True
 
-    def __init__(self, model, *, epsilon: float = 1e-6, output: str = "raw", **kwargs):
+    def __init__(self, model, *, epsilon: float = 0.0, output: str = "raw", **kwargs):
         super().__init__(model, output=output, **kwargs)
         if output != "raw":
             raise ValueError(f"AttnLRP starts from the target logit; output must be 'raw', got {output!r}")
