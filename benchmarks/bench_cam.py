@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from benchmarks import floors
+from benchmarks.harness import one_thread
 from benchmarks.stubs import stub_torchvision
 
 FLOOR_TARGET = 1.15  # issue #15 item 6, for Grad-CAM
@@ -61,14 +62,6 @@ def setup(h):
     return model, X, xt, target
 
 
-def run(h):
-    threads = torch.get_num_threads()
-    try:
-        _run(h)
-    finally:
-        torch.set_num_threads(threads)
-
-
 def _run(h):
     stub_torchvision()
     import pytorch_grad_cam as pgc
@@ -76,7 +69,6 @@ def _run(h):
 
     from lumos.methods.cam import GradCAM, GradCAMPlusPlus
 
-    torch.set_num_threads(1)
     model, X, xt, target = setup(h)
     dev = h.device
     tt = torch.as_tensor(target, device=xt.device)
@@ -124,3 +116,6 @@ def _run(h):
         h.compare("cam", name, lambda ours=ours: ours.explain(X, target=target), peer, "captum",
                   setting="CNN2d MNIST 256x1x28x28", max_ratio=1.2 if name != "guided_grad_cam" else None, note=note,
                   floor_fn=floor)
+
+
+run = one_thread(_run)

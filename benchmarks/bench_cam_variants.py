@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from benchmarks.bench_cam import setup
+from benchmarks.harness import one_thread
 from benchmarks.stubs import stub_torchvision
 
 VARIANTS = [  # lumos name, lumos class, peer class, images, needs a layer
@@ -47,14 +48,6 @@ def _agreement(ours, peer):
     return diff, diff / max(float(np.abs(b).max()), 1e-30)
 
 
-def run(h):
-    threads = torch.get_num_threads()
-    try:
-        _run(h)
-    finally:
-        torch.set_num_threads(threads)
-
-
 def _run(h):
     stub_torchvision()
     import pytorch_grad_cam as pgc
@@ -62,7 +55,6 @@ def _run(h):
 
     import lumos.methods.cam as cam_family
 
-    torch.set_num_threads(1)
     model, X, xt, target = setup(h)
     dev = h.device
     for name, ours_name, peer_name, n, layered in VARIANTS:
@@ -106,6 +98,9 @@ def _floor(model, xn, tn, name, layered):
     if not layered:
         return floors.gradient_floor(model, xn, t)
     return floors.layer_floor(model, "features", xn, t)
+
+
+run = one_thread(_run)
 
 
 if __name__ == "__main__":

@@ -72,6 +72,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from benchmarks.harness import one_thread
+
 FAMILY = "sanity"
 N_IMAGES, IG_STEPS, SEED = 256, 16, 42
 
@@ -159,21 +161,12 @@ def _verdict_note(res) -> str:
             f"between inputs {refs})")
 
 
-def run(h):
-    threads = torch.get_num_threads()
-    try:
-        _run(h)
-    finally:
-        torch.set_num_threads(threads)
-
-
 def _run(h):
     from benchmarks.stubs import stub_torchvision
 
     stub_torchvision()
     import quantus
 
-    torch.set_num_threads(1)
     n = 32 if h.quick else N_IMAGES
     model, x, y, source = data(n)
     for name, explainer in lumos_explainers(model).items():
@@ -184,6 +177,9 @@ def _run(h):
                   agreement=_agreement,
                   note=f"lumos verdict {verdict}; peer runs captum's {name}"
                        .replace("captum's lrp", "lumos's LRP (captum's fails on this LeNet)"))
+
+
+run = one_thread(_run)
 
 
 if __name__ == "__main__":

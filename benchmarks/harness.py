@@ -286,3 +286,21 @@ class Harness:
 
     def to_dicts(self) -> list[dict]:
         return [asdict(r) for r in self.rows]
+
+
+def one_thread(run_fn: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """A family's ``run(h)`` on one torch thread (the peers compared are single-threaded there),
+    the caller's thread count restored afterwards, also when the run fails."""
+
+    def run(h):
+        import torch
+
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            return run_fn(h)
+        finally:
+            torch.set_num_threads(threads)
+
+    run.__doc__ = run_fn.__doc__
+    return run
