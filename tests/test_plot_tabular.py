@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 matplotlib.use("Agg")
+import matplotlib.pyplot  # noqa: E402,F401 - imread of the saved figures
 
 import lumos  # noqa: E402
 from lumos.core.explanation import Explanation  # noqa: E402
@@ -83,11 +84,14 @@ def test_bar_of_local_and_global(shap_explanation):
     assert [t.get_text() for _, t in ticks] == ["b", "c", "a"]  # bottom-up: smallest |value| first
 
 
-def test_plot_kinds_return_the_figure_and_errors_name_the_fix(shap_explanation):
+def test_plot_kinds_return_the_figure_and_errors_name_the_fix(shap_explanation, tmp_path):
     exp = shap_explanation
     for kind in ("auto", "waterfall", "beeswarm", "bar"):
         fig = exp.plot(1, kind=kind)
         assert isinstance(fig, matplotlib.figure.Figure)
+        fig.savefig(tmp_path / f"{kind}.png", dpi=60)  # saved as a user would, and read back
+        image = matplotlib.pyplot.imread(tmp_path / f"{kind}.png")
+        assert image.shape[0] > 100 and image.shape[1] > 200 and image[..., :3].std() > 0.05  # not blank
     with pytest.raises(ValueError, match="did you mean 'waterfall'"):
         exp.plot(kind="waterfal")
     image = Explanation(values=np.zeros((1, 1, 4, 4)), method="saliency")
