@@ -68,7 +68,14 @@ def test_guided_backprop_fails_saliency_and_ig_pass(digits_cnn, tmp_path):
     from lumos.metrics.plotting import plot_randomisation
 
     ax = plot_randomisation([gb, sal, ig, ig0])
-    assert len(ax.get_lines()) == 5  # four methods and the threshold
+    lines = ax.get_lines()
+    curves = [ln for ln in lines if ln.get_marker() == "o"]
+    references = [ln for ln in lines if ln.get_linestyle() == ":" and len(ln.get_xdata())]
+    assert len(curves) == 4  # four methods, each with its reference level as a dotted line in its colour
+    assert {c.get_color() for c in curves} == {r.get_color() for r in references}
+    for curve, result in zip(curves, [gb, sal, ig, ig0]):
+        level = next(r for r in references if r.get_color() == curve.get_color()).get_ydata()[0]
+        assert level == pytest.approx(result.reference["spearman"])
     ax.figure.savefig(tmp_path / "sanity.png", dpi=80)
 
 

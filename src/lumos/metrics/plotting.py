@@ -40,27 +40,36 @@ def plot_curves(result: Any, metric: str = "region_perturbation", ax=None, relat
 def plot_randomisation(results, kind: str = "spearman", ax=None):
     """Similarity against the randomised layer, one line per method, from
     :func:`lumos.metrics.model_randomisation` results (one or a list): the cascade's stages
-    on the x axis (top layer first), the threshold as a dashed line, the top layers shaded
+    on the x axis (top layer first), each method's reference level (the similarity of its maps of
+    unrelated inputs, the verdict's yardstick) as a dotted line in its colour — or the fixed
+    threshold as a dashed line when the results carry no reference — the top layers shaded
     (cascading), each method's verdict in the legend. Returns the matplotlib Axes."""
     import matplotlib.pyplot as plt
 
     results = [results] if hasattr(results, "stages") else list(results)
     if not results:
         raise ValueError("no sanity results to plot")
-    if ax is None:
-        _, ax = plt.subplots(figsize=(5.5, 3.5))
+    own = ax is None
+    if own:
+        _, ax = plt.subplots(figsize=(8.0, 3.5))
     stages = results[0].stages
     for r in results:
         if r.stages != stages:
             raise ValueError(f"results randomise different stages: {stages} and {r.stages}")
         m = r.scores[kind]
         x = np.arange(len(stages))
-        ax.plot(x, m.mean(1), marker="o", label=f"{r.method} ({'pass' if r.passed else 'FAIL'})")
+        (line,) = ax.plot(x, m.mean(1), marker="o", label=f"{r.method} ({'pass' if r.passed else 'FAIL'})")
         ax.fill_between(x, np.percentile(m, 25, axis=1), np.percentile(m, 75, axis=1), alpha=0.15)
+        level = (r.reference or {}).get(kind)
+        if level is not None:  # the reference rule: this method's maps of unrelated inputs, in its colour
+            ax.axhline(level, ls=":", color=line.get_color(), lw=1)
     top = results[0].top_layers
     if top:
         ax.axvspan(-0.5, top - 0.5, color="0.9", zorder=0, label="top layers")
-    ax.axhline(results[0].threshold, ls="--", color="0.4", lw=1)
+    if any((r.reference or {}).get(kind) is not None for r in results):
+        ax.plot([], [], ls=":", color="0.4", lw=1, label="similarity of unrelated inputs' maps (reference)")
+    else:
+        ax.axhline(results[0].threshold, ls="--", color="0.4", lw=1, label=f"threshold {results[0].threshold:g}")
     ax.set_xticks(np.arange(len(stages)))
     ax.set_xticklabels(["+" + s if i else s for i, s in enumerate(stages)] if results[0].mode == "cascading"
                        else stages, rotation=30, ha="right", fontsize=8)
@@ -69,5 +78,7 @@ def plot_randomisation(results, kind: str = "spearman", ax=None):
     ax.set_xlabel(("cascading: layers randomised, top first" if results[0].mode == "cascading"
                    else "layer randomised"))
     ax.set_ylabel(f"{kind} similarity to the original")
-    ax.legend(frameon=False, fontsize=8)
+    ax.legend(frameon=False, fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # beside, not over, the data
+    if own:
+        ax.figure.tight_layout()
     return ax
