@@ -34,3 +34,5 @@ suppress_warnings = ["myst.xref_missing", "ref.python"]
 html_theme = "alabaster"
 html_title = "lumos"
 html_static_path = []
+# wide tables (methods, formats) and the CLI help need the page's width, not alabaster's 940 px
+html_theme_options = {"page_width": "95%", "sidebar_width": "220px", "body_max_width": "none"}

@@ -41,7 +41,12 @@ def test_reference_pages_cover_the_registry(site):
     import lumos
     from lumos.metrics.evaluate import METRICS
 
+    for page in ("methods", "evaluation", "cli", "guide/models"):  # generated reST rendered, not shown as text
+        text = (site / f"{page}.html").read_text(encoding="utf-8")
+        assert ".. list-table::" not in text and ".. code-block::" not in text and ":class:`" not in text, page
     methods = (site / "methods.html").read_text(encoding="utf-8")
+    assert "<table" in methods and 'href="api.html#lumos.methods.gradient.integrated_gradients.IntegratedGradients"' \
+        in methods  # the class column links into the API reference
     for name in lumos.list_methods():
         assert f">{name}<" in methods, f"method {name} missing from the method table"
     metrics = (site / "evaluation.html").read_text(encoding="utf-8")

@@ -143,7 +143,7 @@ class CliHelp(_Generated):
         def walk(command, path):
             ctx = click.Context(command, info_name=" ".join(path))
             title = " ".join(path)
-            out.extend([title, "~" * len(title), "", ".. code-block:: text", ""])
+            out.extend([f".. rubric:: {title}", "", ".. code-block:: text", ""])
             out.extend("   " + line for line in command.get_help(ctx).splitlines())
             out.append("")
             if isinstance(command, click.Group):
