@@ -33,6 +33,7 @@ autodoc_mock_imports = ["zarr", "dask", "distributed", "mne", "braindecode", "tr
 suppress_warnings = ["myst.xref_missing", "ref.python"]
 html_theme = "alabaster"
 html_title = "lumos"
-html_static_path = []
+html_static_path = ["_static"]
+html_css_files = ["lumos.css"]
 # wide tables (methods, formats) and the CLI help need the page's width, not alabaster's 940 px
 html_theme_options = {"page_width": "95%", "sidebar_width": "220px", "body_max_width": "none"}
