@@ -17,6 +17,8 @@ from lumos.methods.agnostic import (ExactShapley, KernelShap, Lime, PermutationI
 from lumos.models.reference import MLP
 from lumos.models.train import fit
 
+from benchmarks.harness import one_thread
+
 FAMILY = "agnostic"
 
 
@@ -304,8 +306,7 @@ def bench_kernel_shap_memory(h, budgets=(100_000, 1_000_000)):
                       f"{r['coalitions']:,} coalitions evaluated, max |delta| {r['delta']:.1e}")
 
 
-def run(h):
-    torch.set_num_threads(1)
+def _run(h):
     ds = load_breast_cancer()
     _, proba1 = _model(30, ds.X_train, ds.y_train)
     bench_pfi(h, ds)
@@ -316,3 +317,7 @@ def run(h):
     bench_lime_image(h)
     bench_occlusion(h)
     bench_kernel_shap_memory(h)
+
+
+# one torch thread for the comparison, the caller's thread count restored afterwards
+run = one_thread(_run)

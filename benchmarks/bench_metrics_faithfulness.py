@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from benchmarks.floors import forward_floor
+from benchmarks.harness import one_thread
 from benchmarks.mnist_cnn import load_mnist, trained_cnn
 from benchmarks.quantus_faithfulness_reference import import_quantus, inserting
 from lumos import Saliency
@@ -108,8 +109,7 @@ def floor_of(model, x, n_rows):
     return forward_floor(model, torch.as_tensor(x)[torch.arange(n_rows) % len(x)], sizes=floor_chunks(n_rows))
 
 
-def run(h):
-    torch.set_num_threads(1)
+def _run(h):
     quantus = import_quantus()
     model = trained_cnn()
     n = 16 if h.quick else 64
@@ -120,3 +120,7 @@ def run(h):
         floor = floor_of(model, x, need[name])
         h.compare(FAMILY, name, ours, theirs, "quantus", setting=f"LeNet, {n} MNIST, Saliency", max_ratio=0.5,
                   repeats=1 if name == "irof" else None, note=note, floor_fn=floor)
+
+
+# one torch thread for the comparison, the caller's thread count restored afterwards
+run = one_thread(_run)

@@ -25,6 +25,7 @@ import torch
 
 from benchmarks.bench_metrics_faithfulness import floor_chunks
 from benchmarks.floors import forward_floor, gradient_floor
+from benchmarks.harness import one_thread
 from benchmarks.mnist_cnn import load_mnist, trained_cnn
 from benchmarks.quantus_robustness_reference import PER_INPUT, Replay, import_quantus
 from lumos import LRP, IntegratedGradients, Saliency
@@ -48,8 +49,7 @@ def agreement(ours, theirs):
     return float(diff.max()), float((diff / np.maximum(np.abs(t[kept]), 1e-12)).max())
 
 
-def run(h):
-    torch.set_num_threads(1)
+def _run(h):
     quantus = import_quantus()
     model = trained_cnn()
     n = 64 if h.quick else 256
@@ -158,3 +158,7 @@ def run(h):
                      f"{np.mean(b.absorbed / np.abs(b.f_x)):.3f}, error {b.scores.mean():.1e}")
     h.record(FAMILY, "relevance budget (LRP-eps, Deep Taylor)", time.perf_counter() - t0, setting=setting,
              note="; ".join(parts))
+
+
+# one torch thread for the comparison, the caller's thread count restored afterwards
+run = one_thread(_run)

@@ -30,6 +30,7 @@ import numpy as np
 import torch
 
 from benchmarks import floors
+from benchmarks.harness import one_thread
 from lumos.methods.temporal.rise import Rise
 from lumos.methods.temporal.temporal_ig import TemporalIntegratedGradients
 from lumos.methods.temporal.temporal_occlusion import AugmentedOcclusion, TemporalOcclusion
@@ -75,15 +76,6 @@ def _prefix_floor(model, x, copies: int, backward: bool) -> floors.Floor:
 def _diff(a, b):
     d = float(np.max(np.abs(a - b)))
     return d, d / max(float(np.max(np.abs(b))), 1e-30)
-
-
-def run(h):
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        _run(h)
-    finally:
-        torch.set_num_threads(threads)
 
 
 def _run(h):
@@ -168,3 +160,6 @@ def _run(h):
     masked = torch.as_tensor(x[:1]).repeat(8 * 2000, 1, 1) * 0.5
     h.compare(FAMILY, "RISE (2,000 masks, grid 10)", lambda: rise.explain(x, target=1), None, "-",
               "GRU(32), 8 series, 3 ch x 100 steps", floor_fn=floors.forward_floor(gru, masked))
+
+
+run = one_thread(_run)

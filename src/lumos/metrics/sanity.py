@@ -258,13 +258,19 @@ class SanityResult:
                 for i, s in enumerate(self.stages)]
 
 
+def _top_stages(n: int, top_layers: int | None) -> int:
+    """How many of the ``n`` cascade stages are the top layers (default: the upper half)."""
+    top = int(np.ceil(n / 2)) if top_layers is None else int(top_layers)
+    if not 1 <= top <= n:
+        raise ValueError(f"top_layers must be between 1 and the number of stages ({n}), got {top_layers}")
+    return top
+
+
 def _verdict(mode: str, stages: list[str], rho: np.ndarray, threshold: float, top_layers: int | None):
     """``(passed, deciding stage, reason, top)`` by the rule of the module docstring."""
     if mode == "cascading":
         n = len(stages)
-        top = int(np.ceil(n / 2)) if top_layers is None else int(top_layers)
-        if not 1 <= top <= n:
-            raise ValueError(f"top_layers must be between 1 and the number of stages ({n}), got {top_layers}")
+        top = _top_stages(n, top_layers)
         t, last = top - 1, n - 1
         shown = ", ".join(f"{s} {r:.2f}" for s, r in zip(stages, rho))
         if rho[t] >= threshold:
@@ -343,9 +349,7 @@ def _reference_verdict(mode: str, stages: list[str], rho: dict[str, np.ndarray],
     per = f"per stage ({'|Phi|/signed' if len(kinds) > 1 else '|Phi|'} Spearman): {per}"
     if mode == "cascading":
         n = len(stages)
-        top = int(np.ceil(n / 2)) if top_layers is None else int(top_layers)
-        if not 1 <= top <= n:
-            raise ValueError(f"top_layers must be between 1 and the number of stages ({n}), got {top_layers}")
+        top = _top_stages(n, top_layers)
         t, last = top - 1, n - 1
         where = f"with the top {top} of {n} layers randomised (through {stages[t]})"
         if not both[t]:
