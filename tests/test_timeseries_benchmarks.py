@@ -321,6 +321,42 @@ def test_cli_bench_timeseries_runs_from_the_installed_package(tmp_path):
     assert not (tmp_path / "timeseries_tables").exists()
 
 
+def test_folds_option_runs_that_many_seeds(tmp_path):
+    """``--folds N`` (alias of ``--seeds N``) gives N independent runs (own data and model),
+    each one row of the mean ± s.e. the table sets beside tint's 5 published folds."""
+    import json
+
+    from lumos.benchmarks.timeseries import build_parser, main
+
+    assert build_parser().parse_args(["--folds", "5"]).seeds == 5
+    assert "folds" in build_parser().format_help()
+    out = tmp_path / "tables"
+    assert main(["--scale", "tiny", "--settings", "hmm", "--methods", "saliency", "--folds", "2", "--no-tint", "--no-cache",
+                 "--out", str(out)]) == 0
+    data = json.loads((out / "results.json").read_text())
+    assert data["meta"]["seeds"] == 2
+    runs = data["settings"]["hmm_gru"]["runs"]
+    assert [r["info"]["seed"] for r in runs] == [0, 1]
+    assert runs[0]["methods"]["saliency"]["auroc"] != runs[1]["methods"]["saliency"]["auroc"]
+    assert "2 seed(s) (0, 1)" in (out / "hmm_gru.md").read_text()
+
+
+def test_hmm_gradient_shap_uses_tints_published_references():
+    """tint's experiments/hmm/main.py: GradientShap with ``baselines=th.cat([x_test * 0, x_test])``
+    (sliced to each prefix), ``n_samples=50``, ``stdevs=0.0001``; both libraries get them."""
+    from lumos.benchmarks.timeseries import METHOD_OPTIONS, SCALES, Context
+
+    x = np.arange(2 * 3 * 4, dtype=np.float32).reshape(2, 3, 4)
+    refs = np.concatenate([np.zeros_like(x), x])
+    ctx = Context(kind="hmm", length=4, seed=0, budget=SCALES["tiny"].budget, baseline=x.mean(0), background=x[:1],
+                  x_train=x, groups=None, window=1, cheap_model=False, shap_background=refs)
+    opts = METHOD_OPTIONS("gradient_shap", ctx)
+    assert opts["background"] is refs and opts["n_samples"] == 50 and opts["stdevs"] == 1e-4
+    other = Context(kind="ismail", length=4, seed=0, budget=SCALES["tiny"].budget, baseline=x.mean(0),
+                    background=x[:1], x_train=x, groups=None, window=1, cheap_model=False)
+    assert METHOD_OPTIONS("gradient_shap", other)["background"] is other.background
+
+
 def test_tint_runs_live_beside_lumos(tmp_path):
     """With tint installed, its counterparts run on the same model and inputs: the
     deterministic ones (IG with the same Gauss-Legendre nodes, occlusion) give the same

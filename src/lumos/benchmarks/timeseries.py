@@ -1,7 +1,7 @@
 """Time-series explanation benchmarks with an exact ground truth (issue #16 items 2-4).
 
 ``lumos bench timeseries [--quick | --scale tiny|quick|medium|full] [--out DIR] [--methods a,b]
-[--settings hmm,rare] [--seeds N] [--no-cache] [--render]`` (installed package; tables in ``./timeseries_tables``
+[--settings hmm,rare] [--seeds N | --folds N] [--no-cache] [--render]`` (installed package; tables in ``./timeseries_tables``
 unless ``--out``) or, in a source checkout, ``python -m benchmarks.timeseries ...`` with the same options (tables
 in ``benchmarks/timeseries_tables/``). ``--render`` rewrites the tables from ``DIR/results.json`` without
 running anything; the default scale is ``full``, see :data:`SCALES`.
@@ -166,9 +166,12 @@ same budgets on the six Ismail sets x 3 models, 20 test inputs (the committed ta
 they ran); ``full``: 3
 seeds, the six Ismail sets x 3 models, 50 test inputs and the papers' budgets (hours on 2
 cores); ``published``: the HMM at tint's size (800 training / 200 test sequences of 200
-steps; one fold, 5 explained steps, GRU(32) where tint trains GRU(200): the size that fits
-~30 min on 2 shared cores with tint live) and the methods with a published value except the
-masks (Dynamask at tint's 1000 epochs on 200 sequences alone would take hours here)."""
+steps; one fold by default, ``--folds 5`` for tint's five (each fold a seed: its own HMM
+draw and GRU; tint keeps one draw, seed 42, and its folds are KFold splits of the 800
+training sequences into 640 train / 160 validation, the same 200 test sequences in every
+fold: ``tint/datasets/dataset.py`` ``setup``), 5 explained steps, GRU(32) where tint
+trains GRU(200): one fold takes ~5 min on 2 idle cores with tint live) and the methods
+with a published value except the masks (Dynamask at tint's 1000 epochs on 200 sequences alone would take hours here)."""
 
 
 # -- published values ----------------------------------------------------------------------------------
@@ -304,7 +307,10 @@ def METHOD_OPTIONS(name: str, ctx: "Context") -> dict:
         # methods written for #16 by other engineers (options kept only if the class accepts them)
         "deeplift": {"baseline": 0.0, "strict": False},  # captum (tint) also computes through GRU/LSTM cells
         "deeplift_shap": {"background": bg, "n_background": 8, "strict": False, "seed": ctx.seed},
-        "gradient_shap": {"background": bg, "n_samples": b["sg_samples"], "seed": ctx.seed},
+        # HMM: tint's published setting (n_samples=50, stdevs=0.0001, zeros + test inputs as references)
+        "gradient_shap": ({"background": ctx.shap_background, "n_samples": 50, "stdevs": 1e-4, "seed": ctx.seed}
+                          if hmm and ctx.shap_background is not None
+                          else {"background": bg, "n_samples": b["sg_samples"], "seed": ctx.seed}),
         "temporal_ig": {"n_steps": b["ig_steps"], "baseline": 0.0},
         "temporal_occlusion": {"baseline": ctx.baseline},  # tint's TemporalOcclusion with the training mean
         "rise": {"n_masks": b["rise_masks"], "grid": min(7, ctx.length), "per_channel": True, "seed": ctx.seed},
@@ -352,6 +358,9 @@ class Context:
     window: int
     cheap_model: bool  # the white box: per-cell occlusion and Shapley sampling are affordable
     perturb_groups: np.ndarray = None
+    # HMM: GradientShap's references as in tint's experiments/hmm/main.py, zeros and the test
+    # inputs themselves (prefixes), ``th.cat([x_test * 0, x_test])``; None: ``background``
+    shap_background: np.ndarray | None = None
 
 
 def plan_methods(model: nn.Module, scale: Scale, only=None, kind: str = "ismail"
@@ -795,7 +804,8 @@ def _run_hmm(setting: Setting, scale: Scale, seed: int, only, log, cache, peer=F
         groups[:, t - 1] = np.arange(1, c + 1)
         return Context(kind="hmm", length=t, seed=seed, budget=b, baseline=baseline_all[:, :t],
                        x_train=tr.X[:, :, :t], background=tr.X[bg_rows, :, :t], groups=groups, window=1,
-                       cheap_model=False, perturb_groups=groups)
+                       cheap_model=False, perturb_groups=groups,
+                       shap_background=np.concatenate([np.zeros_like(x_all[:, :, :t]), x_all[:, :, :t]]))
 
     def attempt(name, cls, net, ctx, x, target):
         """lumos's map (None when it fails), timed as the peer is (:func:`timed`), on the
@@ -1268,7 +1278,10 @@ def build_parser(prog: str = "lumos bench timeseries", default_out: Path | str =
     parser.add_argument("--out", default=str(default_out), help=f"folder for the tables (default: {default_out})")
     parser.add_argument("--methods", default=None, help="comma-separated method names (default: all applicable)")
     parser.add_argument("--settings", default=None, help="comma-separated substrings of setting keys")
-    parser.add_argument("--seeds", type=int, default=None, help="number of seeds (default: the scale's)")
+    parser.add_argument("--seeds", "--folds", dest="seeds", type=int, default=None,
+                        help="number of seeds, i.e. folds: each draws its own data, trains its own model and is "
+                             "one row of the mean ± s.e. beside tint's 5 published folds (default: the scale's; "
+                             "--scale published --settings hmm --folds 5 for tint's count)")
     parser.add_argument("--no-cache", action="store_true", help="retrain the models")
     parser.add_argument("--render", action="store_true", help="only rewrite the tables from --out's results.json")
     peer = parser.add_mutually_exclusive_group()

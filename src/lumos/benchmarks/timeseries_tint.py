@@ -97,8 +97,10 @@ def _gradient_shap(net, x, target, ctx, opts):
     from captum.attr import GradientShap
 
     torch.manual_seed(ctx.seed)
-    return _back(GradientShap(TimeLast(net)).attribute(_tl(x), baselines=_tl(ctx.background), target=target,
-                                                       n_samples=opts.get("n_samples", 5), stdevs=0.0))
+    background = opts.get("background", ctx.background)
+    return _back(GradientShap(TimeLast(net)).attribute(_tl(x), baselines=_tl(background), target=target,
+                                                       n_samples=opts.get("n_samples", 5),
+                                                       stdevs=opts.get("stdevs", 0.0)))
 
 
 def _occlusion(net, x, target, ctx, opts):
