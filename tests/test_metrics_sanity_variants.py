@@ -71,7 +71,7 @@ def test_noise_and_results_do_not_depend_on_chunks():
     a = smooth_mprt(Saliency(model), model, x, y, n_samples=5, seed=1, chunk=1)
     b = smooth_mprt(Saliency(model), model, x, y, n_samples=5, seed=1)
     np.testing.assert_allclose(a.scores["spearman"], b.scores["spearman"], atol=1e-12)
-    one = smooth_mprt(Saliency(model), model, x[:1], y[:1], n_samples=5, seed=1)
+    one = smooth_mprt(Saliency(model), model, x[:1], y[:1], n_samples=5, seed=1, reference=None)
     np.testing.assert_allclose(one.scores["spearman"][:, 0], b.scores["spearman"][:, 0], atol=1e-12)
 
 
@@ -89,6 +89,10 @@ def test_bad_arguments():
     model, x, y = ref.setup()
     with pytest.raises(ValueError, match="order"):
         smooth_mprt(Saliency(model), model, x, y, order="cascade")
+    with pytest.raises(ValueError, match="at least 2 inputs"):  # the reference rule's yardstick, before any work
+        smooth_mprt(Saliency(model), model, x[:1], y[:1])
+    with pytest.raises(ValueError, match="reference must be one of"):
+        smooth_mprt(Saliency(model), model, x, y, reference="zero")
     with pytest.raises(ValueError, match="off_target"):
         random_logit(Saliency(model), model, x, y, off_target=y)
     with pytest.raises(ValueError, match="unknown layers"):

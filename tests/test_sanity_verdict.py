@@ -12,7 +12,7 @@ import torch
 from lumos import IntegratedGradients, Saliency
 from lumos.data import load_digits
 from lumos.methods.cam import GuidedBackprop
-from lumos.metrics import model_randomisation
+from lumos.metrics import model_randomisation, smooth_mprt
 from lumos.models import CNN2d
 from lumos.models.train import fit
 
@@ -26,6 +26,14 @@ def digits_cnn():
         acc = (model(torch.as_tensor(d.X_test)).argmax(1).numpy() == d.y_test).mean()
     assert acc > 0.8, acc
     return model, d.X_test[:32]
+
+
+def _edges(inputs, target):
+    """Maps that ignore the model: the input's edges."""
+    from scipy import ndimage
+
+    x = np.asarray(inputs, dtype=np.float64)
+    return np.hypot(ndimage.sobel(x, axis=-1), ndimage.sobel(x, axis=-2))
 
 
 def _ig_half(inputs, target, model):
@@ -181,3 +189,30 @@ def test_guided_grad_cam_equals_captum_with_bilinear_upsampling():
     np.testing.assert_allclose(ours, peer, atol=1e-5 * np.abs(peer).max(), rtol=0)
     nearest = captum.GuidedGradCam(model, model[3]).attribute(xt, target=torch.as_tensor(t)).detach().numpy()
     assert np.abs(nearest - ours).max() > 1e-3 * np.abs(ours).max()  # the default is a different map
+
+
+def test_smooth_mprt_takes_the_reference_rule(digits_cnn):
+    """Smooth MPRT's verdict is the cascading test's reference rule (one implementation) on the
+    denoised maps: maps that ignore the model fail, saliency of the trained CNN passes."""
+    model, x = digits_cnn
+    x = x[:16]
+    sal = smooth_mprt(Saliency(model), model, x, n_samples=4)
+    edges = smooth_mprt(_edges, model, x, n_samples=4)
+    for r in (sal, edges):
+        assert r.mode == "bottom_up" and r.meta["rule"] == "reference" and r.meta["metric"] == "smooth_mprt"
+        assert set(r.reference) == {"spearman", "spearman_signed"} and r.threshold == r.reference["spearman"]
+    assert sal.passed and sal.verdict.startswith("pass: explanation changes with every layer randomised"), sal.verdict
+    assert sal.deciding_stage == "classifier" and sal.changed["classifier"]
+    np.testing.assert_allclose(edges.scores["spearman"], 1.0)
+    assert edges.reference["spearman"] < 0.9  # different digits' edges differ: the yardstick is not 1
+    assert not edges.passed and edges.verdict.startswith("FAIL: explanation unchanged with every layer randomised")
+    assert not smooth_mprt(_edges, model, x, n_samples=4, order="top_down").passed
+    # one copy (K = 1: the input itself), top down: exactly the cascading test, verdict included
+    one = smooth_mprt(Saliency(model), model, x, n_samples=1, order="top_down")
+    plain = model_randomisation(Saliency(model), model, x, similarities=("spearman",))
+    assert one.stages == plain.stages and one.reference == pytest.approx(plain.reference)
+    for k in ("spearman", "spearman_signed"):
+        np.testing.assert_allclose(one.scores[k], plain.scores[k], atol=1e-12)
+    assert (one.passed, one.deciding_stage, one.reason) == (plain.passed, plain.deciding_stage, plain.reason)
+    fixed = smooth_mprt(_edges, model, x, n_samples=4, reference=None)  # the fixed rule stays available
+    assert not fixed.passed and fixed.reference is None and fixed.threshold == 0.5

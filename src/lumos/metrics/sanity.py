@@ -51,10 +51,14 @@ measures and stays changed with every layer random. It *fails* with the reason
   0.99 on MNIST digits, the same as IG's randomised maps);
 - "unchanged with every layer randomised" when the fully randomised stage has not changed.
 
-Independent mode passes when some layer's stage has changed on both measures. With
-``reference=None`` the earlier fixed rule is used: a stage is changed when its mean Spearman
-of ``|Phi|`` is below ``threshold`` (default 0.5); label randomisation and the MPRT variants
-use that rule. ``SanityResult.reference`` holds ``b`` per measure.
+Independent mode passes when some layer's stage has changed on both measures; label
+randomisation when its one stage has. Smooth MPRT (:func:`smooth_mprt`) takes the same rule
+on its denoised maps (``b`` from the denoised original maps of different inputs); in its
+default bottom-up order (input side first) it passes when the fully randomised stage has
+changed on both measures. With ``reference=None`` the earlier fixed rule is used: a stage is
+changed when its mean Spearman of ``|Phi|`` is below ``threshold`` (default 0.5).
+``SanityResult.reference`` holds ``b`` per measure. (:func:`efficient_mprt` and
+:func:`random_logit` give scores, not verdicts.)
 
 SSIM: lumos's own implementation, always (no dependency, same numbers with or without
 scikit-image, and it also handles 1-D maps). It follows scikit-image's defaults
@@ -297,14 +301,25 @@ def _verdict(mode: str, stages: list[str], rho: np.ndarray, threshold: float, to
 REFERENCES = ("inputs", None)
 
 
+def _check_reference(reference, n_inputs: int | None = None) -> None:
+    """``reference`` is one of :data:`REFERENCES`, and the reference rule has 2 inputs or more."""
+    if reference not in REFERENCES:
+        raise ValueError(f"reference must be one of {REFERENCES}, got {reference!r}")
+    if reference is not None and n_inputs is not None and n_inputs < 2:
+        raise ValueError(_TWO_INPUTS)
+
+
+_TWO_INPUTS = ("the reference rule compares explanations of different inputs: give at least 2 inputs "
+               "(or reference=None for the fixed-threshold rule)")
+
+
 def unrelated_similarity(original: np.ndarray, measures=("spearman", "spearman_signed"),
                          absolute: bool = True) -> dict[str, np.ndarray]:
     """The reference ``b(i)`` of the reference rule: per input ``i``, the similarity between
     its explanation and the explanation of input ``i + 1`` (cyclically) of the same model,
     for each measure (``"spearman"``: of ``|Phi|``; ``"spearman_signed"``: of ``Phi``)."""
     if len(original) < 2:
-        raise ValueError("the reference rule compares explanations of different inputs: give at least 2 inputs "
-                         "(or reference=None for the fixed-threshold rule)")
+        raise ValueError(_TWO_INPUTS)
     other = np.roll(original, -1, axis=0)
     out = {}
     for k in measures:
@@ -347,25 +362,37 @@ def _reference_verdict(mode: str, stages: list[str], rho: dict[str, np.ndarray],
     per = ", ".join(f"{s} {rho['spearman'][i]:.2f}" + (f"/{rho['spearman_signed'][i]:.2f}" if len(kinds) > 1 else "")
                     for i, s in enumerate(stages))
     per = f"per stage ({'|Phi|/signed' if len(kinds) > 1 else '|Phi|'} Spearman): {per}"
+
+    def why(i, unchanged, sign_kept):
+        """Why stage ``i`` has not changed on both measures: ``unchanged`` when neither has,
+        ``sign_kept`` when only ``|Phi|`` has."""
+        abs_ok = bool(changed["spearman"][i])
+        signed_ok = bool(changed.get("spearman_signed", changed["spearman"])[i])
+        if not abs_ok and signed_ok:
+            return "|Phi| keeps the input's structure (its sign changed, its magnitude did not)"
+        return sign_kept if abs_ok else unchanged
+
     if mode == "cascading":
         n = len(stages)
         top = _top_stages(n, top_layers)
         t, last = top - 1, n - 1
         where = f"with the top {top} of {n} layers randomised (through {stages[t]})"
         if not both[t]:
-            abs_ok = bool(changed["spearman"][t])
-            signed_ok = bool(changed.get("spearman_signed", changed["spearman"])[t])
-            if not abs_ok and signed_ok:
-                why = "|Phi| keeps the input's structure (its sign changed, its magnitude did not)"
-            elif abs_ok:
-                why = "insensitive to the top layers: the sign pattern is unchanged"
-            else:
-                why = "insensitive to the top layers"
-            return False, stages[t], f"{why} {where}: {shown(t)}; {per}", top
+            reason = why(t, "insensitive to the top layers",
+                         "insensitive to the top layers: the sign pattern is unchanged")
+            return False, stages[t], f"{reason} {where}: {shown(t)}; {per}", top
         if not both[last]:
             return False, stages[last], f"explanation unchanged with every layer randomised: {shown(last)}; {per}", top
         return (True, stages[t], f"explanation changes {where} (less than half of its similarity above that of two "
                 f"different inputs' maps is left: {shown(t)}) and stays changed; {per}", top)
+    if mode == "bottom_up":
+        last = len(stages) - 1
+        where = f"with every layer randomised, input side first (through {stages[last]})"
+        if not both[last]:
+            reason = why(last, "explanation unchanged", "sign pattern unchanged (|Phi| changed)")
+            return False, stages[last], f"{reason} {where}: {shown(last)}; {per}", None
+        return (True, stages[last], f"explanation changes {where} (less than half of its similarity above that of two "
+                f"different inputs' maps is left: {shown(last)}); {per}", None)
     i = int(np.argmax(both)) if both.any() else int(np.argmin(rho["spearman"]))
     word = "changes" if both[i] else "unchanged"
     return bool(both[i]), stages[i], f"explanation {word} with layer {stages[i]} randomised: {shown(i)}; {per}", None
@@ -377,6 +404,43 @@ def _by_reference(original, scores, absolute):
     base = unrelated_similarity(original, measures, absolute)
     return measures, {k: float(v.mean()) for k, v in base.items()}, \
         {k: changed_vs_reference(scores[k], base[k]) for k in measures}
+
+
+def _stage_scores(model, names, order, seed, layer_seeds, original, explained, similarities, absolute, topk,
+                  signed: bool):
+    """``(stages, scores)`` of a randomisation test: per stage of :func:`randomised_models`,
+    ``explained(copy)`` compared with ``original`` by the similarities (of ``|Phi|`` with
+    ``absolute``), and with ``signed`` also by the Spearman correlation of the signed maps
+    (``scores["spearman_signed"]``, the reference rule's second measure)."""
+    stages, per_stage = [], []
+    for name, work in randomised_models(model, names, order, seed, layer_seeds):
+        phi = np.asarray(explained(work), dtype=np.float64)
+        stage = _compare(original, phi, similarities, absolute, topk)
+        if signed:
+            stage["spearman_signed"] = spearman(original, phi)
+        per_stage.append(stage)
+        stages.append(name)
+    return stages, {k: np.stack([s[k] for s in per_stage]) for k in per_stage[0]}
+
+
+def _sanity_result(method: str, mode: str, stages: list[str], scores: dict, original: np.ndarray, absolute: bool,
+                   threshold: float, top_layers: int | None, reference: str | None, meta: dict | None = None
+                   ) -> SanityResult:
+    """The :class:`SanityResult` of a randomisation test with its verdict: by the reference
+    rule of the module docstring (``reference="inputs"``) or by the fixed ``threshold``
+    (``reference=None``). ``mode``: ``"cascading"``, ``"bottom_up"``, ``"independent"`` or
+    ``"label"``; ``original``: the unrandomised maps (signed), the reference's source."""
+    meta = dict(meta or {})
+    if reference is None:
+        passed, deciding, reason, top = _verdict(mode, stages, scores["spearman"].mean(axis=1), threshold, top_layers)
+        return SanityResult(method, mode, stages, scores, threshold, passed, deciding, meta=meta, reason=reason,
+                            top_layers=top)
+    measures, ref, changed = _by_reference(original, scores, absolute)
+    passed, deciding, reason, top = _reference_verdict(mode, stages, {k: scores[k].mean(axis=1) for k in measures},
+                                                       ref, changed, top_layers)
+    meta.update(changed={k: v.tolist() for k, v in changed.items()}, rule="reference")
+    return SanityResult(method, mode, stages, scores, ref["spearman"], passed, deciding, meta=meta, reason=reason,
+                        top_layers=top, reference=ref)
 
 
 def _compare(original, randomised, similarities, absolute, topk) -> dict[str, np.ndarray]:
@@ -435,33 +499,16 @@ def model_randomisation(explainer: Any, model: torch.nn.Module, inputs, target=N
     :class:`SanityResult` with the per-stage similarities, the reference, the verdict and its
     reason. ``layer_seeds``: see :func:`randomised_models`.
     """
-    if reference not in REFERENCES:
-        raise ValueError(f"reference must be one of {REFERENCES}, got {reference!r}")
+    _check_reference(reference)
     check_choice(mode, "mode", MODES)
     _check_similarities(similarities)
     run, x, t, original = _prepare(explainer, model, inputs, target)
     names = _layer_names(model, layers)
-    stages, per_stage = [], []
-    signed = reference is not None and absolute
-    for name, work in randomised_models(model, names, "top_down" if mode == "cascading" else mode, seed, layer_seeds):
-        phi = np.asarray(run(work, x, t), dtype=np.float64)
-        stage = _compare(original, phi, similarities, absolute, topk)
-        if signed:
-            stage["spearman_signed"] = spearman(original, phi)
-        per_stage.append(stage)
-        stages.append(name)
-    scores = {k: np.stack([s[k] for s in per_stage]) for k in per_stage[0]}
-    rho = scores["spearman"].mean(axis=1)
-    if reference is None:
-        passed, deciding, reason, top = _verdict(mode, stages, rho, threshold, top_layers)
-        return SanityResult(_method(explainer), mode, stages, scores, threshold, passed, deciding, reason=reason,
-                            top_layers=top)
-    measures, ref, changed = _by_reference(original, scores, absolute)
-    passed, deciding, reason, top = _reference_verdict(mode, stages, {k: scores[k].mean(axis=1) for k in measures},
-                                                       ref, changed, top_layers)
-    return SanityResult(_method(explainer), mode, stages, scores, ref["spearman"], passed, deciding,
-                        meta={"changed": {k: v.tolist() for k, v in changed.items()}, "rule": "reference"},
-                        reason=reason, top_layers=top, reference=ref)
+    order = "top_down" if mode == "cascading" else mode
+    stages, scores = _stage_scores(model, names, order, seed, layer_seeds, original, lambda m: run(m, x, t),
+                                   similarities, absolute, topk, signed=reference is not None and absolute)
+    return _sanity_result(_method(explainer), mode, stages, scores, original, absolute, threshold, top_layers,
+                          reference)
 
 
 def label_randomisation(explainer: Any, model: torch.nn.Module, inputs, train_fn: Callable, X_train, y_train,
@@ -472,8 +519,7 @@ def label_randomisation(explainer: Any, model: torch.nn.Module, inputs, train_fn
     returns the trained model, or None to mean the copy) on labels permuted with ``seed``;
     its explanations are compared with the original model's. Verdict: the reference rule of
     the module docstring on its one stage (``reference=None``: Spearman below ``threshold``)."""
-    if reference not in REFERENCES:
-        raise ValueError(f"reference must be one of {REFERENCES}, got {reference!r}")
+    _check_reference(reference)
     _check_similarities(similarities)
     run, x, t, original = _prepare(explainer, model, inputs, target)
     work = copy.deepcopy(model)
@@ -484,20 +530,12 @@ def label_randomisation(explainer: Any, model: torch.nn.Module, inputs, train_fn
     trained = work if trained is None else trained
     phi = np.asarray(run(trained, x, t), dtype=np.float64)
     scores = {k: v[None] for k, v in _compare(original, phi, similarities, absolute, topk).items()}
-    if reference is None:
-        passed, deciding, reason, _ = _verdict("label", ["label_randomised"], scores["spearman"].mean(axis=1),
-                                               threshold, None)
-        return SanityResult(_method(explainer), "label", ["label_randomised"], scores, threshold, passed, deciding,
-                            reason=reason)
-    if absolute:
+    if reference is not None and absolute:
         scores["spearman_signed"] = spearman(original, phi)[None]
-    measures, ref, changed = _by_reference(original, scores, absolute)
-    passed, deciding, reason, _ = _reference_verdict("label", ["label_randomised"],
-                                                     {k: scores[k].mean(axis=1) for k in measures}, ref, changed, None)
-    return SanityResult(_method(explainer), "label", ["label_randomised"], scores, ref["spearman"], passed, deciding,
-                        meta={"changed": {k: v.tolist() for k, v in changed.items()}, "rule": "reference"},
-                        reason=reason.replace("layer label_randomised randomised", "labels randomised"),
-                        reference=ref)
+    result = _sanity_result(_method(explainer), "label", ["label_randomised"], scores, original, absolute, threshold,
+                            None, reference)
+    result.reason = result.reason.replace("layer label_randomised randomised", "labels randomised")
+    return result
 
 
 @metric("randomisation_spearman", "sanity", higher_is_better=False, needs="explainer")
@@ -566,8 +604,8 @@ def smooth_mprt(explainer: Any, model: torch.nn.Module, inputs, target=None, *, 
                 noise_magnitude: float = 0.1, order: str = "bottom_up", layers: list[str] | None = None,
                 similarities=("spearman",), absolute: bool = True, normalise: bool = True, topk: float = 0.1,
                 threshold: float = 0.5, seed: int = 0, noise_seed: int | None = None,
-                layer_seeds: str = "increment", top_layers: int | None = None, chunk: int | None = None
-                ) -> SanityResult:
+                layer_seeds: str = "increment", top_layers: int | None = None, chunk: int | None = None,
+                reference: str | None = "inputs") -> SanityResult:
     """Smooth model parameter randomisation test (Hedström et al. 2023, arXiv:2401.06465;
     extended in arXiv:2405.02383).
 
@@ -581,10 +619,21 @@ def smooth_mprt(explainer: Any, model: torch.nn.Module, inputs, target=None, *, 
     absolute value taken (``absolute``), then compared with the original's by the
     ``similarities`` (Spearman by default). ``order``: ``"bottom_up"`` (the paper's choice,
     Quantus's default), ``"top_down"`` (cascading as Adebayo et al.) or ``"independent"``;
-    see :func:`randomised_models`. The verdict: top-down, the per-stage rule of the module
-    docstring; bottom-up, whether the fully randomised stage is below ``threshold``;
-    independent, the lowest stage. ``chunk``: inputs per explainer call (each gives ``K`` rows;
+    see :func:`randomised_models`. ``chunk``: inputs per explainer call (each gives ``K`` rows;
     the results do not depend on it). Lower similarity is better.
+
+    The verdict is the reference rule of the module docstring, the one of
+    :func:`model_randomisation` (``reference="inputs"``, the default): the reference ``b`` is the
+    similarity between the denoised original maps of *different* inputs (input ``i`` against
+    ``i + 1``), and a stage has changed when less than half of its similarity above ``b`` is
+    left or it is not significantly above ``b`` (paired, two standard errors), on the Spearman
+    correlation of ``|Phi|`` and, with ``absolute``, also of the signed denoised maps
+    (``scores["spearman_signed"]``). Bottom-up (the default): the method passes when the fully
+    randomised stage has changed on both measures, and fails with "explanation unchanged" or
+    "|Phi| keeps the input's structure" otherwise; top-down: the cascading rule (changed once
+    the ``top_layers`` are random, and staying changed); independent: some layer's stage has
+    changed. ``reference=None``: the fixed rule, a mean Spearman below ``threshold``. The
+    reference needs at least 2 inputs.
 
     Equal to ``quantus.SmoothMPRT`` (0.6.0) given the same noise and layer seeding
     (``layer_seeds="same"``, ``seed`` = Quantus's + 1). Quantus normalises over the whole
@@ -594,6 +643,7 @@ def smooth_mprt(explainer: Any, model: torch.nn.Module, inputs, target=None, *, 
     _check_similarities(similarities)
     run = explain_fn(explainer)
     x = inputs_of(inputs)
+    _check_reference(reference, len(x))
     t = _targets(model, x, target)
     names = _layer_names(model, layers)
     z = smooth_mprt_noise(x, n_samples, seed if noise_seed is None else noise_seed)
@@ -603,20 +653,14 @@ def smooth_mprt(explainer: Any, model: torch.nn.Module, inputs, target=None, *, 
 
     def explained(m):
         a = _smoothed(run, m, x, t, z, std, chunk)
-        a = _second_moment(a) if normalise else a
-        return np.abs(a) if absolute else a
+        return _second_moment(a) if normalise else a
 
     original = explained(model)
-    stages, per_stage = [], []
-    for name, work in randomised_models(model, names, order, seed, layer_seeds):
-        per_stage.append(_compare(original, explained(work), similarities, False, topk))
-        stages.append(name)
-    scores = {k: np.stack([s[k] for s in per_stage]) for k in similarities}
-    mode = "cascading" if order == "top_down" else order
-    passed, deciding, reason, top = _verdict(mode, stages, scores["spearman"].mean(axis=1), threshold, top_layers)
-    return SanityResult(_method(explainer), mode, stages, scores, threshold, passed, deciding,
-                        meta={"metric": "smooth_mprt", "n_samples": n_samples, "noise_magnitude": noise_magnitude},
-                        reason=reason, top_layers=top)
+    stages, scores = _stage_scores(model, names, order, seed, layer_seeds, original, explained, similarities,
+                                   absolute, topk, signed=reference is not None and absolute)
+    return _sanity_result(_method(explainer), "cascading" if order == "top_down" else order, stages, scores,
+                          original, absolute, threshold, top_layers, reference,
+                          meta={"metric": "smooth_mprt", "n_samples": n_samples, "noise_magnitude": noise_magnitude})
 
 
 def discrete_entropy(a: np.ndarray, n_bins: int = 100) -> np.ndarray:
