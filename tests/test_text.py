@@ -260,8 +260,10 @@ def test_planted_token_gets_most_relevance_cnn(cnn, data, method, opts):
 
 
 # Gradient x Input on a transformer's token embeddings does not localise the cue (29 % of the
-# sentences here, against 100 % for IG): e ⊙ ∇e reads the embedding's offset direction, which the
-# LayerNorms discard; it is left out of the claim rather than tuned until it passes.
+# sentences here, against 100 % for IG), and lumos computes it as captum does: in this one-block
+# pre-norm encoder a non-<cls> token reaches the output only through LayerNorm(e + p), which is
+# scale invariant, so g·(e + p) = 0 and GxI = −g·p, the gradient times the position embedding
+# (tests/test_text_gxi_transformer.py). It is left out of the claim rather than tuned until it passes.
 ENCODER_METHODS = [("ig", {"n_steps": 32}), ("attnlrp", {}), ("chefer", {}),
                    ("occlusion", {"baseline_token": 2}), ("kernel_shap", {"n_samples": 200, "baseline_token": 2})]
 
