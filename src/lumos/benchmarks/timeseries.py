@@ -1027,6 +1027,23 @@ def _agree(a: tuple[float, float], b: tuple[float, float]) -> tuple[bool, float]
 EXPLAINED: dict[tuple[str, str], str] = {}
 """(setting, method) -> why lumos differs from the published value (filled from the runs)."""
 
+PEER_NOTES: dict[str, Callable[["Setting"], str | None]] = {
+    "deeplift": lambda s: None if s.kind != "ismail" or s.model == "lstm" else (
+        "`deeplift`: the model pools over time with `nn.AdaptiveMaxPool1d`, for which captum 0.9's DeepLift "
+        "(tint's deep_lift) has no rule (its table lists MaxPool1d/2d/3d only): the pool passes its ordinary "
+        "gradient and captum's contributions miss f(x) - f(x') (on the tiny TCN of `tests/test_deeplift_tcn.py` "
+        "by 1.06..2.67 against changes f(x) - f(x') of 0.03..1.62), while lumos applies captum's own max-pool rule to it "
+        "and sums to the change to float rounding; the rest of the network (causal padding, dilated and 1x1 "
+        "convolutions, the residual addition, dropout, weight norm) is linear and both treat it alike (equal to "
+        "1e-12 in float64 where captum sees the pool as `Copy -> MaxPool1d(T)`, and on the TCN and the "
+        "transformer with average pooling). The gap is the pool's rule: small on the TCN (AUP 0.747 vs 0.745 "
+        "at --quick), large on the transformer (0.270 vs 0.128), where layer norm and attention have a rule "
+        "in neither library (both pass their gradient: neither sums to the change there)"),
+}
+"""method -> (setting -> a note on why lumos and tint (live) differ there, or None): the peer
+runs what tint's experiments run (captum's classes with their defaults), and where that is
+not the published definition the table says so."""
+
 
 def peer_table(setting: "Setting", agg: dict, runs: list[dict], scale: Scale) -> list[str]:
     """Published / lumos / tint (live) for the methods tint has, with s.e. and the time ratio."""
@@ -1072,6 +1089,9 @@ def peer_table(setting: "Setting", agg: dict, runs: list[dict], scale: Scale) ->
                 misses.append((name, k, tv is not None and _agree(tv, pv)[0], tv is not None and _agree(lum, tv)[0]))
             cells.append(ratio if k == SE_METRICS[0] else "")
             lines.append("| " + " | ".join(cells) + " |")
+    peer_notes = [n for n in (PEER_NOTES[m](setting) for m in names if m in PEER_NOTES and m in pagg) if n]
+    if peer_notes:
+        lines += ["", "lumos vs tint: " + "; ".join(peer_notes) + "."]
     if misses:
         notes: dict[str, list[str]] = {}
         for name in dict.fromkeys(m[0] for m in misses):
