@@ -144,7 +144,9 @@ def lumos_estimators():
             "lumos LeverageShap(kernel)": make(LeverageShap, distribution="kernel"),
             "lumos RegressionMSR": make(RegressionMSR),
             "lumos SamplingShapley": make(SamplingShapley),
-            "lumos SamplingShapley(iid)": make(SamplingShapley, antithetic=False)}
+            "lumos SamplingShapley(iid)": make(SamplingShapley, antithetic=False),
+            "lumos RegressionMSR(one sample)": make(RegressionMSR, cross_fit=False),
+            "lumos SamplingShapley(stratified)": make(SamplingShapley, antithetic=False, stratified=True)}
 
 
 def peer_estimators():

@@ -459,6 +459,19 @@ class KernelShap(ShapleyExplainer):
         result.extras["n_coalitions"] = np.asarray(state.n_coalitions)
 
 
+def latin_orderings(d: int, n: int, rng: np.random.Generator) -> np.ndarray:
+    """``n`` orderings of ``d`` players ``(n, d)``, in blocks of ``d`` that are the rows of a random
+    Latin square (row k of the cyclic square, (k + j) mod d, with rows, positions and players
+    permuted uniformly): each ordering is uniform, and in a full block every player holds
+    every position once. A last partial block takes its first rows (a uniform subset)."""
+    cyclic = (np.arange(d)[:, None] + np.arange(d)[None, :]) % d
+    out = np.empty((n, d), dtype=np.int64)
+    for start in range(0, n, d):
+        square = rng.permutation(d)[cyclic[rng.permutation(d)][:, rng.permutation(d)]]
+        out[start:start + d] = square[:min(d, n - start)]
+    return out
+
+
 @register("sampling_shapley", "shapley_sampling", "permutation_shapley")
 class SamplingShapley(ShapleyExplainer):
     """Shapley values as the mean marginal contribution over random orderings of the
@@ -476,21 +489,36 @@ class SamplingShapley(ShapleyExplainer):
     antithetic : bool, default True
         Pair each ordering with its reverse; False draws every ordering independently
         (shap's PermutationExplainer pairs them too; shapiq's PermutationSamplingSV does not).
+    stratified : bool, default False
+        Draw the orderings in blocks of d that put every player at every position exactly
+        once (the rows of a random Latin square: the cyclic square with its rows, columns
+        and symbols permuted uniformly; a last partial block takes random rows): the
+        position-balanced "structured random sampling" of van Campen et al. 2018 (Social
+        Network Analysis and Mining 8:3), a stratification of each player's contributions
+        by coalition size as in Maleki et al. 2013 (arXiv:1306.4265). Every ordering is
+        still uniform, so the estimate stays unbiased; a full block removes the variance
+        between coalition sizes. With ``antithetic`` the block's reverses follow it.
     """
 
-    def __init__(self, model, *, n_permutations: int = 64, antithetic: bool = True, **kwargs):
+    def __init__(self, model, *, n_permutations: int = 64, antithetic: bool = True, stratified: bool = False,
+                 **kwargs):
         super().__init__(model, **kwargs)
         self.n_permutations = check_positive_int(n_permutations, "n_permutations")
         self.antithetic = bool(antithetic)
+        self.stratified = bool(stratified)
 
     def params(self):
-        return {**super().params(), "n_permutations": self.n_permutations, "antithetic": self.antithetic}
+        return {**super().params(), "n_permutations": self.n_permutations, "antithetic": self.antithetic,
+                "stratified": self.stratified}
 
     def _design(self, state):
         d = state.n_groups
         state.half = (self.n_permutations + 1) // 2
         state.pairs = max(1, min(state.half, self.design_elements // (2 * d * (d + 1))))  # pairs per block
         state.rng = state.call.shared_rng()
+        if self.stratified:  # all orderings up front (n · d small integers), sliced per block of pairs
+            count = state.half if self.antithetic else 2 * state.half
+            state.orderings = latin_orderings(d, count, state.rng)
 
     def _width(self, state):
         return 2 * state.pairs * state.n_groups
@@ -506,7 +534,12 @@ class SamplingShapley(ShapleyExplainer):
         ends = None
         for sl in chunk_slices(half, state.pairs):
             q = sl.stop - sl.start
-            if self.antithetic:
+            if self.stratified and self.antithetic:
+                perms = state.orderings[sl]
+                perms = np.concatenate([perms, perms[:, ::-1]])
+            elif self.stratified:  # consecutive rows of the squares, paired only for the standard error
+                perms = state.orderings[2 * sl.start:2 * sl.stop]
+            elif self.antithetic:
                 perms = np.argsort(rng.random((q, d)), axis=1)
                 perms = np.concatenate([perms, perms[:, ::-1]])  # (2q, d): orderings, then their reverses
             else:  # 2q independent orderings, paired only for the standard error

@@ -91,10 +91,19 @@ class RegressionMSR(ShapleyExplainer):
         Ridge penalty of the surrogate fit, relative to the mean diagonal of its normal
         equations (keeps the fit defined when the sample has fewer coalitions than
         coefficients; any value leaves the estimate unbiased).
+    cross_fit : bool, default True
+        Fit the surrogate on one of two independent samples and sum the residual over the
+        other (exactly unbiased). False: one sample of the whole budget, the surrogate
+        fitted on it and its residual summed over the same coalitions — the fit sees every
+        coalition instead of half of them, at the price of an O(1/n) bias (the residual is
+        correlated with the fit); still efficient exactly, and exact once the budget covers
+        every coalition (then φ(g) + φ(v − g) = φ(v) whatever g), so consistent. Measured on
+        the ECG200 CNN (12 windows, 8 seeds): RMSE 7.1e-4 at 256 coalitions against 8.9e-4
+        cross-fitted (``benchmarks/shapley_curve``).
     """
 
     def __init__(self, model, *, n_samples="auto", surrogate: str = "auto", distribution: str = "leverage",
-                 ridge: float = 1e-6, **kwargs):
+                 ridge: float = 1e-6, cross_fit: bool = True, **kwargs):
         super().__init__(model, **kwargs)
         self.n_samples = n_samples if n_samples == "auto" else check_positive_int(n_samples, "n_samples")
         if surrogate not in ("auto", "quadratic", "linear"):
@@ -104,22 +113,24 @@ class RegressionMSR(ShapleyExplainer):
         if not (np.isfinite(ridge) and ridge >= 0):
             raise ValueError(f"ridge must be a non-negative number, got {ridge!r}")
         self.surrogate, self.distribution, self.ridge = surrogate, distribution, float(ridge)
+        self.cross_fit = bool(cross_fit)
 
     def params(self):
         return {**super().params(), "n_samples": self.n_samples, "surrogate": self.surrogate,
-                "distribution": self.distribution, "ridge": self.ridge}
+                "distribution": self.distribution, "ridge": self.ridge, "cross_fit": self.cross_fit}
 
     def _design(self, state):
         d = state.n_groups
         budget = 2 * d + 2048 if self.n_samples == "auto" else self.n_samples
         state.kind = self.surrogate if self.surrogate != "auto" else ("quadratic" if d <= 40 else "linear")
-        design = PairedDesign(d, budget, state.call.shared_rng(), self.distribution, folds=2)
+        folds = 2 if self.cross_fit else 1
+        design = PairedDesign(d, budget, state.call.shared_rng(), self.distribution, folds=folds)
         big = 1 << 62
         parts = [list(design.blocks(big, saturated_only=True))] + \
-                [list(design.blocks(big, fold=f, sampled_only=True)) for f in (0, 1)]
+                [list(design.blocks(big, fold=f, sampled_only=True)) for f in range(folds)]
         empty = (np.zeros((0, d), dtype=bool), np.zeros(0))
         cat = [(np.concatenate([m for m, _ in p]), np.concatenate([s for _, s in p])) if p else empty for p in parts]
-        state.parts = cat  # (saturated, fold 0, fold 1): masks and 1 / inclusion probability
+        state.parts = cat  # (saturated, fold 0[, fold 1]): masks and 1 / inclusion probability
         state.all_masks = np.concatenate([m for m, _ in cat])
         state.n_coalitions = state.all_masks.shape[0]
 
@@ -139,9 +150,10 @@ class RegressionMSR(ShapleyExplainer):
         pieces = [(m, s, v[:, bounds[k]:bounds[k + 1]]) for k, (m, s) in enumerate(state.parts)]
         (m_sat, s_sat, v_sat), folds = pieces[0], pieces[1:]
         phi = np.zeros((n, d))
-        for k in (0, 1):
-            fit_m, fit_s, fit_v = (np.concatenate([m_sat, folds[1 - k][0]]), np.concatenate([s_sat, folds[1 - k][1]]),
-                                   np.concatenate([v_sat, folds[1 - k][2]], axis=1))
+        for k in range(len(folds)):
+            other = folds[1 - k] if len(folds) == 2 else folds[k]  # cross-fitted, or the same sample
+            fit_m, fit_s, fit_v = (np.concatenate([m_sat, other[0]]), np.concatenate([s_sat, other[1]]),
+                                   np.concatenate([v_sat, other[2]], axis=1))
             beta = self._fit(fit_m, fit_s, fit_v, state.kind)  # fitted without fold k
             mc_m = np.concatenate([m_sat, folds[k][0]])
             mc_s = np.concatenate([s_sat, folds[k][1]])
@@ -150,7 +162,7 @@ class RegressionMSR(ShapleyExplainer):
             g_full = beta.sum(0)  # g(N) − v(∅): every feature is 1 on the full coalition
             coef = mc_coefficients(mc_m) * mc_s[:, None]  # (m, d)
             phi += surrogate_shapley(beta, d, state.kind) + resid @ coef + ((delta - g_full) / d)[:, None]
-        return phi / 2, {}
+        return phi / len(folds), {}
 
     def _fit(self, masks, scale, v, kind):
         d = masks.shape[1]
