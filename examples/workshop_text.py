@@ -245,9 +245,11 @@ def tau_summary(jw: dict, name: str, mask=None) -> tuple[float, float, float]:
 
 def adversarial_attention(model, ids: np.ndarray, eps: float = EPS, steps: int = 400, lr: float = 0.05,
                           penalty: float = 100.0) -> dict:
-    """Per sentence (one length), the attention of largest JSD from the learned one whose
-    output distribution stays within TVD ``eps`` (the best feasible iterate; the learned
-    attention itself, JSD 0, when none is found)."""
+    """Per sentence, the attention of largest JSD from the learned one whose output
+    distribution stays within TVD ``eps`` (the best feasible iterate; the learned attention
+    itself, JSD 0, when none is found). ``ids`` (n, T) may mix lengths: the logits of the pad
+    positions are held at -inf, and Adam's update is elementwise, so each sentence follows the
+    trajectory it would follow alone (one batch instead of one optimisation per length)."""
     import torch
 
     x = torch.as_tensor(ids, dtype=torch.long)
@@ -255,7 +257,7 @@ def adversarial_attention(model, ids: np.ndarray, eps: float = EPS, steps: int =
         h, mask = model.encode(x)
         alpha = model.attend(h, mask)
         y0 = torch.softmax(model.decode(h, alpha), 1)
-    z = (-torch.log(alpha.clamp_min(1e-12))).clone().requires_grad_(True)
+    z = (-torch.log(alpha.clamp_min(1e-12))).masked_fill(~mask, float("-inf")).requires_grad_(True)
     opt = torch.optim.Adam([z], lr=lr)
     best_jsd = torch.zeros(x.shape[0], dtype=torch.float64)
     best = alpha.clone()
@@ -275,14 +277,17 @@ def adversarial_attention(model, ids: np.ndarray, eps: float = EPS, steps: int =
         loss.backward()
         opt.step()
     return {"jsd": best_jsd.numpy(), "tvd": best_tvd.detach().numpy(), "alpha": alpha.numpy(),
-            "adversarial": best.detach().numpy()}
+            "adversarial": best.detach().numpy(), "lengths": mask.sum(1).numpy()}
 
 
 def adversarial_all(model, X, steps, eps=EPS) -> dict:
-    parts = [(rows, adversarial_attention(model, ids, eps=eps, steps=steps)) for rows, ids in by_length(X, 3)]
-    return {"rows": np.concatenate([r for r, _ in parts]),
-            "jsd": np.concatenate([a["jsd"] for _, a in parts]), "tvd": np.concatenate([a["tvd"] for _, a in parts]),
-            "examples": parts}
+    """:func:`adversarial_attention` for the sentences of length >= 3 of ``X``, in one batch."""
+    from lumos.data.text import lengths_of
+
+    rows = np.flatnonzero(lengths_of(X) >= 3)
+    t = int(lengths_of(X[rows]).max())
+    adv = adversarial_attention(model, X[rows, :t], eps=eps, steps=steps)
+    return {"rows": rows, **adv}
 
 
 def seed_jsd(model_a, model_b, X) -> tuple[np.ndarray, np.ndarray]:
@@ -534,15 +539,19 @@ def figure_attention(jw, adv, seed_jsd_all, results, words, quiet):
     save(fig, "text_attention_debate.png", quiet)
 
     # one sentence: learned vs adversarial attention
-    rows, ex = max(adv["examples"], key=lambda p: len(p[0]) * (p[1]["alpha"].shape[1] <= 14))
-    i = int(np.argmax(ex["jsd"]))
+    # the sentence of the most common length <= 14 whose adversary moved the attention most
+    lengths = adv["lengths"]
+    short = lengths[lengths <= 14]
+    common = int(np.bincount(short).argmax()) if len(short) else int(lengths.min())
+    cands = np.flatnonzero(lengths == common)
+    i = int(cands[np.argmax(adv["jsd"][cands])])
+    t = int(lengths[i])
     fig, ax = plt.subplots(figsize=(8, 2.6))
-    t = ex["alpha"].shape[1]
-    ax.bar(np.arange(t) - 0.2, ex["alpha"][i], 0.4, label="learned")
-    ax.bar(np.arange(t) + 0.2, ex["adversarial"][i], 0.4, label=f"adversarial (JSD {ex['jsd'][i]:.2f}, "
-                                                                   f"output TVD {ex['tvd'][i]:.3f})")
+    ax.bar(np.arange(t) - 0.2, adv["alpha"][i, :t], 0.4, label="learned")
+    ax.bar(np.arange(t) + 0.2, adv["adversarial"][i, :t], 0.4, label=f"adversarial (JSD {adv['jsd'][i]:.2f}, "
+                                                                       f"output TVD {adv['tvd'][i]:.3f})")
     ax.set_xticks(np.arange(t))
-    ax.set_xticklabels(words[int(rows[i])], rotation=45,
+    ax.set_xticklabels(words[int(adv["rows"][i])], rotation=45,
                        fontsize=7)
     ax.set_ylabel("attention")
     ax.legend(fontsize=7)

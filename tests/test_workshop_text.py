@@ -175,6 +175,44 @@ def test_importances_follow_jain_wallace(workshop):
     assert imp["gradient"].shape == (2, 4) and (imp["gradient"] >= 0).all()
 
 
+def test_adversary_batched_over_lengths_equals_one_length_at_a_time(workshop):
+    torch.manual_seed(0)
+    m = BiLSTMAttention(20, embed_dim=8, hidden=4).eval()
+    ids = np.array([[4, 5, 6, 7, 8], [9, 10, 11, 0, 0], [12, 13, 14, 15, 0]])
+    together = workshop.adversarial_attention(m, ids, steps=60)
+    for i, t in enumerate((5, 3, 4)):
+        alone = workshop.adversarial_attention(m, ids[i:i + 1, :t], steps=60)
+        np.testing.assert_allclose(together["jsd"][i], alone["jsd"][0], rtol=1e-4, atol=1e-6)
+        np.testing.assert_allclose(together["adversarial"][i, :t], alone["adversarial"][0], rtol=1e-4, atol=1e-6)
+        assert (together["adversarial"][i, t:] == 0).all() and together["lengths"][i] == t
+    assert together["jsd"].max() > 0.1 and (together["tvd"] <= workshop.EPS + 1e-6).all()
+
+
+def test_fit_text_early_stopping_keeps_the_best_dev_epoch():
+    from lumos.models.text import dev_split
+
+    train, dev = dev_split(100, 0.1, seed=3)
+    assert len(dev) == 10 and len(np.intersect1d(train, dev)) == 0 and len(train) + len(dev) == 100
+    corpus = make_polarity_sentences(n=300, seed=0)
+    ds = corpus.fold(0)
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    cnn = KimCNN(len(ds.extra["vocab"]), embed_dim=16, maps=8)
+    assert (cnn.classifier.weight == 0).all() and cnn.embedding.weight.abs().max() <= 0.25  # Kim's init
+    assert (cnn.embedding.weight[PAD_ID] == 0).all()
+    fit_text(cnn, ds.X_train, ds.y_train, epochs=5, lr=1.0, optimizer="adadelta", dev_share=0.1, max_norm=3.0,
+             bucket=True)
+    rec = cnn.lumos_fit
+    assert rec["epochs_run"] == 5 and len(rec["dev_accuracy"]) == 5
+    assert rec["dev_accuracy"][rec["best_epoch"] - 1] == max(rec["dev_accuracy"])
+    _, dev = dev_split(len(ds.X_train), 0.1, seed=0)  # the kept weights are the best epoch's
+    assert text_accuracy(cnn, ds.X_train[dev], ds.y_train[dev]) == max(rec["dev_accuracy"])
+    with pytest.raises(ValueError, match="optimizer must be"):
+        fit_text(cnn, ds.X_train, ds.y_train, epochs=1, optimizer="sgd")
+    with pytest.raises(ValueError, match="init must be"):
+        KimCNN(10, init="xavier")
+
+
 @pytest.mark.slow
 def test_real_sentences_bag_of_words_matches_the_readme(workshop):
     try:

@@ -52,17 +52,43 @@ def real_lengths(ids: torch.Tensor, pad_id: int = PAD_ID) -> torch.Tensor:
     return (pos * real).amax(1).clamp_min(1)
 
 
+class _KimEmbedding(nn.Embedding):
+    """Kim's CNN-rand word vectors: U(-0.25, 0.25) (his ``np.random.uniform(-0.25, 0.25, k)``),
+    the pad row zero."""
+
+    def reset_parameters(self) -> None:
+        nn.init.uniform_(self.weight, -0.25, 0.25)
+        self._fill_padding_idx_with_zero()
+
+
+class _ZeroLinear(nn.Linear):
+    """The softmax layer of Kim's code (``LogisticRegression``: weights and bias start at 0)."""
+
+    def reset_parameters(self) -> None:
+        nn.init.zeros_(self.weight)
+        nn.init.zeros_(self.bias)
+
+
 class KimCNN(nn.Module):
-    """Kim (2014) CNN-rand; see the module docstring."""
+    """Kim (2014) CNN-rand; see the module docstring.
+
+    ``init="kim"`` (default) starts as Kim's code does: word vectors U(-0.25, 0.25), the
+    softmax layer at zero (the convolutions keep PyTorch's uniform fan-in init, the same
+    scale as his ``sqrt(6 / (fan_in + fan_out))``); ``init="torch"``: PyTorch's defaults
+    (embeddings N(0, 1)). The init lives in the layers' ``reset_parameters``, so
+    :func:`lumos.models.train.reset_weights` and the weight cache re-draw it the same way."""
 
     def __init__(self, vocab: int, n_classes: int = 2, embed_dim: int = 300, widths=(3, 4, 5), maps: int = 100,
-                 dropout: float = 0.5, pad_id: int = PAD_ID):
+                 dropout: float = 0.5, pad_id: int = PAD_ID, init: str = "kim"):
         super().__init__()
+        if init not in ("kim", "torch"):
+            raise ValueError(f"init must be 'kim' or 'torch', got {init!r}")
         self.pad_id, self.widths = int(pad_id), tuple(int(w) for w in widths)
-        self.embedding = nn.Embedding(vocab, embed_dim, padding_idx=pad_id)
+        embedding, linear = (_KimEmbedding, _ZeroLinear) if init == "kim" else (nn.Embedding, nn.Linear)
+        self.embedding = embedding(vocab, embed_dim, padding_idx=pad_id)
         self.convs = nn.ModuleList([nn.Conv1d(embed_dim, maps, w, padding=w - 1) for w in self.widths])
         self.dropout = nn.Dropout(dropout)
-        self.classifier = nn.Linear(maps * len(self.widths), n_classes)
+        self.classifier = linear(maps * len(self.widths), n_classes)
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
         ids = as_ids(ids)
@@ -156,25 +182,76 @@ def _last_real(X: np.ndarray, pad_id: int) -> np.ndarray:
     return np.maximum((real * np.arange(1, real.shape[1] + 1)).max(1), 1)
 
 
+def dev_split(n: int, share: float, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """``(train rows, dev rows)``: a random ``share`` of ``range(n)`` held out as the dev set
+    (Kim 2014: 10 % of the training data), drawn from ``seed``; both sorted."""
+    if not 0 < share < 1:
+        raise ValueError(f"dev share must be in (0, 1), got {share!r}")
+    order = np.random.default_rng([seed, 1408]).permutation(n)
+    k = max(1, int(round(share * n)))
+    return np.sort(order[k:]), np.sort(order[:k])
+
+
+def _batches(rng: np.random.Generator, lengths: np.ndarray, batch_size: int, bucket: bool) -> list[np.ndarray]:
+    """One epoch's batches of row indices (see :func:`fit_text`'s ``bucket``)."""
+    order = rng.permutation(len(lengths))
+    if not bucket:
+        return [order[s:s + batch_size] for s in range(0, len(order), batch_size)]
+    window = 20 * batch_size
+    batches = []
+    for w in range(0, len(order), window):
+        rows = order[w:w + window]
+        rows = rows[np.argsort(lengths[rows], kind="stable")]
+        batches += [rows[s:s + batch_size] for s in range(0, len(rows), batch_size)]
+    return [batches[i] for i in rng.permutation(len(batches))]
+
+
+def _optimiser(name: str, params, lr: float, weight_decay: float):
+    if name == "adam":
+        return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
+    if name == "adadelta":  # Kim (2014) / Zeiler (2012): rho 0.95, eps 1e-6
+        return torch.optim.Adadelta(params, lr=lr, rho=0.95, eps=1e-6, weight_decay=weight_decay)
+    raise ValueError(f"optimizer must be 'adam' or 'adadelta', got {name!r}")
+
+
 def fit_text(model: nn.Module, X: np.ndarray, y: np.ndarray, *, epochs: int = 5, lr: float = 1e-3,
              batch_size: int = 50, weight_decay: float = 0.0, seed: int = 0, max_norm: float | None = None,
-             pad_id: int = PAD_ID, progress: bool = False) -> nn.Module:
-    """Adam + cross-entropy on token ids, each batch cut to its longest sentence;
+             optimizer: str = "adam", dev_share: float | None = None, patience: int | None = None,
+             time_budget: float | None = None, bucket: bool = False, pad_id: int = PAD_ID,
+             progress: bool = False) -> nn.Module:
+    """Cross-entropy on token ids with Adam (``optimizer="adadelta"``: Adadelta with rho
+    0.95, eps 1e-6 as Kim 2014; pass ``lr=1.0``), each batch cut to its longest sentence;
     ``max_norm`` rescales the rows of ``model.classifier.weight`` to l2 norm <= ``max_norm``
-    after each step (Kim 2014: 3). Deterministic for a seed given the initial weights (see
-    :func:`lumos.models.train.fit`); returns the model in eval mode."""
+    after each step (Kim 2014: 3).
+
+    Early stopping (Kim 2014): ``dev_share`` holds out that share of the training rows
+    (:func:`dev_split` with ``seed``); after each epoch the dev accuracy is measured and the
+    weights of the best epoch are kept; training stops after ``patience`` epochs without a
+    better dev accuracy (never, when None), or once ``time_budget`` seconds have passed (at the
+    end of an epoch). ``bucket=True`` batches sentences of similar length (each shuffled
+    window of 20 batches sorted by length, cut into batches, the batches shuffled): the same
+    epochs with about half the padding, hence about half the convolution work on MR.
+    ``model.lumos_fit`` records ``dev_accuracy`` per epoch, ``best_epoch``
+    (1-based), ``epochs_run`` and ``seconds``.
+
+    Deterministic for a seed given the initial weights (see :func:`lumos.models.train.fit`);
+    returns the model in eval mode."""
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
-    X = np.asarray(X)
+    X, y = np.asarray(X), np.asarray(y)
+    if dev_share is not None:
+        train_rows, dev_rows = dev_split(len(X), dev_share, seed)
+        X_dev, y_dev = X[dev_rows], y[dev_rows]
+        X, y = X[train_rows], y[train_rows]
     lengths = _last_real(X, pad_id)
-    Xt, yt = torch.as_tensor(X, dtype=torch.long), torch.as_tensor(np.asarray(y), dtype=torch.long)
-    opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
-    model.train()
+    Xt, yt = torch.as_tensor(X, dtype=torch.long), torch.as_tensor(y, dtype=torch.long)
+    opt = _optimiser(optimizer, model.parameters(), lr, weight_decay)
+    record = {"dev_accuracy": [], "best_epoch": None, "epochs_run": 0, "seconds": 0.0}
+    best, best_acc, begun = None, -1.0, time.perf_counter()
     for epoch in range(epochs):
+        model.train()
         start, total = time.perf_counter(), 0.0
-        order = rng.permutation(len(X))
-        for s in range(0, len(order), batch_size):
-            idx = order[s:s + batch_size]
+        for idx in _batches(rng, lengths, batch_size, bucket):
             t = int(lengths[idx].max())
             opt.zero_grad()
             loss = F.cross_entropy(model(Xt[idx, :t]), yt[idx])
@@ -185,9 +262,26 @@ def fit_text(model: nn.Module, X: np.ndarray, y: np.ndarray, *, epochs: int = 5,
                 with torch.no_grad():
                     w = model.classifier.weight
                     w.mul_((max_norm / w.norm(dim=1, keepdim=True).clamp_min(1e-12)).clamp(max=1.0))
+        record["epochs_run"] = epoch + 1
+        note = ""
+        if dev_share is not None:
+            acc = text_accuracy(model, X_dev, y_dev, pad_id=pad_id)
+            record["dev_accuracy"].append(acc)
+            if acc > best_acc:
+                best_acc, record["best_epoch"] = acc, epoch + 1
+                best = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            note = f", dev accuracy {acc:.4f}"
         if progress:
-            print(f"    epoch {epoch + 1}/{epochs}: loss {total / len(X):.4f} ({time.perf_counter() - start:.1f} s)",
-                  flush=True)
+            print(f"    epoch {epoch + 1}/{epochs}: loss {total / len(X):.4f}{note} "
+                  f"({time.perf_counter() - start:.1f} s)", flush=True)
+        if patience is not None and record["best_epoch"] is not None and epoch + 1 - record["best_epoch"] >= patience:
+            break
+        if time_budget is not None and time.perf_counter() - begun >= time_budget:
+            break
+    if best is not None:
+        model.load_state_dict(best)
+    record["seconds"] = time.perf_counter() - begun
+    model.lumos_fit = record
     return model.eval()
 
 
