@@ -161,6 +161,64 @@ def test_continuity_translations():
     np.testing.assert_array_equal(translate(x, 9, np.array([0, 0])), 0)
 
 
+STABILITY = (local_lipschitz_estimate, continuity, relative_input_stability, relative_output_stability,
+             relative_representation_stability)
+
+
+def test_precomputed_attributions_are_the_explained_ones(cnn):
+    """``attributions=`` (Phi(x) computed beforehand, Quantus's a_batch): the same values as
+    explaining x in the metric, also from an Explanation carrying its inputs and targets
+    (to float32 rounding: x explained alone here, in one batch with its copies there)."""
+    model, x, y = cnn
+    sal = Saliency(model, absolute=False)
+    exp = sal.explain(x, target=y)
+    for fn in STABILITY:
+        kw = {"n_steps": 6} if fn is continuity else {"n_samples": 4, "seed": 1}
+        base = fn(sal, model, x, y, **kw)
+        given = fn(sal, model, x, y, attributions=exp.values, **kw)
+        np.testing.assert_allclose(given, base, rtol=1e-4, err_msg=fn.__name__)
+        np.testing.assert_array_equal(fn(sal, model, None, None, attributions=exp, **kw), given, err_msg=fn.__name__)
+
+
+def test_precomputed_attributions_that_do_not_fit_are_refused(cnn):
+    model, x, y = cnn
+    sal = Saliency(model)
+    a = sal.explain(x, target=y).values
+    with pytest.raises(ValueError, match="rows but there are"):
+        local_lipschitz_estimate(sal, model, x, y, n_samples=2, attributions=a[:-1])
+    with pytest.raises(ValueError, match="values per input"):
+        relative_input_stability(sal, model, x, y, n_samples=2, attributions=a[:, :, :5])
+
+
+def test_representations_from_the_explainers_forward_equal_a_separate_pass(cnn):
+    """RRS reads the layer outputs from the single-pass explainer's own forward pass; an
+    explainer that is not (a callable, IG) gets a separate hooked pass: the same values."""
+    model, x, y = cnn
+    sal = Saliency(model, absolute=False)
+    kw = dict(n_samples=4, seed=2, high=0.5)
+    fused = relative_representation_stability(sal, model, x, y, **kw)
+    separate = relative_representation_stability(lambda xi, t: sal.explain(xi, target=t), model, x, y, **kw)
+    np.testing.assert_allclose(fused, separate, rtol=1e-6)
+    seen = []
+    handle = model.register_forward_hook(lambda m, i, o: seen.append(len(o)))  # carried into lumos's views
+    try:
+        relative_representation_stability(sal, model, x, y, **kw)
+        fused_rows = sum(seen)
+        seen.clear()
+        relative_representation_stability(sal, model, x, y, attributions=sal.explain(x, target=y), **kw)
+        given_rows = sum(seen) - len(x)  # less the explanation of x made here
+    finally:
+        handle.remove()
+    assert fused_rows == len(x) * (1 + 5)  # the targets' pass over x, then x and its 4 copies explained
+    assert given_rows == len(x) * (1 + 4)  # the targets' pass over x (its representations), the copies explained
+    layer = relative_representation_stability(sal, model, x, y, layers=["2"], **kw)
+    assert not np.allclose(layer, fused)
+    ig = IntegratedGradients(model, n_steps=4)
+    np.testing.assert_allclose(relative_representation_stability(ig, model, x, y, **kw),
+                               relative_representation_stability(lambda xi, t: ig.explain(xi, target=t), model, x, y,
+                                                                 **kw), rtol=1e-6)
+
+
 def test_effective_complexity_counts_features():
     a = np.zeros((3, 10))
     a[0, 4] = -2.0

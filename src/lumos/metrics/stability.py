@@ -34,18 +34,28 @@ makes the whole input NaN; lumos equals Quantus on every input Quantus keeps.
 """
 from __future__ import annotations
 
+import contextlib
 from typing import Sequence
 
 import numpy as np
 import torch
 
 from lumos.core.batching import chunk_slices
-from lumos.core.validate import check_choice, check_positive_int
+from lumos.core.explanation import Explanation
+from lumos.core.validate import check_choice, check_finite, check_positive_int
 from lumos.metrics._base import explain_fn, inputs_of, inputs_per_call, metric, scorer
 from lumos.metrics.complexity import flat_values, prepare
 
 _EPS_LIPSCHITZ = 1e-10  # Quantus's lipschitz_constant
 _EPS_CONTINUITY = 1e-9  # Quantus's Continuity
+
+ATTRIBUTIONS_DOC = (
+    "Every metric here takes ``attributions=``: the explanation Phi(x) of the inputs computed beforehand (an "
+    ":class:`~lumos.core.explanation.Explanation`, a tensor or an array with one row per input, made by the same "
+    "explainer), as the attribution metrics take it and as Quantus's ``a_batch``. Then only the perturbed copies "
+    "are explained; ``inputs=None`` takes the inputs an Explanation carries and ``target=None`` its targets. "
+    "A stochastic explainer seeds the copies as rows after the inputs (``row_offset``), so they do not reuse "
+    "the noise of Phi(x).")
 
 
 # -- shared machinery ------------------------------------------------------------------
@@ -58,7 +68,11 @@ def _second_moment_rows(a: np.ndarray) -> np.ndarray:
 
 class _Layers:
     """Forward hooks on named modules of a view collecting the flattened outputs of every
-    call (several model calls per chunk), concatenated in the order the layers first fired."""
+    call (several model calls per chunk), per layer in the order the layers first fired.
+
+    Hooks registered on the metric's view are carried into the view an explainer makes of
+    it (:func:`lumos.core.view.make_view` copies the hook dictionaries), so the layer outputs
+    of the explainer's own forward pass are collected too."""
 
     def __init__(self, model: torch.nn.Module, names: Sequence[str] | None):
         modules = dict(model.named_modules())
@@ -91,43 +105,102 @@ class _Layers:
         for h in self.handles:
             h.remove()
 
-    def take(self) -> np.ndarray:
-        parts = [np.concatenate(v) for v in self.store.values()]
-        self.store = {}
-        return np.concatenate(parts, axis=1)  # the model's dtype (float32: Quantus's arithmetic, half the memory)
+    def take(self, rows: int | None = None) -> list[np.ndarray] | None:
+        """The collected outputs, one ``(rows, r_l)`` array per layer (the model's dtype:
+        float32, Quantus's arithmetic, half the memory), and the store emptied; None when
+        ``rows`` is given and some layer did not see exactly that many rows (the explainer
+        ran the model at other points too)."""
+        store, self.store = self.store, {}
+        parts = [v[0] if len(v) == 1 else np.concatenate(v) for v in store.values()]
+        if rows is not None and (len(parts) != len(self.chosen) or any(len(p) != rows for p in parts)):
+            return None
+        return parts
+
+
+def _one_forward_at_rows(explainer, view) -> bool:
+    """Whether the explainer's forward pass is one pass at exactly the explained rows (the
+    single-pass gradient methods: saliency, Gradient x Input, guided backprop, Deconvnet), so
+    that the layer outputs it computes are the representations of those rows; the count of
+    rows each hook saw is checked as well (:meth:`_Layers.take`)."""
+    from lumos.methods.gradient.base import GradientExplainer
+
+    return (isinstance(explainer, GradientExplainer) and explainer.single_pass
+            and not any(isinstance(m, torch.jit.ScriptModule) for m in view.modules()))
+
+
+def _precomputed(attributions, x: np.ndarray) -> np.ndarray:
+    """Phi(x) given by the caller as ``(N, d)`` float64 (an Explanation, tensor or array)."""
+    a = flat_values(attributions)
+    check_finite(a, "attributions")
+    if a.shape[0] != x.shape[0]:
+        raise ValueError(f"attributions have {a.shape[0]} rows but there are {x.shape[0]} inputs; pass the "
+                         "explanations of these inputs (or attributions=None to explain them)")
+    return a
 
 
 def _runs(explainer, model, inputs, target, n_copies, make_copies, batch_size, layers=False, layer_names=None,
-          score=True):
+          score=True, attributions=None):
     """For each chunk of inputs: ``(slice, x (k, d), copies (k, S, d), phi (k, S+1, d),
-    scores (k, S+1, K) or None, reps (k, S+1, r) or None)`` with ``phi``/``scores`` of the
-    inputs (index 0) and their copies, from one explainer call and (``score``) one model call;
-    the scores are the explainer's own (its forward pass at these rows, ``Explanation.prediction``)
-    when it returns them and no representations are asked for, so the rows are not run twice."""
-    run = explain_fn(explainer, with_prediction=True)
-    x = inputs_of(inputs)
+    scores (k, S+1, K) or None, reps)`` with ``phi``/``scores`` of the inputs (index 0) and
+    their copies and ``reps`` None or one ``(L(x) (k, r_l), L(x_s) (k, S, r_l))`` pair per layer.
+
+    The inputs and their copies are explained in one explainer call per chunk; the scores are
+    the explainer's own (its forward pass at these rows, ``Explanation.prediction``) when it
+    returns them, and so are the layer outputs when that pass is one pass at these rows
+    (:func:`_one_forward_at_rows`: hooks on the view the explainer runs on), so the rows are
+    not run twice; otherwise one more (hooked) model call scores them.
+
+    ``attributions`` (Phi(x), computed beforehand): only the copies are explained (rows
+    ``n + i*S + s`` of a stochastic explainer's seeds: after the ``n`` inputs), and the scores and
+    layer outputs at x come from the forward pass that resolves the targets, which an
+    :class:`Explanation` gives when ``target`` is None."""
+    x = inputs_of(inputs, attributions)
+    given = None if attributions is None else _precomputed(attributions, x)
+    if given is not None and target is None and isinstance(attributions, Explanation):
+        target = attributions.target
     n, shape = x.shape[0], x.shape[1:]
+    rows = n_copies + (given is None)  # rows explained per input
     with scorer(model, x[0].size, "raw", batch_size) as adapter:
-        t = adapter.targets(target, adapter.scores(x))
         hooks = _Layers(adapter.model, layer_names) if layers else None
-        per = inputs_per_call(batch_size, x[0].size, n_copies + 1)
+        if hooks is not None and given is not None:
+            with hooks:
+                s0 = adapter.scores(x)
+            reps0 = hooks.take()
+        else:
+            s0 = adapter.scores(x)
+        t = adapter.targets(target, s0)
+        fused = hooks is not None and _one_forward_at_rows(explainer, adapter.model)
+        run = explain_fn(explainer.with_model(adapter.model) if fused else explainer, with_prediction=True)
+        per = inputs_per_call(batch_size, x[0].size, rows)
         for sl in chunk_slices(n, per):
             k = sl.stop - sl.start
             copies = make_copies(x[sl], sl).astype(x.dtype, copy=False)  # (k, S, ...) as the model sees them
-            batch = np.concatenate([x[sl, None], copies], axis=1).reshape(-1, *shape)
-            tt = np.repeat(t[sl], n_copies + 1)
-            phi, pred = run(model, batch, tt, row_offset=sl.start * (n_copies + 1))
-            phi = flat_values(phi).reshape(k, n_copies + 1, -1)
-            if hooks is not None:
+            batch = (copies.reshape(-1, *shape) if given is not None
+                     else np.concatenate([x[sl, None], copies], axis=1).reshape(-1, *shape))
+            offset = n + sl.start * n_copies if given is not None else sl.start * rows
+            with hooks if fused else contextlib.nullcontext():
+                phi, pred = run(adapter.model if fused else model, batch, np.repeat(t[sl], rows), row_offset=offset)
+            reps = hooks.take(len(batch)) if fused else None
+            have_pred = pred is not None and np.ndim(pred) == 2 and len(pred) == len(batch)
+            if hooks is not None and (reps is None or not have_pred):
                 with hooks:
-                    scores = adapter.scores(batch)
-                reps = hooks.take().reshape(k, n_copies + 1, -1)
-            elif score and pred is not None and np.ndim(pred) == 2 and len(pred) == len(batch):
-                scores, reps = pred, None
-            else:
-                scores, reps = (adapter.scores(batch) if score else None), None
-            if scores is not None:
-                scores = scores.reshape(k, n_copies + 1, -1).astype(np.float64)
+                    pred = adapter.scores(batch)
+                reps, have_pred = hooks.take(), True
+            scores = None
+            if score or hooks is not None:
+                scores = (pred if have_pred else adapter.scores(batch)).reshape(k, rows, -1).astype(np.float64)
+            phi = flat_values(phi).reshape(k, rows, -1)
+            if given is not None:
+                if phi.shape[2] != given.shape[1]:
+                    raise ValueError(f"the attributions have {given.shape[1]} values per input but the explainer gives "
+                                     f"{phi.shape[2]}: pass attributions made by this explainer")
+                phi = np.concatenate([given[sl, None], phi], axis=1)
+                if scores is not None:
+                    scores = np.concatenate([s0[sl, None].astype(np.float64), scores], axis=1)
+            if reps is not None and given is not None:
+                reps = [(r0[sl], r.reshape(k, n_copies, -1)) for r0, r in zip(reps0, reps)]
+            elif reps is not None:
+                reps = [(r[:, 0], r[:, 1:]) for r in (r.reshape(k, rows, -1) for r in reps)]
             yield (sl, x[sl].reshape(k, -1).astype(np.float64), copies.reshape(k, n_copies, -1).astype(np.float64),
                    phi, scores, reps)
 
@@ -168,11 +241,24 @@ def _relative(diff: np.ndarray, ref: np.ndarray, eps: float) -> np.ndarray:
     return np.linalg.norm(diff / (ref + (ref == 0) * eps), axis=-1)
 
 
+def _relative_squares(ref: np.ndarray, copies: np.ndarray, eps: float) -> np.ndarray:
+    """``||(ref - copies) / (ref + (ref == 0) eps)||_2^2`` (k, S) for ``ref`` (k, r) and
+    ``copies`` (k, S, r), in the representations' dtype as Quantus computes it (the difference
+    and the quotient, here as a product with the reciprocal taken once per feature, not per
+    copy), the squares summed in float64. Summed over layers, it is the squared relative
+    change of their concatenation."""
+    inv = (1.0 / (ref + (ref == 0) * eps)).astype(copies.dtype, copy=False)
+    diff = ref[:, None] - copies
+    diff *= inv[:, None]
+    return np.einsum("ksr,ksr->ks", diff, diff, dtype=np.float64)
+
+
 # -- Lipschitz and continuity --------------------------------------------------------------
 @metric("local_lipschitz_estimate", "robustness", higher_is_better=False, needs="explainer")
 def local_lipschitz_estimate(explainer, model, inputs, target=None, *, n_samples: int = 200, noise_std: float = 0.1,
                              noise_mean: float = 0.0, normalise: bool = True, absolute: bool = False,
-                             skip_changed: bool = False, batch_size: int | None = None, seed=0) -> np.ndarray:
+                             skip_changed: bool = False, batch_size: int | None = None, seed=0,
+                             attributions=None) -> np.ndarray:
     """Local Lipschitz estimate per input (Alvarez-Melis & Jaakkola 2018), lower is better.
 
     ``L(x) = max_s ||Phi(x) - Phi(x_s)||_2 / (||x - x_s||_2 + 1e-10)`` with
@@ -181,13 +267,16 @@ def local_lipschitz_estimate(explainer, model, inputs, target=None, *, n_samples
     first. ``skip_changed`` leaves out neighbours whose predicted class differs from x's
     (NaN if all do). Quantus 0.6 ``LocalLipschitzEstimate`` defaults (nr_samples=200,
     perturb_std=0.1, normalise=True, abs=False, return_nan_when_prediction_changes=False).
-    A constant explainer scores 0."""
+    A constant explainer scores 0.
+
+    ``attributions``: Phi(x) already computed (an Explanation or array, as Quantus's
+    ``a_batch``), so that only the neighbours are explained (:data:`ATTRIBUTIONS_DOC`)."""
     n_samples = check_positive_int(n_samples, "n_samples")
     rng = np.random.default_rng(seed)
-    out = np.empty(len(inputs_of(inputs)))
+    out = np.empty(len(inputs_of(inputs, attributions)))
     for sl, x, xs, phi, scores, _ in _runs(explainer, model, inputs, target, n_samples,
                                            _noise(rng, n_samples, "gaussian", noise_mean, noise_std), batch_size,
-                                           score=skip_changed):
+                                           score=skip_changed, attributions=attributions):
         phi = prepare(phi.reshape(-1, phi.shape[2]), normalise, absolute).reshape(phi.shape)
         num = np.linalg.norm(phi[:, 1:] - phi[:, :1], axis=2)
         den = np.linalg.norm(xs - x[:, None], axis=2) + _EPS_LIPSCHITZ
@@ -223,7 +312,8 @@ def fill_values(x: np.ndarray, fill) -> np.ndarray:
 
 @metric("continuity", "robustness", higher_is_better=False, data=("timeseries", "image"), needs="explainer")
 def continuity(explainer, model, inputs, target=None, *, n_steps: int = 28, fill="min", normalise: bool = True,
-               absolute: bool = True, skip_changed: bool = False, batch_size: int | None = None) -> np.ndarray:
+               absolute: bool = True, skip_changed: bool = False, batch_size: int | None = None,
+               attributions=None) -> np.ndarray:
     """Continuity per input (Montavon et al. 2018), lower is better.
 
     ``C(x) = max_s ||Phi(x) - Phi(x_s)||_1 / (||x - x_s||_2 + 1e-9)`` over ``n_steps``
@@ -233,8 +323,9 @@ def continuity(explainer, model, inputs, target=None, *, n_steps: int = 28, fill
     max |.| per input and made absolute (Quantus's defaults). Quantus 0.6 ``Continuity``
     with ``nr_steps=n_steps`` (its ``nr_patches`` is unused; it supports images only; a
     ``(C, T)`` series is its ``(C, 1, T)`` image). ``(N, d)`` tables are translated along
-    their features, which means something only where their order does (spectra)."""
-    x0 = inputs_of(inputs)
+    their features, which means something only where their order does (spectra).
+    ``attributions``: Phi(x) already computed (:data:`ATTRIBUTIONS_DOC`)."""
+    x0 = inputs_of(inputs, attributions)
     if x0.ndim < 2:
         raise ValueError(f"continuity translates along the last axis of (N, C, T) series or (N, C, H, W) images; "
                          f"got inputs of shape {x0.shape}")
@@ -250,7 +341,7 @@ def continuity(explainer, model, inputs, target=None, *, n_steps: int = 28, fill
 
     out = np.empty(len(x0))
     for sl, x, xs, phi, scores, _ in _runs(explainer, model, x0, target, n_steps, make, batch_size,
-                                           score=skip_changed):
+                                           score=skip_changed, attributions=attributions):
         phi = prepare(phi.reshape(-1, phi.shape[2]), normalise, absolute).reshape(phi.shape)
         num = np.abs(phi[:, 1:] - phi[:, :1]).sum(axis=2)
         den = np.linalg.norm(xs - x[:, None], axis=2) + _EPS_CONTINUITY
@@ -260,16 +351,16 @@ def continuity(explainer, model, inputs, target=None, *, n_steps: int = 28, fill
 
 # -- relative stability (Agarwal et al. 2022) -------------------------------------------------
 def _relative_stability(kind, explainer, model, inputs, target, n_samples, low, high, eps_min, normalise, absolute,
-                        skip_changed, batch_size, seed, layers=None):
+                        skip_changed, batch_size, seed, layers=None, attributions=None):
     n_samples = check_positive_int(n_samples, "n_samples")
     if low < 0:
         raise ValueError(f"low must be >= 0, got {low}")
     rng = np.random.default_rng(seed)
-    out = np.empty(len(inputs_of(inputs)))
+    out = np.empty(len(inputs_of(inputs, attributions)))
     for sl, x, xs, phi, scores, reps in _runs(explainer, model, inputs, target, n_samples,
                                               _noise(rng, n_samples, "uniform", low, high), batch_size,
                                               layers=kind == "representation", layer_names=layers,
-                                              score=skip_changed or kind != "input"):
+                                              score=skip_changed or kind != "input", attributions=attributions):
         flat = phi.reshape(-1, phi.shape[2])
         if normalise:
             flat = _second_moment_rows(flat)
@@ -280,7 +371,7 @@ def _relative_stability(kind, explainer, model, inputs, target, n_samples, low, 
         elif kind == "output":
             den = np.linalg.norm(scores[:, :1] - scores[:, 1:], axis=2)
         else:
-            den = _relative(reps[:, :1] - reps[:, 1:], reps[:, :1], eps_min)
+            den = np.sqrt(sum(_relative_squares(ref, copies, eps_min) for ref, copies in reps))
         den = den + (den == 0) * eps_min
         out[sl] = _max(num / den, scores, skip_changed)
     return out
@@ -294,34 +385,36 @@ _STABILITY_DOC = """
     ``Phi(x) + eps_min`` where ``Phi(x) = 0`` and ``eps_min`` for a zero denominator.
     ``normalise`` divides each map by ``sqrt(mean(Phi^2))`` (Agarwal et al.; off by
     default as in Quantus). Lower is more stable. Equal to Quantus 0.6
-    ``{cls}(nr_samples=n_samples)`` with the same noise on every input Quantus keeps."""
+    ``{cls}(nr_samples=n_samples)`` with the same noise on every input Quantus keeps.
+    ``attributions``: Phi(x) already computed (Quantus's ``a_batch``; :data:`ATTRIBUTIONS_DOC`)."""
 
 
 @metric("relative_input_stability", "robustness", higher_is_better=False, needs="explainer")
 def relative_input_stability(explainer, model, inputs, target=None, *, n_samples: int = 200, low: float = 0.02,
                              high: float = 0.2, eps_min: float = 1e-6, normalise: bool = False,
                              absolute: bool = False, skip_changed: bool = True, batch_size: int | None = None,
-                             seed=0) -> np.ndarray:
+                             seed=0, attributions=None) -> np.ndarray:
     return _relative_stability("input", explainer, model, inputs, target, n_samples, low, high, eps_min, normalise,
-                               absolute, skip_changed, batch_size, seed)
+                               absolute, skip_changed, batch_size, seed, attributions=attributions)
 
 
 @metric("relative_output_stability", "robustness", higher_is_better=False, needs="explainer")
 def relative_output_stability(explainer, model, inputs, target=None, *, n_samples: int = 200, low: float = 0.02,
                               high: float = 0.2, eps_min: float = 1e-6, normalise: bool = False,
                               absolute: bool = False, skip_changed: bool = True, batch_size: int | None = None,
-                              seed=0) -> np.ndarray:
+                              seed=0, attributions=None) -> np.ndarray:
     return _relative_stability("output", explainer, model, inputs, target, n_samples, low, high, eps_min, normalise,
-                               absolute, skip_changed, batch_size, seed)
+                               absolute, skip_changed, batch_size, seed, attributions=attributions)
 
 
 @metric("relative_representation_stability", "robustness", higher_is_better=False, needs="explainer")
 def relative_representation_stability(explainer, model, inputs, target=None, *, layers=None, n_samples: int = 200,
                                       low: float = 0.02, high: float = 0.2, eps_min: float = 1e-6,
                                       normalise: bool = False, absolute: bool = False, skip_changed: bool = True,
-                                      batch_size: int | None = None, seed=0) -> np.ndarray:
+                                      batch_size: int | None = None, seed=0, attributions=None) -> np.ndarray:
     return _relative_stability("representation", explainer, model, inputs, target, n_samples, low, high, eps_min,
-                               normalise, absolute, skip_changed, batch_size, seed, layers=layers)
+                               normalise, absolute, skip_changed, batch_size, seed, layers=layers,
+                               attributions=attributions)
 
 
 relative_input_stability.__doc__ = "Relative input stability per input (Agarwal et al. 2022).\n" + _STABILITY_DOC.format(
