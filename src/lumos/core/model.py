@@ -347,10 +347,10 @@ class ModelAdapter:
         """Scores ``(N, K)`` as numpy, without gradients, evaluated in chunks."""
         n = x.shape[0]
         bs = batch_size or self.batch_size
-        parts = []
-        for sl in chunk_slices(n, bs):
-            parts.append(self._scores_chunk(x[sl]))
-        out = np.concatenate(parts, axis=0)
+        if n <= bs:  # one call (the perturbation methods size their batches so): no list, no concatenated copy
+            out = self._scores_chunk(x)
+        else:
+            out = np.concatenate([self._scores_chunk(x[sl]) for sl in chunk_slices(n, bs)], axis=0)
         if not np.isfinite(out).all():
             raise ValueError("the model returned NaN or infinite scores; check the model and the inputs")
         return out
@@ -366,9 +366,10 @@ class ModelAdapter:
         if isinstance(raw, torch.Tensor):
             raw = raw.detach().cpu()
         out = np.asarray(raw)
-        if out.dtype == object or not np.issubdtype(out.dtype, np.number):
+        if out.dtype.kind not in "iufc":  # numbers (np.number), not bool, object or strings
             raise TypeError(f"the model returned {out.dtype} values, expected numeric scores")
-        out = self.transform(torch.from_numpy(np.ascontiguousarray(out, dtype=np.float64))).numpy()
+        # a copy in any case: the scores must not share memory with an array the model may reuse
+        out = self.transform(torch.from_numpy(np.array(out, dtype=np.float64, order="C"))).numpy()
         if out.shape[0] != arr.shape[0]:
             raise ValueError(
                 f"the model returned scores of shape {out.shape} for {arr.shape[0]} inputs; "

@@ -18,7 +18,7 @@ import numpy as np
 
 from lumos.core.batching import expansion_chunks
 from lumos.core.validate import broadcast_reference
-from lumos.methods.agnostic.masking import compose
+from lumos.methods.agnostic.masking import compose_rows
 from lumos.methods.base import Explainer
 
 DESIGN_ELEMENTS = 2**21
@@ -96,8 +96,7 @@ def coalition_values(adapter, x: np.ndarray, target: np.ndarray, masks: np.ndarr
         xs, ms = x[rows], masks[cols]
         r, c = xs.shape[0], ms.shape[0]
         batch = store[:r * c * b * per_row].reshape(r, c, b, *x.shape[1:])
-        for xi, buf in zip(xs, batch):
-            compose(xi, reference, ms, groups, out=buf)  # (c, B, *S) written in place
+        compose_rows(xs, reference, ms, groups, out=batch)  # (r, c, B, *S) written in place
         s = adapter.scores(batch.reshape(r * c * b, *x.shape[1:])).reshape(r, c * b, -1)
         f = input_scores(s, target[rows])
         out[rows, cols] = (f.reshape(r, c, b) * w).sum(-1)  # row-wise: equal rows give equal values

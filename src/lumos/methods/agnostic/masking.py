@@ -188,28 +188,39 @@ def compose(x: np.ndarray, reference: np.ndarray, masks: np.ndarray, groups: np.
 
     Returns ``(m, *S)`` for one reference or ``(m, B, *S)`` for a background.
     """
+    return compose_rows(x[None], reference, masks, groups, None if out is None else out[None])[0]
+
+
+def compose_rows(xs: np.ndarray, reference: np.ndarray, masks: np.ndarray, groups: np.ndarray,
+                 out: np.ndarray | None = None) -> np.ndarray:
+    """:func:`compose` for ``r`` samples ``xs (r, *S)`` at once: ``(r, m, *S)`` for one
+    reference, ``(r, m, B, *S)`` for a background, in one pass over the result (the
+    per-call work, the masks' expansion to elements, is shared by the samples)."""
     keep = masks[:, groups]  # (m, *S)
-    if reference.ndim != x.ndim:
-        keep = keep[:, None]
+    if reference.ndim != xs.ndim - 1:
+        keep = keep[:, None]  # (m, 1, *S): broadcast over the background rows
+    xs = xs.reshape(xs.shape[0], *([1] * (keep.ndim - xs.ndim + 1)), *xs.shape[1:])  # (r, 1, [1,] *S)
+    dtype = np.result_type(xs, reference)
+    if out is None:
+        out = np.empty((xs.shape[0], *np.broadcast_shapes(keep.shape, reference.shape)), dtype=dtype)
     # Written into a C-contiguous buffer: np.where may return a strided layout whose later
     # reshape to a flat batch costs a slow copy.
-    dtype = np.result_type(x, reference)
-    if out is None:
-        out = np.empty(np.broadcast_shapes(keep.shape, reference.shape), dtype=dtype)
-    if dtype in _BLEND and out.flags.c_contiguous and np.isfinite(x).all() and np.isfinite(reference).all():
+    if dtype in _BLEND and out.flags.c_contiguous and np.isfinite(xs).all() and np.isfinite(reference).all():
         # x · k + reference · (1 − k) with k ∈ {0, 1}, in one broadcast addcmul: exact for finite
         # values (products with 0 and 1 and sums with 0 round nothing) and 2-4x faster than
-        # torch.where, which reads its broadcast bool mask element by element
-        k = torch.from_numpy(np.ascontiguousarray(keep)).to(_BLEND[dtype])
-        torch.addcmul(k * torch.from_numpy(np.ascontiguousarray(x, dtype=dtype)),
-                      torch.from_numpy(np.ascontiguousarray(reference, dtype=dtype)), 1 - k, out=torch.from_numpy(out))
+        # torch.where, which reads its broadcast bool mask element by element; the small
+        # factors x · k and 1 − k (one per coalition, not per background row) in numpy
+        k = keep.astype(dtype, order="C")  # masks[:, groups] is laid out column-first: a strided k slows the pass 2x
+        torch.addcmul(torch.from_numpy(np.multiply(xs, k, dtype=dtype)),
+                      torch.from_numpy(np.ascontiguousarray(reference, dtype=dtype)),
+                      torch.from_numpy(np.subtract(1, k, dtype=dtype)), out=torch.from_numpy(out))
         return out
     try:  # torch.where fills the broadcast result about 3x faster than numpy's masked copy
-        torch.where(torch.from_numpy(np.ascontiguousarray(keep)), torch.from_numpy(np.ascontiguousarray(x, dtype=dtype)),
+        torch.where(torch.from_numpy(np.ascontiguousarray(keep)), torch.from_numpy(np.ascontiguousarray(xs, dtype=dtype)),
                     torch.from_numpy(np.ascontiguousarray(reference, dtype=dtype)), out=torch.from_numpy(out))
     except (TypeError, ValueError):  # a dtype torch lacks (long double), a buffer with negative strides
         out[...] = reference
-        np.copyto(out, x, where=keep)
+        np.copyto(out, xs, where=keep)
     return out
 
 
