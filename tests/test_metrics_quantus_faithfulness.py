@@ -175,6 +175,20 @@ def test_sufficiency_on_planted_clusters():
     np.testing.assert_allclose(sufficiency(model, x, mixed, threshold=0.2, distance="euclidean"), 1 / 3)
 
 
+@pytest.mark.parametrize("distance", ["seuclidean", "euclidean", "cityblock"])
+def test_sufficiency_neighbours_are_cdists(distance):
+    """The neighbours from the Gram matrix are cdist's, also for distances exactly at the
+    threshold (one-hot rows: every distance is sqrt(2), the maximum)."""
+    from scipy.spatial.distance import cdist
+
+    from lumos.metrics.faithfulness_quantus import _close_pairs
+
+    rng = np.random.default_rng(0)
+    for a, threshold in ((rng.random((40, 30)) ** 3, 0.6), (np.eye(6), 1.0), (np.eye(6), 0.999999)):
+        d = cdist(a, a, distance)
+        np.testing.assert_array_equal(_close_pairs(a, distance, threshold), d / d.max() <= threshold)
+
+
 def test_results_do_not_depend_on_batch_size():
     model, x, y, a = case()
     runs = {

@@ -460,6 +460,42 @@ def road(model, inputs, attributions, target=None, *, percentages=None, order: s
 
 
 # -- sufficiency --------------------------------------------------------------------------------
+_SCALED = {"euclidean": lambda a: a,
+           "seuclidean": lambda a: a / np.sqrt(a.var(axis=0, ddof=1))}  # cdist's default V: the variances, ddof 1
+"""Distances that are the Euclidean distance of the rows scaled by these."""
+
+
+def _close_pairs(a: np.ndarray, distance: str, threshold: float) -> np.ndarray:
+    """``cdist(a, a, distance) / max <= threshold`` for the rows of ``a`` (N, d). The (standardised)
+    Euclidean distances come from one matrix product of the scaled rows ``z``,
+    ``sqrt(|z_i|^2 + |z_j|^2 - 2 z_i.z_j)`` (BLAS instead of cdist's O(N^2 d) loop); the pairs that
+    rounding could decide (within 1e-9 of the threshold) and the maximum are measured again from
+    the differences of their rows, as cdist does; other distances by cdist."""
+    n = len(a)
+    if not a.shape[1]:
+        dist = np.zeros((n, n))
+    elif distance not in _SCALED:
+        dist = cdist(a, a, distance)
+    else:
+        z = _SCALED[distance](a)
+        sq = np.einsum("ij,ij->i", z, z)
+        dist = sq[:, None] + sq[None, :] - 2.0 * (z @ z.T)
+        np.fill_diagonal(dist, 0.0)
+        np.sqrt(np.maximum(dist, 0.0, out=dist), out=dist)
+
+        def exact(i, j):
+            return np.sqrt(np.square(z[i] - z[j]).sum(axis=-1))
+
+        top = exact(*np.unravel_index(np.argmax(dist), dist.shape))
+        if top > 0:
+            near = np.argwhere(np.abs(dist / top - threshold) <= 1e-9 * max(threshold, 1.0))
+            dist /= top
+            dist[near[:, 0], near[:, 1]] = exact(near[:, 0], near[:, 1]) / top
+        return dist <= threshold
+    top = np.abs(dist).max()
+    return (dist / top if top > 0 else dist) <= threshold
+
+
 @metric("sufficiency", "faithfulness", higher_is_better=True)
 def sufficiency(model, inputs, attributions, target=None, *, threshold: float = 0.6, distance: str = "seuclidean",
                 absolute: bool = True, batch_size: int | None = None) -> np.ndarray:
@@ -473,7 +509,8 @@ def sufficiency(model, inputs, attributions, target=None, *, threshold: float = 
     definition compares predicted classes. The set is the batch, as in Quantus (whose
     batches of ``batch_size`` inputs are separate sets); features whose attribution is the
     same for every input carry no distance and are left out of ``"seuclidean"`` (Quantus
-    divides 0 by a 0 variance and gets NaN).
+    divides 0 by a 0 variance and gets NaN). Euclidean distances are taken from one matrix
+    product (:func:`_close_pairs`), the pairs near the threshold measured again as cdist does.
     """
     x = inputs_of(inputs, attributions)
     a2 = np.asarray(attributions_of(attributions, x), dtype=np.float64).reshape(len(x), -1)
@@ -481,11 +518,7 @@ def sufficiency(model, inputs, attributions, target=None, *, threshold: float = 
         a2 = np.abs(a2)
     if distance == "seuclidean":
         a2 = a2[:, a2.var(axis=0, ddof=1) > 0] if len(x) > 1 else a2[:, :0]
-    dist = cdist(a2, a2, distance) if a2.shape[1] else np.zeros((len(x), len(x)))
-    top = np.abs(dist).max()
-    if top > 0:
-        dist = dist / top
-    close = dist <= threshold
+    close = _close_pairs(a2, distance, threshold)
     np.fill_diagonal(close, False)
     with scorer(model, x[0].size, batch_size=batch_size) as bound:
         pred = np.argmax(bound.scores(x), axis=1)
