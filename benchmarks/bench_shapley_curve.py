@@ -22,7 +22,9 @@ and summary rows in RESULTS.md (family ``shapley_curve``): time to reach the err
 shap's KernelExplainer at 500 coalitions and of shapiq's best approximator at 500, as a
 fraction of their time, and lumos / model floor at a fixed budget.
 
-``python -m benchmarks.bench_shapley_curve [--seeds 3] [--max-power 14]`` runs it alone.
+``python -m benchmarks.bench_shapley_curve [--seeds 3] [--max-power 14]`` runs it alone;
+``--floor-only`` runs only the fixed-budget check (lumos / model floor), ``--record`` writes the
+stored curve.json's rows into RESULTS.md.
 """
 from __future__ import annotations
 
@@ -388,7 +390,31 @@ def floor_check(h=None, repeats=5):
 
 
 def main(seeds=SEEDS, max_power=MAX_POWER, h=None):
-    torch.set_num_threads(1)
+    """The curves, the floor check and their outputs, on one torch thread (restored after)."""
+    from benchmarks.harness import one_thread
+
+    return one_thread(lambda h: _main(seeds, max_power, h))(h)
+
+
+def floor_only():
+    """``--floor-only``: :func:`floor_check` alone on one torch thread; its figures replace the
+    ``floor`` entry of a stored curve.json (``--record`` then writes the RESULTS.md rows)."""
+    from benchmarks.harness import one_thread
+
+    fl = one_thread(lambda h: floor_check())(None)
+    path = OUT / "curve.json"
+    if path.exists():
+        stored = json.loads(path.read_text())
+        stored["floor"] = fl
+        path.write_text(json.dumps(stored, indent=1))
+        md = (OUT / "curve.md").read_text()
+        head = md.split("\n## Fixed budget against the model floor\n")[0]
+        (OUT / "curve.md").write_text(head + "\n## Fixed budget against the model floor\n\n" + json.dumps(fl, indent=1)
+                                      + "\n")
+    return fl
+
+
+def _main(seeds, max_power, h):
     OUT.mkdir(exist_ok=True)
     budgets = sorted({2 ** p for p in range(6, max_power + 1)} | {500})
     estimators = {**lumos_estimators(), **peer_estimators()}
@@ -462,7 +488,12 @@ if __name__ == "__main__":
     p.add_argument("--max-power", type=int, default=MAX_POWER)
     p.add_argument("--plot-only", action="store_true", help="redraw curve.png from curve.json")
     p.add_argument("--record", action="store_true", help="write curve.json's summary rows into RESULTS.md")
+    p.add_argument("--floor-only", action="store_true",
+                   help="run only the fixed-budget check against the model floor (into curve.json)")
     a = p.parse_args()
+    if a.floor_only:
+        print(json.dumps(floor_only(), indent=1))
+        raise SystemExit(0)
     if a.record:
         record_stored()
         raise SystemExit(0)

@@ -186,6 +186,32 @@ def test_coalition_values_do_not_depend_on_the_call_size(game, monkeypatch):
     np.testing.assert_allclose(single.values[0], runs[0][1], rtol=1e-9, atol=1e-12)
 
 
+def test_calls_grow_for_a_cheap_model_and_the_values_stay(game, monkeypatch):
+    """On a CPU with an automatic call size the model calls of coalition_values double while they
+    are short (CALL_SECONDS), within MAX_CALL_ELEMENTS; a user's batch_size is kept; the values
+    are bit-identical whatever the call sizes."""
+    import lumos.methods.agnostic.base as base
+
+    f, x, bg, _ = game
+    sizes = []
+    model = lambda z: (sizes.append(len(z)), f(z))[1]  # noqa: E731
+    runs = {}
+    for name, seconds, options in (("never", 0.0, {}), ("always", float("inf"), {}),
+                                   ("given", float("inf"), {"batch_size": 60})):
+        monkeypatch.setattr(base, "CACHE_ELEMENTS", 10 * 6 * 4)  # first calls of 4 coalitions x 6 rows
+        monkeypatch.setattr(base, "CALL_SECONDS", seconds)
+        monkeypatch.setattr(base, "MAX_CALL_ELEMENTS", 10 * 6 * 64)
+        sizes.clear()
+        runs[name] = lumos.methods.agnostic.KernelShap(model, n_samples=400, seed=2, **options).explain(
+            x, background=bg).values
+        runs[name + " sizes"] = list(sizes[2:])  # after f(x) and the background's scores
+    assert max(runs["never sizes"]) == 24
+    assert runs["always sizes"][0] == 24 and max(runs["always sizes"]) == 6 * 64  # grown to the cap
+    assert max(runs["given sizes"]) <= 60
+    np.testing.assert_array_equal(runs["always"], runs["never"])
+    np.testing.assert_array_equal(runs["given"], runs["never"])
+
+
 def test_sampling_shapley_independent_orderings_are_unbiased_and_efficient(game):
     """antithetic=False draws every ordering independently (shapiq's PermutationSamplingSV):
     efficient exactly for each draw, unbiased (the mean of 200 seeds at 2 orderings within 4.5

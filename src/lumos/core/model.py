@@ -262,12 +262,19 @@ class ModelAdapter:
         self.on_rows = on_rows
         self._placement = None
 
-    def bound(self, model, batch_size: int | None = None, on_rows: Callable[[int], None] | None = None) -> "ModelAdapter":
+    automatic = False
+    """Whether ``batch_size`` was sized by lumos (no ``batch_size`` given): a method may then
+    choose other call sizes within its own memory bound (see
+    :func:`lumos.methods.agnostic.base.coalition_values`)."""
+
+    def bound(self, model, batch_size: int | None = None, on_rows: Callable[[int], None] | None = None,
+              automatic: bool = False) -> "ModelAdapter":
         """The same output transformation on ``model`` (one call's private view of the
         user's model), ``batch_size`` rows per scores call, ``on_rows(n)`` told of every
-        ``n`` rows evaluated (progress bars)."""
+        ``n`` rows evaluated (progress bars); ``automatic``: see :attr:`automatic`."""
         bound = ModelAdapter(model, output=self.output, batch_size=batch_size or self.batch_size, on_rows=on_rows)
         bound._placement = (bound.device, bound.dtype)  # one call's view does not move: read once
+        bound.automatic = bool(automatic)
         return bound
 
     # -- properties -----------------------------------------------------------

@@ -390,7 +390,8 @@ class Explainer:
             budget = self.budget.for_model(model)
             call = Call(None, budget, kind, seed, int(row_offset), positions=positions)
             call.adapter = self.adapter.bound(model, batch_size=budget.rows(x[0].size, "forward"),
-                                              on_rows=call.count_rows)
+                                              on_rows=call.count_rows,
+                                              automatic=budget.batch_size is None and budget.max_rows is None)
             try:
                 with call.stack:
                     state = self.prepare(x, call, **options)
