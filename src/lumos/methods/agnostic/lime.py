@@ -34,8 +34,22 @@ with ``(seed, row_offset + i)`` for input i (mask sampling, unshared tabular set
 is the input's position in a dataset, so ``explain_dataset`` gives the values of one call)
 or ``(seed, 0)`` for the shared tabular set (the set of the dataset's first row).
 
+captum's ``Lime`` (and tint's ``lime``, which calls it) differs by default: the same
+mask sampling (captum draws no all-on sample), but a weighted *Lasso* surrogate
+(``SkLearnLasso(alpha=0.01)``) and the kernel ``π = exp(−d²/(2w²))`` on the cosine distance
+``d = 1 − cos(x, z)`` between the input and the perturbed input (``w = 1``), and each element
+gets its group's coefficient undivided. ``penalty="l1", alpha=0.01, kernel="cosine"`` is that
+configuration, with ``include_input=False`` (scikit-learn's ``Lasso`` with ``sample_weight``,
+as captum): on the same samples the values equal captum's times the group size to float
+rounding, on independent draws they agree within sampling noise. The Lasso selects a few
+groups where the ridge spreads the effect, so with more groups than samples the two rank
+cells differently (rare-feature ARMA, 500 groups, 100 samples: AUP 0.86 with the Lasso, 0.53
+with the ridge); the all-on sample matters to a Lasso with few samples, as it pins the fit to
+f(x) (there, 4 seeds: AUROC 0.98 with it, 0.91 without, captum 0.91).
+
 Memory: mask samples are drawn and fitted in blocks (:func:`blocked_ridge`), so nothing of
-size ``n_samples x groups`` is kept per input; tabular sample sets are fitted for as many
+size ``n_samples x groups`` is kept per input (except with ``penalty="l1"``: scikit-learn's Lasso
+fits the whole design of one input at a time); tabular sample sets are fitted for as many
 inputs at a time as the row budget allows.
 """
 from __future__ import annotations
@@ -75,6 +89,20 @@ def weighted_ridge(z: np.ndarray, y: np.ndarray, w: np.ndarray, alpha: float):
     ss_tot = (wn * yc ** 2).sum(1)
     r2 = 1 - (wn * resid ** 2).sum(1) / np.where(ss_tot > 0, ss_tot, 1.0)
     return coef, intercept, np.where(ss_tot > 0, r2, 1.0)
+
+
+def weighted_lasso(z: np.ndarray, y: np.ndarray, w: np.ndarray, alpha: float):
+    """scikit-learn's ``Lasso(alpha)`` fitted with ``sample_weight=w`` (captum's
+    ``SkLearnLasso``): minimises ``Σ w (y − b − β·z)² / (2 Σ w) + α ‖β‖₁`` with an unpenalised
+    intercept. z (M, G), y (M,), w (M,) -> coef (G,), intercept, weighted R²."""
+    from sklearn.linear_model import Lasso
+
+    fit = Lasso(alpha=alpha).fit(z, y, sample_weight=w)
+    coef, intercept = np.asarray(fit.coef_, dtype=np.float64), float(fit.intercept_)
+    wn = w / w.sum()
+    ss_tot = (wn * (y - wn @ y) ** 2).sum()
+    r2 = 1 - (wn * (y - z @ coef - intercept) ** 2).sum() / ss_tot if ss_tot > 0 else 1.0
+    return coef, intercept, r2
 
 
 def blocked_ridge(blocks, y: np.ndarray, w: np.ndarray, alpha: float):
@@ -196,6 +224,17 @@ class Lime(AgnosticExplainer):
         w in π = exp(−D²/w²); default 0.75·sqrt(d) with d the number of features/groups.
     alpha : float, default 1.0
         Ridge penalty (lime's default ``Ridge(alpha=1)``); 0 for ordinary weighted least squares.
+        With ``penalty="l1"``: scikit-learn's ``Lasso`` alpha (captum's default is 0.01).
+    penalty : {"l2", "l1"}, default "l2"
+        The surrogate: a weighted ridge (lime) or a weighted Lasso (captum's ``Lime``);
+        ``"l1"`` applies to mask sampling.
+    kernel : {"binary", "cosine"}, default "binary"
+        ``"binary"``: π = exp(−D²/w²), D the Euclidean distance from z' to all-ones (lime);
+        ``"cosine"``: π = exp(−d²/(2w²)), d = 1 − cos(x, z) between the input and the
+        perturbed input, w = 1 by default (captum's default); mask sampling only.
+    include_input : bool, default True
+        Mask sampling: the first sample is the input itself (all groups on), as lime draws
+        it; False draws every sample at random, as captum.
     sampling : {"auto", "mask", "tabular"}
         ``"auto"``: tabular sampling for (N, d) inputs given ``training_data``, masks otherwise.
     discretize : bool, default False
@@ -223,7 +262,8 @@ class Lime(AgnosticExplainer):
     def __init__(self, model, *, n_samples: int = 5000, kernel_width: float | None = None, alpha: float = 1.0,
                  sampling: str = "auto", discretize: bool = False, categorical_features=(),
                  n_segments: int | None = None, segmentation: str = "slic", share_samples: bool = True,
-                 seed: int | None = 0, **kwargs):
+                 seed: int | None = 0, penalty: str = "l2", kernel: str = "binary", include_input: bool = True,
+                 **kwargs):
         super().__init__(model, **kwargs)
         self.n_samples = check_positive_int(n_samples, "n_samples", minimum=2)
         if kernel_width is not None and not (np.isfinite(kernel_width) and kernel_width > 0):
@@ -232,6 +272,11 @@ class Lime(AgnosticExplainer):
         if not (np.isfinite(alpha) and alpha >= 0):
             raise ValueError(f"alpha must be >= 0, got {alpha!r}")
         self.alpha = float(alpha)
+        self.penalty = check_choice(penalty, "penalty", ("l2", "l1"))
+        self.kernel = check_choice(kernel, "kernel", ("binary", "cosine"))
+        self.include_input = bool(include_input)
+        if self.penalty == "l1" and self.alpha == 0:
+            raise ValueError("penalty='l1' needs alpha > 0 (alpha=0 is the unpenalised fit: use penalty='l2')")
         self.sampling = check_choice(sampling, "sampling", ("auto", "mask", "tabular"))
         self.discretize = bool(discretize)
         self.categorical_features = tuple(int(c) for c in categorical_features)
@@ -244,10 +289,13 @@ class Lime(AgnosticExplainer):
         return {**super().params(), "n_samples": self.n_samples, "kernel_width": self.kernel_width,
                 "alpha": self.alpha, "sampling": self.sampling, "discretize": self.discretize,
                 "categorical_features": list(self.categorical_features), "n_segments": self.n_segments,
-                "segmentation": self.segmentation, "share_samples": self.share_samples, "seed": self.seed}
+                "segmentation": self.segmentation, "share_samples": self.share_samples, "seed": self.seed,
+                "penalty": self.penalty, "kernel": self.kernel, "include_input": self.include_input}
 
     def _width(self, d: int) -> float:
-        return self.kernel_width if self.kernel_width is not None else 0.75 * math.sqrt(d)
+        if self.kernel_width is not None:
+            return self.kernel_width
+        return 1.0 if self.kernel == "cosine" else 0.75 * math.sqrt(d)
 
     # -- the template ---------------------------------------------------------------
     def prepare(self, x, call, baseline=0.0, training_data=None, groups=None, feature_names=None):
@@ -256,6 +304,10 @@ class Lime(AgnosticExplainer):
             mode = "tabular" if x.ndim == 2 and training_data is not None and groups is None else "mask"
         state = State(call, mode=mode, feature_names=feature_names)
         if mode == "tabular":
+            if self.penalty != "l2" or self.kernel != "binary":
+                raise ValueError(f"penalty={self.penalty!r} and kernel={self.kernel!r} apply to mask sampling; "
+                                 "tabular sampling fits lime's ridge with its Euclidean kernel (use "
+                                 "sampling='mask', or the defaults penalty='l2', kernel='binary')")
             if x.ndim != 2:
                 raise ValueError(f"tabular sampling needs (N, d) inputs, got {x.shape}; use sampling='mask'")
             data = as_background(training_data, x, "training_data")
@@ -318,8 +370,8 @@ class Lime(AgnosticExplainer):
 
     def _blocks(self, call, i: int, n_groups: int):
         """``() -> iterator of (slice, z)``: the samples of input ``i`` (batch position) in
-        blocks, z[0] all on; drawn from the row's generator (seed, row_offset + i), so that
-        they do not depend on the batch or on the block size."""
+        blocks, z[0] all on (``include_input``); drawn from the row's generator (seed,
+        row_offset + i), so that they do not depend on the batch or on the block size."""
         m = self.n_samples
         size = max(1, self.design_elements // n_groups)
 
@@ -327,7 +379,7 @@ class Lime(AgnosticExplainer):
             rng = call.rng(i)
             for start in range(0, m, size):
                 z = rng.random((min(size, m - start), n_groups)) < 0.5
-                if start == 0:
+                if start == 0 and self.include_input:
                     z[0] = True
                 yield slice(start, start + z.shape[0]), z.astype(np.float64)
 
@@ -351,14 +403,36 @@ class Lime(AgnosticExplainer):
                 ref = state.base[0 if state.base.shape[0] == 1 else i]
             blocks = self._blocks(state.call, int(i), n_groups)
             y, w = np.empty(self.n_samples), np.empty(self.n_samples)
+            kernel = self._cosine_kernel(xi, ref, gm, n_groups) if self.kernel == "cosine" else None
             for sl, z in blocks():
                 y[sl] = coalition_values(state.adapter, xi[None], target[j:j + 1], z > 0, ref[None], gm)[0]
-                w[sl] = np.exp(-(1.0 - z).sum(1) / self._width(n_groups) ** 2)
-            coef[j, :n_groups], intercept[j], r2[j] = blocked_ridge(blocks, y, w, self.alpha)
+                w[sl] = (np.exp(-(1.0 - z).sum(1) / self._width(n_groups) ** 2) if kernel is None else kernel(z))
+            if self.penalty == "l1":
+                z_all = np.concatenate([z for _, z in blocks()])
+                coef[j, :n_groups], intercept[j], r2[j] = weighted_lasso(z_all, y, w, self.alpha)
+            else:
+                coef[j, :n_groups], intercept[j], r2[j] = blocked_ridge(blocks, y, w, self.alpha)
         rep_self = np.zeros((n, g_max))  # the input itself: every group on (padding off)
         for j, i in enumerate(index):
             rep_self[j, :state.maps[i][1]] = 1.0
         return coef, intercept, r2, rep_self
+
+    def _cosine_kernel(self, xi, ref, gm, n_groups):
+        """``z' -> exp(−(1 − cos(x, z))² / (2w²))`` with z = z' ⊙ x + (1 − z') ⊙ ref, from
+        per-group sums (Σx², Σx·ref, Σref²): no perturbed input is built."""
+        x64, r64 = xi.astype(np.float64).ravel(), np.broadcast_to(ref, xi.shape).astype(np.float64).ravel()
+        g = gm.ravel()
+        sxx, sxr, srr = (np.bincount(g, weights=v, minlength=n_groups) for v in (x64 * x64, x64 * r64, r64 * r64))
+        norm_x = math.sqrt(sxx.sum())
+        width = self._width(n_groups)
+
+        def kernel(z):
+            dot = z @ sxx + (1.0 - z) @ sxr
+            norm_z = np.sqrt(np.maximum(z @ sxx + (1.0 - z) @ srr, 0.0))
+            cos = dot / np.maximum(norm_x * norm_z, 1e-8)  # torch's CosineSimilarity eps
+            return np.exp(-((1.0 - cos) ** 2) / (2.0 * width ** 2))
+
+        return kernel
 
     # -- tabular sampling from training statistics -------------------------------
     def _tabular(self, x, target, y_self, index, state):
