@@ -83,13 +83,45 @@ def test_evaluate_takes_options_and_writes_its_table(work):
                            cwd=tmp)
     assert code == 0, err
     assert "failed" not in out and "background is required" not in out
+    from lumos.metrics.evaluate import COLUMNS, DEFAULT_METRICS
+
     with open(tmp / "results.csv") as fh:
-        rows = {r["method"]: r for r in csv.DictReader(fh)}
-    assert set(rows) == {"kernel_shap", "integrated_gradients", "random order"}
-    assert all(r["error"] == "" and float(r["aopc_mean"]) == float(r["aopc_mean"]) for r in rows.values())
+        reader = csv.DictReader(fh)
+        rows = list(reader)
+    assert tuple(reader.fieldnames) == COLUMNS  # lumos.evaluate's table, a row per method x metric
+    assert [r["method"] for r in rows[::len(DEFAULT_METRICS)]] == ["kernel_shap", "integrated_gradients",
+                                                                   "random order (reference)"]
+    assert [r["metric"] for r in rows[:len(DEFAULT_METRICS)]] == list(DEFAULT_METRICS)
+    assert all(np.isfinite(float(r["mean"])) and int(r["n"]) == 12 for r in rows)
     assert main(["-q", "evaluate", "--model", str(tmp / "mlp.pt"), "--data", str(tmp / "data.npz"),
                  "--methods", "saliency", "--out", str(tmp / "results.json")]) == 0
-    assert json.loads((tmp / "results.json").read_text())[0]["method"] == "saliency"
+    records = json.loads((tmp / "results.json").read_text())
+    assert records[0]["method"] == "saliency" and set(records[0]) == set(COLUMNS)
+
+
+def test_evaluate_prints_the_evaluation_table_of_the_api(work, capsys):
+    """The command's table is lumos.evaluate's EvaluationTable: the same metric names (aliases
+    resolved), directions and numbers, printed as to_markdown() and written as .md unchanged."""
+    import lumos as lm
+    from lumos.cli.commands import RANDOM_ROW
+
+    tmp, _, X, _ = work
+    scripted = torch.jit.load(str(tmp / "mlp.pt"))
+    assert main(["-q", "evaluate", "--model", str(tmp / "mlp.pt"), "--data", str(tmp / "data.npz"), "--methods",
+                 "saliency", "--metrics", "aopc,Gini,mprt", "--out", str(tmp / "table.md")]) == 0
+    out = capsys.readouterr().out
+    api = lm.evaluate(scripted, X, None, {"saliency": lm.Saliency(scripted)}, ["aopc", "Gini", "mprt"],
+                      progress=False).to_markdown().splitlines()
+    lines = out.strip().splitlines()
+    assert lines[0] == api[0] == "| method | region_perturbation ↑ | sparseness ↑ | randomisation_spearman ↓ |"
+    assert lines[2] == api[2] and lines[2].startswith("| saliency | ")  # the same numbers (a TorchScript model)
+    assert lines[3].startswith(f"| {RANDOM_ROW} | ") and "| 1 ± 0 |" in lines[3]  # model-independent: MPRT 1
+    assert (tmp / "table.md").read_text() == out
+    # a method that fails is its row ("failed" cells) and its error under the table, not the end of the command
+    assert main(["-q", "evaluate", "--model", str(tmp / "mlp.pt"), "--data", str(tmp / "data.npz"), "--methods",
+                 "saliency,kernel_shap", "-O", "kernel_shap.n_samples=-3", "--metrics", "aopc"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[3] == "| kernel_shap | failed |" and lines[-1].startswith("- kernel_shap failed: ")
 
 
 def test_option_flag_on_every_command_that_runs_methods():
@@ -134,10 +166,12 @@ def test_labels_from_a_csv_column_and_class_names_as_targets(work):
      "-O n_steps="),
     (["evaluate", "--model", "mlp.pt", "--data", "data.npz", "--methods", "ig", "-O", "n_step=4"],
      "did you mean 'n_steps'"),
+    (["evaluate", "--model", "mlp.pt", "--data", "data.npz", "--metrics", "aopcc"], "did you mean 'aopc'"),
     (["explain", "--model", "cnn.pt", "--data", "one_image.npy", "--method", "saliency"], "add a batch axis"),
     (["explain", "--model", "mlp.pt", "--data", "table.csv", "--label-column", "diagnosys", "--method", "saliency"],
      "did you mean 'diagnosis'"),
-], ids=["usage", "command", "method", "option", "option-as-flag", "evaluate-option", "batch-axis", "label-column"])
+], ids=["usage", "command", "method", "option", "option-as-flag", "evaluate-option", "evaluate-metric", "batch-axis",
+        "label-column"])
 def test_every_error_is_one_line_with_what_to_do(work, args, expected):
     tmp, _, _, _ = work
     code, _, err = lumos(*args, cwd=tmp)
@@ -163,7 +197,7 @@ def test_progress_bars_on_a_terminal(work):
     code, out, err = lumos("evaluate", "--model", "mlp.pt", "--data", "data.npz", "--methods", "saliency,ig",
                            cwd=tmp, tty=True)
     assert code == 0, err
-    assert "explaining" in err and "deletion curves" in err  # both phases of evaluate show a bar
+    assert "explaining" in err and "evaluating" in err  # both phases of evaluate show a bar
     code, out, err = lumos("-q", "evaluate", "--model", "mlp.pt", "--data", "data.npz", "--methods", "saliency",
                            cwd=tmp, tty=True)
     assert code == 0 and "explaining" not in err  # --quiet: no bars

@@ -10,7 +10,7 @@ import torch
 
 from lumos import GradientXInput, Saliency
 from lumos.metrics import METRICS, evaluate
-from lumos.metrics.evaluate import ALIASES, EvaluationTable, metric_function
+from lumos.metrics.evaluate import ALIASES, COLUMNS, EvaluationTable, metric_function
 
 
 @pytest.fixture(scope="module")
@@ -70,3 +70,45 @@ def test_every_metric_says_its_direction_and_needs():
         assert info.describe().startswith(f"{name} (") and info.direction in info.describe()
     assert METRICS["relevance_mass_accuracy"].info.requires == ("attributions", "mask")
     assert METRICS["random_logit"].info.describe() == "random_logit (sanity): lower is better; needs model, explainer"
+
+
+def test_sanity_scores_are_rows_of_the_same_table(linear, monkeypatch):
+    """Random logit, efficient MPRT and cascading MPRT land in the one EvaluationTable (not a
+    result object, a DataFrame or a list depending on pandas), each with its direction."""
+    lin, x = linear
+    metrics = ["randomlogit", "eMPRT", "mprt"]
+    table = evaluate(lin, x, None, {"saliency": Saliency(lin)}, metrics, progress=False)
+    assert isinstance(table, EvaluationTable)
+    assert table["metric"] == ["random_logit", "efficient_mprt", "randomisation_spearman"]
+    assert table["higher_is_better"] == [False, True, False] and set(table["category"]) == {"sanity"}
+    assert all(np.isfinite(r["mean"]) and r["n"] == len(x) for r in table)
+    assert table.to_markdown().splitlines()[0] == \
+        "| method | random_logit ↓ | efficient_mprt ↑ | randomisation_spearman ↓ |"
+    with monkeypatch.context() as m:
+        m.setitem(sys.modules, "pandas", None)
+        assert evaluate(lin, x, None, {"saliency": Saliency(lin)}, metrics, progress=False) == table.rows
+
+
+def test_save_concat_and_failed_rows(linear, tmp_path):
+    import csv
+    import json
+
+    lin, x = linear
+    ok = _table(lin, x)
+    bad = EvaluationTable.failure("broken", ["aopc", "sparseness", "deletion"], "ValueError: no gradient")
+    both = EvaluationTable.concat([ok, bad])
+    assert len(both) == 9 and both.attrs["curves"] == ok.attrs["curves"]
+    assert [r["metric"] for r in bad] == ["region_perturbation", "sparseness", "deletion"]
+    assert all(np.isnan(r["mean"]) and r["n"] == 0 for r in bad)
+    md = both.to_markdown()
+    assert "| broken | failed | failed | failed |" in md and md.endswith("- broken failed: ValueError: no gradient")
+    assert md.splitlines()[0] == "| method | region_perturbation ↑ | sparseness ↑ | deletion ↓ |"
+    assert both.save(tmp_path / "t.md").read_text(encoding="utf-8") == md + "\n"
+    with open(both.save(tmp_path / "t.csv"), encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh))
+    assert list(rows[0]) == list(COLUMNS) + ["error"] and rows[0]["error"] == "" and rows[-1]["error"]
+    assert float(rows[0]["mean"]) == pytest.approx(ok[0]["mean"], rel=1e-12)
+    records = json.loads(both.save(tmp_path / "t.json").read_text(encoding="utf-8"))  # strict JSON: NaN as null
+    assert records[0] == ok[0] and records[-1]["mean"] is None and records[-1]["error"]
+    with pytest.raises(ValueError, match=r"\.csv, \.json, \.md"):
+        both.save(tmp_path / "t.txt")

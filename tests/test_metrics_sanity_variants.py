@@ -97,3 +97,21 @@ def test_bad_arguments():
         random_logit(Saliency(model), model, x, y, off_target=y)
     with pytest.raises(ValueError, match="unknown layers"):
         efficient_mprt(Saliency(model), model, x, y, layers=["nope"])
+
+
+def test_a_torchscript_model_can_be_randomised():
+    """deepcopy of a ScriptModule gives non-leaf parameters (CloneBackward) that an explainer's
+    guard could not freeze; the randomised copies are made leaves again and the model is left alone."""
+    import warnings
+
+    import torch
+
+    model, x, y = ref.setup()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        scripted = torch.jit.script(model)
+    before = [p.detach().clone() for p in scripted.parameters()]
+    smooth = smooth_mprt(Saliency(scripted), scripted, x, y, n_samples=2)
+    assert smooth.passed and smooth.stages == ["0", "2", "5"]
+    assert np.isfinite(efficient_mprt(Saliency(scripted), scripted, x, y).mean)
+    assert all(torch.equal(a, b) and b.is_leaf for a, b in zip(before, scripted.parameters()))

@@ -3,7 +3,7 @@
     lumos demo                         # train/load a model on bundled data, explain, evaluate, write a report
     lumos methods                      # the registered methods
     lumos explain  --model M --data D --method ig [--target 3] [--out exp.npz]
-    lumos evaluate --model M --data D [--methods ig,saliency]   (or --explanation exp.npz)
+    lumos evaluate --model M --data D [--methods ig,saliency] [--metrics aopc,mprt]   (or --explanation exp.npz)
     lumos report   --model M --data D [--out report.html]
     lumos explain-dataset M D --method ig --out ig.zarr
 

@@ -8,12 +8,13 @@ from pathlib import Path
 import click
 import numpy as np
 
-from lumos.cli.common import (MODEL_HELP, check_device, label_column_flag, method_options_flag, model_file_options,
-                              run_options, say)
+from lumos.cli.common import (MODEL_HELP, check_device, first_line, label_column_flag, method_options_flag,
+                              model_file_options, run_options, say)
 from lumos.cli.bench import bench_group
 from lumos.cli.explain_dataset import explain_dataset_command
 from lumos.cli.loaders import DATA_FORMATS, load_data, load_model
 from lumos.cli.options import TARGET_HELP, options_per_method, parse_options, parse_target
+from lumos.metrics.evaluate import DEFAULT_METRICS
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -198,66 +199,140 @@ def explain(ctx, model_path, factory, trust_model, data_path, label_column, limi
 @run_options
 @model_options
 @click.option("--methods", "method_list", default=None, help="Comma-separated methods (default: all applicable).")
+@click.option("--metrics", "metric_list", default=",".join(DEFAULT_METRICS), show_default=True,
+              help="Comma-separated metrics: lumos.evaluate's names or aliases (aopc, mprt, PixelFlipping ...).")
 @click.option("--explanation", default=None, type=click.Path(dir_okay=False),
               help="Evaluate a saved explanation instead of computing new ones (with --model and --data).")
 @click.option("--out", default=None, type=click.Path(dir_okay=False),
-              help="Also write the table: .csv, or .json (one record per method).")
+              help="Also write the table: .csv, .json (a record per method and metric) or .md.")
 @method_options_flag
 @click.pass_context
-def evaluate(ctx, model_path, factory, trust_model, data_path, label_column, limit, method_list, explanation, out,
-             method_options) -> None:
-    """Deletion curve (AOPC, most relevant first) and sparseness of each method."""
+def evaluate(ctx, model_path, factory, trust_model, data_path, label_column, limit, method_list, metric_list,
+             explanation, out, method_options) -> None:
+    """Evaluate each method with lumos.evaluate's metrics and print its table (methods x
+    metrics, mean ± standard error over the inputs, ↑ / ↓ the better direction), a random
+    attribution as the reference row last."""
     from lumos.core.explanation import Explanation
-    from lumos.report import aopc, deletion_curves, gini
+    from lumos.metrics.evaluate import TABLE_FORMATS, EvaluationTable
+    from lumos.metrics.evaluate import evaluate as evaluate_table
     from lumos.report.methods import run_methods
 
     names = method_list.split(",") if method_list else None
     per_method = _per_method(method_options, names)
-    if out is not None and Path(out).suffix.lower() not in (".csv", ".json"):
-        raise ValueError(f"--out {out}: write the table as .csv or .json")
+    metrics = _metric_names(metric_list, saved=bool(explanation))
+    if out is not None and Path(out).suffix.lower() not in TABLE_FORMATS:
+        raise ValueError(f"--out {out}: write the table as {', '.join(TABLE_FORMATS)}")
     model, d = _model_and_data(ctx, model_path, factory, trust_model, data_path, label_column)
     x = d["X"][:limit]
-    results = []
+    explainers = {}  # name -> what lumos.evaluate runs, or the error of a method that failed
     if explanation:
         exp = Explanation.load(explanation)
         if exp.inputs is None or exp.scope != "local":
             raise ValueError(f"{explanation} holds no inputs or is global; evaluate needs a local explanation")
-        results.append((exp.method, exp.inputs, exp.values, exp.target, None))
+        x, target = exp.inputs, np.asarray(exp.target).reshape(-1)
+        explainers[exp.method] = _saved(exp)
     else:
         from lumos.core.model import ModelAdapter
         from lumos.report.builder import infer_layout
 
-        target = ModelAdapter(model).scores(x).argmax(1)[:, None]
-        for run in run_methods(model, x, target, infer_layout(x), names=names, seed=ctx.obj["seed"],
+        target = ModelAdapter(model).scores(x).argmax(1)
+        for run in run_methods(model, x, target[:, None], infer_layout(x), names=names, seed=ctx.obj["seed"],
                                background=x[:50], progress=not ctx.obj["quiet"], options=per_method,
                                x_eval=x if d["y"] is not None else None, y_eval=d["y"]):
             if run.ok and run.explanations:
-                e = run.explanations[0]
-                results.append((run.name, x, e.values, e.target, None))
+                explainers[run.name] = _configured(run, x)
             elif run.error:
-                results.append((run.name, None, None, None, run.error))
-    click.echo(f"{'method':<24} {'AOPC (MoRF)':>14} {'sparseness':>11}")
-    rand, table = None, []
-    rows = _progress(ctx, results, "deletion curves")
-    for name, xi, values, target, error in rows:
-        if error:
-            click.echo(f"{name:<24} failed: {error}")
-            table.append({"method": name, "aopc_mean": None, "aopc_std": None, "sparseness": None, "error": error})
+                explainers[run.name] = run.error
+    labels = d["y"][:limit] if d["y"] is not None and len(d["y"][:limit]) == len(x) else None
+    _check_needs(metrics, labels)
+    explainers[RANDOM_ROW] = _random_order(ctx.obj["seed"])
+    tables = []
+    for name in _progress(ctx, list(explainers), "evaluating"):
+        if isinstance(explainers[name], str):  # the method failed: its error
+            tables.append(EvaluationTable.failure(name, metrics, explainers[name]))
             continue
-        a = aopc(deletion_curves(model, xi, values, target))
-        g = float(gini(np.broadcast_to(values, xi.shape)).mean())
-        click.echo(f"{name:<24} {a.mean():>8.3f} ± {a.std():.3f} {g:>11.3f}")
-        table.append({"method": name, "aopc_mean": float(a.mean()), "aopc_std": float(a.std()), "sparseness": g,
-                      "error": None})
-        rand = (xi, target)
-    if rand is not None:
-        a = aopc(deletion_curves(model, rand[0], None, rand[1], seed=ctx.obj["seed"]))
-        click.echo(f"{'random order':<24} {a.mean():>8.3f} ± {a.std():.3f}")
-        table.append({"method": "random order", "aopc_mean": float(a.mean()), "aopc_std": float(a.std()),
-                      "sparseness": None, "error": None})
+        try:
+            tables.append(evaluate_table(model, x, target, {name: explainers[name]}, metrics, labels=labels,
+                                         progress=False))
+        except Exception as err:  # noqa: BLE001 - a method failing a metric becomes its row, not the end
+            tables.append(EvaluationTable.failure(name, metrics, f"{type(err).__name__}: {first_line(err)}"))
+    table = EvaluationTable.concat(tables)
+    click.echo(table.to_markdown())
     if out is not None:
-        _write_table(table, Path(out))
-        say(ctx, f"table written to {Path(out).resolve()}")
+        say(ctx, f"table written to {table.save(out).resolve()}")
+
+
+#: The reference row of ``lumos evaluate`` (the report's name for it).
+RANDOM_ROW = "random order (reference)"
+
+
+def _metric_names(text: str, saved: bool) -> list[str]:
+    """``--metrics`` as lumos's metric names (aliases resolved; an unknown name gets a did-you-mean)."""
+    from lumos.metrics.evaluate import metric_function
+
+    names = []
+    for word in (w.strip() for w in str(text).split(",")):
+        if not word:
+            continue
+        fn = metric_function(word)
+        if saved and fn.info.needs == "explainer":
+            raise ValueError(f"metric {fn.info.name!r} re-runs the explainer, which a saved explanation cannot: "
+                             "give --methods instead of --explanation")
+        if fn.info.needs == "mask":
+            raise ValueError(f"metric {fn.info.name!r} needs ground-truth masks, which the command line does not "
+                             "read: call lumos.evaluate(..., mask=masks) in Python")
+        if fn.info.name not in names:
+            names.append(fn.info.name)
+    if not names:
+        raise ValueError("--metrics names no metric: give comma-separated names, e.g. --metrics aopc,sparseness")
+    return names
+
+
+def _check_needs(metrics: list[str], labels) -> None:
+    from lumos.metrics.evaluate import metric_function
+
+    for name in metrics:
+        if metric_function(name).info.needs == "labels" and labels is None:
+            raise ValueError(f"metric {name!r} needs the true labels of the inputs: store 'y' in the .npz, or name "
+                             "the .csv column with --label-column")
+
+
+def _configured(run, x: np.ndarray):
+    """A method run by ``run_methods`` as ``fn(inputs, target, model=...)`` for lumos.evaluate:
+    its explainer with the call options it ran with, rebound to the model a metric passes
+    (a randomised copy); asked about ``x`` and the explained targets on the model itself, it
+    returns the explanation already computed."""
+    explainer, call, done = run.explainer, dict(run.call), run.explanations[0]
+
+    def explain(inputs, target, model=None):
+        same = model is None or model is explainer.model
+        if (same and np.shape(inputs) == x.shape and np.array_equal(inputs, x)
+                and np.array_equal(np.asarray(target).reshape(-1), np.asarray(done.target).reshape(-1))):
+            return done.values
+        return (explainer if same else explainer.with_model(model)).explain(inputs, target=target, **call)
+
+    explain.__name__ = run.name
+    return explain
+
+
+def _saved(exp):
+    """A saved explanation as ``fn(inputs, target)``: its values, for its own inputs only."""
+    def saved(inputs, target):
+        if np.shape(inputs) != exp.inputs.shape or not np.array_equal(inputs, exp.inputs):
+            raise ValueError("a saved explanation explains its own inputs only")
+        return exp.values
+
+    saved.__name__ = exp.method
+    return saved
+
+
+def _random_order(seed: int):
+    """Uniform random attributions (seeded; the same map for inputs of the same shape, whatever
+    the model): the row a method has to beat."""
+    def random_order(inputs, target, model=None):  # takes the model (sanity metrics pass copies), ignores it
+        return np.random.default_rng(seed).random(np.shape(inputs))
+
+    return random_order
 
 
 def _progress(ctx, items, label: str):
@@ -269,19 +344,6 @@ def _progress(ctx, items, label: str):
     from tqdm.auto import tqdm
 
     return tqdm(items, desc=label, unit="method", leave=False)
-
-
-def _write_table(rows: list[dict], path: Path) -> None:
-    import csv
-    import json
-
-    if path.suffix.lower() == ".json":
-        path.write_text(json.dumps(rows, indent=1))
-        return
-    with path.open("w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=list(rows[0]) if rows else ["method"])
-        writer.writeheader()
-        writer.writerows(rows)
 
 
 @cli.command()

@@ -67,6 +67,8 @@ def metric_function(name: str):
 
 
 COLUMNS = ("method", "metric", "mean", "sem", "n", "higher_is_better", "category")
+#: What :meth:`EvaluationTable.save` writes, by the file's suffix.
+TABLE_FORMATS = (".csv", ".json", ".md")
 
 
 class EvaluationTable:
@@ -75,7 +77,10 @@ class EvaluationTable:
     like a list of rows, with ``attrs`` (``attrs["curves"]``, as a DataFrame's).
 
     ``to_pandas()`` gives a DataFrame (``attrs`` copied), ``to_markdown()`` a Markdown table,
-    ``column(name)`` one column, ``info(metric)`` the :class:`MetricInfo` of a row's metric.
+    ``save(path)`` writes it as .csv, .json or .md, ``column(name)`` one column,
+    ``info(metric)`` the :class:`MetricInfo` of a row's metric. A row may carry an ``error``
+    (a method that could not be evaluated: :meth:`failure`; NaN scores); :meth:`concat` joins
+    tables. The command line's ``lumos evaluate`` prints and writes this table.
     """
 
     def __init__(self, rows=(), attrs: dict | None = None):
@@ -116,6 +121,52 @@ class EvaluationTable:
         fn = self.attrs.get("metric_functions", {}).get(metric)
         return fn.info if fn is not None else metric_function(metric).info
 
+    @classmethod
+    def concat(cls, tables) -> "EvaluationTable":
+        """One table of the rows of ``tables`` in order, their curves and metric functions merged."""
+        rows, curves, functions = [], {}, {}
+        for table in tables:
+            rows += table.rows
+            for metric, per_method in table.attrs.get("curves", {}).items():
+                curves.setdefault(metric, {}).update(per_method)
+            functions.update(table.attrs.get("metric_functions", {}))
+        return cls(rows, {"curves": curves, "metric_functions": functions})
+
+    @classmethod
+    def failure(cls, method: str, metrics, error: str) -> "EvaluationTable":
+        """The rows of a method that could not be evaluated: one per metric (names, aliases or
+        metric functions), NaN scores, ``n = 0`` and the ``error``."""
+        chosen = _metrics(metrics)
+        rows = [{"method": method, "metric": label, "mean": float("nan"), "sem": float("nan"), "n": 0,
+                 "higher_is_better": fn.info.higher_is_better, "category": fn.info.category, "error": str(error)}
+                for label, (fn, _) in chosen.items()]
+        return cls(rows, {"curves": {}, "metric_functions": {k: fn for k, (fn, _) in chosen.items()}})
+
+    def save(self, path):
+        """Write the table, by the suffix of ``path``: ``.csv`` (a row per method x metric,
+        :data:`COLUMNS` first, then ``error`` where a row has one), ``.json`` (the list of rows;
+        NaN as null) or ``.md`` (:meth:`to_markdown`). Returns the path."""
+        import csv
+        import json
+        from pathlib import Path
+
+        path = Path(path)
+        suffix = path.suffix.lower()
+        if suffix not in TABLE_FORMATS:
+            raise ValueError(f"{path}: the table is written as {', '.join(TABLE_FORMATS)}; give one of these suffixes")
+        if suffix == ".md":
+            path.write_text(self.to_markdown() + "\n", encoding="utf-8")
+        elif suffix == ".json":
+            rows = [{k: (None if isinstance(v, float) and not np.isfinite(v) else v) for k, v in r.items()}
+                    for r in self.rows]
+            path.write_text(json.dumps(rows, indent=1), encoding="utf-8")
+        else:
+            with path.open("w", newline="", encoding="utf-8") as fh:
+                writer = csv.DictWriter(fh, fieldnames=self.columns, restval="")
+                writer.writeheader()
+                writer.writerows(self.rows)
+        return path
+
     def to_pandas(self):
         try:
             import pandas as pd
@@ -128,7 +179,8 @@ class EvaluationTable:
 
     def to_markdown(self, digits: int = 4) -> str:
         """Methods as rows, metrics as columns, ``mean ± sem`` cells; each metric's header
-        carries its direction (↑ higher is better, ↓ lower is better)."""
+        carries its direction (↑ higher is better, ↓ lower is better). A method that could
+        not be evaluated shows ``failed`` in its cells, its error in a list under the table."""
         methods = list(dict.fromkeys(r["method"] for r in self.rows))
         metrics = list(dict.fromkeys(r["metric"] for r in self.rows))
         cell = {(r["method"], r["metric"]): r for r in self.rows}
@@ -142,11 +194,14 @@ class EvaluationTable:
                 r = cell.get((name, m))
                 if r is None:
                     cells.append("")
+                elif r.get("error"):
+                    cells.append("failed")
                 else:
                     sem = "" if not np.isfinite(r["sem"]) else f" ± {r['sem']:.{digits}g}"
                     cells.append(f"{r['mean']:.{digits}g}{sem}")
             lines.append("| " + " | ".join(cells) + " |")
-        return "\n".join(lines)
+        errors = dict.fromkeys(f"- {r['method']} failed: {r['error']}" for r in self.rows if r.get("error"))
+        return "\n".join(lines + ([""] + list(errors) if errors else []))
 
     def __repr__(self) -> str:
         return f"EvaluationTable({len(self)} rows)\n" + self.to_markdown()

@@ -174,6 +174,19 @@ def randomise_layer(module: torch.nn.Module, seed: int) -> None:
                     p.normal_(0.0, scale)
 
 
+def model_copy(model: torch.nn.Module) -> torch.nn.Module:
+    """A deep copy of ``model`` to randomise. A TorchScript module's ``deepcopy`` gives
+    parameters that are not leaves (``grad_fn=CloneBackward``, torch 2.x), which an
+    explainer's guard cannot freeze: they are detached in place, ``requires_grad`` kept."""
+    work = copy.deepcopy(model)
+    for p in work.parameters():
+        if not p.is_leaf:
+            wanted = p.requires_grad
+            p.detach_()
+            p.requires_grad_(wanted)
+    return work
+
+
 ORDERS = ("top_down", "bottom_up", "independent")
 LAYER_SEEDS = ("increment", "same")
 
@@ -202,10 +215,10 @@ def randomised_models(model: torch.nn.Module, names: list[str], order: str, seed
     check_choice(order, "order", ORDERS)
     check_choice(layer_seeds, "layer_seeds", LAYER_SEEDS)
     sequence = list(reversed(names)) if order == "top_down" else list(names)
-    work = copy.deepcopy(model) if order != "independent" else None
+    work = model_copy(model) if order != "independent" else None
     for i, name in enumerate(sequence):
         if order == "independent":
-            work = copy.deepcopy(model)
+            work = model_copy(model)
         randomise_layer(dict(work.named_modules())[name], seed + i if layer_seeds == "increment" else seed)
         yield name, work
 
@@ -522,7 +535,7 @@ def label_randomisation(explainer: Any, model: torch.nn.Module, inputs, train_fn
     _check_reference(reference)
     _check_similarities(similarities)
     run, x, t, original = _prepare(explainer, model, inputs, target)
-    work = copy.deepcopy(model)
+    work = model_copy(model)
     for i, name in enumerate(parametrised_layers(work)):
         randomise_layer(dict(work.named_modules())[name], seed + i)
     y_perm = np.random.default_rng(seed).permutation(np.asarray(y_train))

@@ -50,6 +50,7 @@ class MethodRun:
     error: str | None = None
     options: dict = field(default_factory=dict)
     explainer: object = None  # the configured explainer (the evaluation re-runs LRP to book absorbed relevance)
+    call: dict = field(default_factory=dict)  # the call options it was explained with (lumos evaluate re-runs it)
 
     @property
     def ok(self) -> bool:
@@ -151,6 +152,7 @@ def run_methods(model, x: np.ndarray, targets: np.ndarray, layout: str, *, names
         config = {n for n, o in registry.options_of(cls).items() if o.where == "config"}
         init = {k: v for k, v in opts.items() if k in config}
         call = {k: v for k, v in opts.items() if k not in init}
+        run.call = call
         start = time.perf_counter()
         try:
             explainer = cls(model, **init)
