@@ -1,6 +1,6 @@
 """The report's evaluation: MetricInfo's direction and needs in each column's tooltip
 (escaped), the deletion curves readable with many methods (the 5 best in colour), and
-CAM maps at the layer's resolution labelled on their panel."""
+CAM maps at the layer's resolution labelled on their panel (and only there: no footnote repeats it)."""
 from __future__ import annotations
 
 import numpy as np
@@ -53,11 +53,13 @@ def test_cam_panels_say_they_are_layer_resolution(monkeypatch):
 
     monkeypatch.setattr(figures, "render_row", spy)
     x = np.random.default_rng(0).random((2, 1, 8, 8)).astype(np.float32)
-    build_report(model, x, methods=["grad_cam", "saliency"], n_classes=1)
+    report = build_report(model, x, methods=["grad_cam", "saliency"], n_classes=1)
     titles = seen[0]
     cam = [t for t in titles if t.startswith("grad_cam")][0]
-    assert "layer map, upsampled]" in cam and cam.split("\n")[1].startswith("[")
+    assert cam == "grad_cam\n[4 × 4 layer map, upsampled]"  # the label says it: no footnote repeats it
     assert "saliency" in titles
+    assert not any("layer's resolution" in n or "coarse by design" in n for n in report.notes)
+    assert "coarse by design" not in report.html
 
 
 def test_lrp_completeness_gap_is_explained_as_absorbed_relevance():

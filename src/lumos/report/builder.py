@@ -228,9 +228,6 @@ def build_report(model, x, *, y=None, layout: str | None = None, class_names=Non
     for run in runs:
         if run.ok and run.explanations and "layer_map" in run.explanations[0].extras:
             coarse.setdefault(tuple(run.explanations[0].extras["layer_map"].shape[1:]), []).append(run.name)
-    for shape, names in coarse.items():
-        notes.append(f"{', '.join(names)}: maps computed at the layer's resolution ({' × '.join(map(str, shape))} "
-                     f"positions) and upsampled to the input's {' × '.join(map(str, x.shape[2:]))}; coarse by design.")
     evaluation, curves = _evaluate(model, x, runs, baseline, seed, masks, notes, progress)
     ok = [r for r in runs if r.ok and r.explanations]
     titles = {name: (f"{name}\n[guided × {' × '.join(map(str, shape))} CAM]" if "guided" in name else
