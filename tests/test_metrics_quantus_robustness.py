@@ -209,8 +209,20 @@ def test_representations_from_the_explainers_forward_equal_a_separate_pass(cnn):
         given_rows = sum(seen) - len(x)  # less the explanation of x made here
     finally:
         handle.remove()
-    assert fused_rows == len(x) * (1 + 5)  # the targets' pass over x, then x and its 4 copies explained
+    assert fused_rows == len(x) * 5  # x and its 4 copies explained, nothing else (the targets given)
     assert given_rows == len(x) * (1 + 4)  # the targets' pass over x (its representations), the copies explained
+    seen.clear()
+    handle = model.register_forward_hook(lambda m, i, o: seen.append(len(o)))
+    try:
+        local_lipschitz_estimate(sal, model, x, y, n_samples=4, attributions=sal.explain(x, target=y))
+        assert sum(seen) - len(x) == len(x) * 4  # the copies alone: Phi(x) and the targets given
+        seen.clear()
+        local_lipschitz_estimate(sal, model, x, None, n_samples=4)
+        assert sum(seen) == len(x) * (1 + 5)  # the predicted classes need the pass over x
+    finally:
+        handle.remove()
+    with pytest.raises(ValueError, match="out of range"):
+        local_lipschitz_estimate(sal, model, x, 7, n_samples=2)  # the explainer checks the range
     layer = relative_representation_stability(sal, model, x, y, layers=["2"], **kw)
     assert not np.allclose(layer, fused)
     ig = IntegratedGradients(model, n_steps=4)

@@ -42,7 +42,7 @@ import torch
 
 from lumos.core.batching import chunk_slices
 from lumos.core.explanation import Explanation
-from lumos.core.validate import check_choice, check_finite, check_positive_int
+from lumos.core.validate import check_choice, check_finite, check_positive_int, targets_of
 from lumos.metrics._base import explain_fn, inputs_of, inputs_per_call, metric, scorer
 from lumos.metrics.complexity import flat_values, prepare
 
@@ -153,22 +153,30 @@ def _runs(explainer, model, inputs, target, n_copies, make_copies, batch_size, l
     ``attributions`` (Phi(x), computed beforehand): only the copies are explained (rows
     ``n + i*S + s`` of a stochastic explainer's seeds: after the ``n`` inputs), and the scores and
     layer outputs at x come from the forward pass that resolves the targets, which an
-    :class:`Explanation` gives when ``target`` is None."""
+    :class:`Explanation` gives when ``target`` is None. That pass is left out when nothing needs
+    it: the targets given, Phi(x) explained here or its scores not asked for, and a lumos
+    explainer, which checks the targets' range on its own pass."""
     x = inputs_of(inputs, attributions)
     given = None if attributions is None else _precomputed(attributions, x)
     if given is not None and target is None and isinstance(attributions, Explanation):
         target = attributions.target
     n, shape = x.shape[0], x.shape[1:]
     rows = n_copies + (given is None)  # rows explained per input
+    from lumos.methods.base import Explainer
+
+    t = targets_of(target, n)
+    # the forward pass over x: for the predicted classes, x's scores and layer outputs when Phi(x) is
+    # given, and to check the targets' range for explainers that do not check it on their own pass
+    over_x = t is None or (given is not None and (score or layers)) or not isinstance(explainer, Explainer)
     with scorer(model, x[0].size, "raw", batch_size) as adapter:
         hooks = _Layers(adapter.model, layer_names) if layers else None
-        if hooks is not None and given is not None:
-            with hooks:
+        if over_x:
+            with hooks if hooks is not None and given is not None else contextlib.nullcontext():
                 s0 = adapter.scores(x)
-            reps0 = hooks.take()
-        else:
-            s0 = adapter.scores(x)
-        t = adapter.targets(target, s0)
+            reps0 = hooks.take() if hooks is not None and given is not None else None
+            t = adapter.targets(target, s0)
+        elif np.ndim(t) == 0:
+            t = np.full(n, t, dtype=np.int64)
         fused = hooks is not None and _one_forward_at_rows(explainer, adapter.model)
         run = explain_fn(explainer.with_model(adapter.model) if fused else explainer, with_prediction=True)
         per = inputs_per_call(batch_size, x[0].size, rows)
