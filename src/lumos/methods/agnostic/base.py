@@ -92,9 +92,7 @@ def coalition_values(adapter, x: np.ndarray, target: np.ndarray, masks: np.ndarr
     shape = x.shape[1:]
     per_row = int(np.prod(shape, dtype=np.int64))
     size = CallSize(adapter, per_row, b)
-    # one buffer for every chunk (regrown only when the calls grow): a fresh multi-MB array per
-    # chunk costs a page fault per 4 kB page each time (glibc returns large blocks to the system)
-    store = np.empty(0, dtype=np.result_type(x, reference))
+    dtype = np.result_type(x, reference)
     i = j = 0  # the next input, and its next coalition
     while i < n:
         per_copy = max(1, size.rows // b)
@@ -103,9 +101,7 @@ def coalition_values(adapter, x: np.ndarray, target: np.ndarray, masks: np.ndarr
         else:
             rows, cols = slice(i, i + 1), slice(j, min(m, j + per_copy))
         r, c = rows.stop - rows.start, cols.stop - cols.start
-        if store.size < r * c * b * per_row:
-            store = np.empty(r * c * b * per_row, dtype=store.dtype)
-        batch = store[:r * c * b * per_row].reshape(r, c, b, *shape)
+        batch = size.buffer(r * c * b * per_row, dtype)[:r * c * b * per_row].reshape(r, c, b, *shape)
         started = time.thread_time()
         compose_rows(x[rows], reference, masks[cols], groups, out=batch)  # (r, c, B, *S) written in place
         s = size.scores(batch.reshape(r * c * b, *shape)).reshape(r, c * b, -1)
@@ -164,6 +160,19 @@ class CallSize:
             self.key = (per_row, b)
             self.sizes = adapter.__dict__.setdefault("_call_sizes", {})  # one explain() call's adapter
             self.rows = self.sizes.get(self.key, self.rows)
+
+    def buffer(self, elements: int, dtype) -> np.ndarray:
+        """One buffer for every chunk, regrown only when the calls grow, and kept for the next
+        blocks of a grown explanation: a fresh multi-MB array per chunk costs a page fault per
+        4 kB page each time (glibc returns large blocks to the system when freed)."""
+        store = self.sizes.get(dtype) if self.grows else getattr(self, "store", None)
+        if store is None or store.size < elements:
+            store = np.empty(elements, dtype=dtype)
+            if self.grows:
+                self.sizes[dtype] = store
+            else:
+                self.store = store
+        return store
 
     def scores(self, batch: np.ndarray) -> np.ndarray:
         if batch.shape[0] <= self.adapter.batch_size:
