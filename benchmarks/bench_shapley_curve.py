@@ -292,6 +292,7 @@ def plot(results, path):
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker  # noqa: F401  (the minor tick formatter)
 
     fig, axes = plt.subplots(1, len(results), figsize=(6 * len(results), 5.2))
     styles = {"lumos": "-", "shap": "--", "shapiq": ":"}
@@ -303,7 +304,7 @@ def plot(results, path):
             by.setdefault(r["estimator"], []).append(r)
         for n, rs in by.items():
             rs = sorted(rs, key=lambda r: r["budget"])
-            rs = [r for r in rs if r["rmse"] > 1e-12]
+            rs = [r for r in rs if 1e-12 < r["rmse"] <= 10 * res["scale"]]  # off-scale means (a failed seed) left out
             if not rs:
                 continue
             ax.plot([r["seconds"] for r in rs], [r["rmse"] for r in rs], styles[n.split()[0]], marker="o",
@@ -318,6 +319,7 @@ def plot(results, path):
         ax.set_ylabel(f"RMSE vs {'exact' if res['reference'] == 'exact' else '20k reference'}")
         ax.set_title(f"{res['model']}\nbudgets 2^6-2^{MAX_POWER} (+500)", fontsize=10)
         ax.grid(True, which="both", alpha=0.3)
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     handles, labels = np.atleast_1d(axes)[0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="lower center", ncol=6, fontsize=8, frameon=False)
     fig.tight_layout(rect=(0, 0.1, 1, 1))
