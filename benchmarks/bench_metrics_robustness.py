@@ -10,8 +10,11 @@ Target lumos/Quantus <= 0.5, agreement <= 1e-5.
 
 Floor (benchmarks/floors.py): the model passes each definition needs, as one plain PyTorch
 loop at its fastest chunk size: forward + backward to the input over the inputs and their
-copies for the metrics that re-run the explainer (its forward pass also gives the scores, and
-the layer outputs through hooks, so ROS/RRS need no other pass), forward passes over the inputs
+copies for continuity, which explains x again; the Lipschitz estimate and RIS/ROS/RRS are
+given Phi(x) as Quantus is (``attributions=a``, Quantus's ``a_batch``), so forward + backward
+over the copies alone (the explainer's forward pass also gives their scores, and the layer
+outputs through hooks, so ROS/RRS need no other pass) and, for RIS/ROS/RRS, a forward pass
+over x (its prediction, logits and layer outputs); forward passes over the inputs
 (consistency), the inputs and the pixel copies that differ from them (non-sensitivity: a pixel
 already at the baseline leaves the input as it is) or x and the zero baseline (completeness);
 no floor for the metrics computed from the attributions alone.
@@ -24,7 +27,7 @@ import numpy as np
 import torch
 
 from benchmarks.bench_metrics_faithfulness import floor_chunks
-from benchmarks.floors import forward_floor, gradient_floor
+from benchmarks.floors import Floor, forward_floor, gradient_floor
 from benchmarks.harness import one_thread
 from benchmarks.mnist_cnn import load_mnist, trained_cnn
 from benchmarks.quantus_robustness_reference import PER_INPUT, Replay, import_quantus
@@ -79,7 +82,7 @@ def _run(h):
          lambda: quantus.EffectiveComplexity(eps=1e-2, normalise_func_kwargs=PER_INPUT, disable_warnings=True)(
              a_batch=a, **common), "eps 1e-2"),
         ("local_lipschitz_estimate",
-         lambda: local_lipschitz_estimate(sal, model, x, y, n_samples=samples, seed=0, batch_size=n),
+         lambda: local_lipschitz_estimate(sal, model, x, y, n_samples=samples, seed=0, batch_size=n, attributions=a),
          lambda: quantus.LocalLipschitzEstimate(nr_samples=samples, perturb_func=Replay(gauss),
                                                 normalise_func_kwargs=PER_INPUT, disable_warnings=True)(
              a_batch=a, explain_func=qexp, **common), f"{samples} Gaussian copies, std 0.1"),
@@ -91,7 +94,7 @@ def _run(h):
                           ("relative_output_stability", relative_output_stability, quantus.RelativeOutputStability),
                           ("relative_representation_stability", relative_representation_stability,
                            quantus.RelativeRepresentationStability)):
-        rows.append((name, lambda fn=fn: fn(sal, model, x, y, n_samples=samples, seed=0, batch_size=n),
+        rows.append((name, lambda fn=fn: fn(sal, model, x, y, n_samples=samples, seed=0, batch_size=n, attributions=a),
                      lambda cls=cls: cls(nr_samples=samples, perturb_func=Replay(unif), disable_warnings=True)(
                          a_batch=a, explain_func=qexp, **common), f"{samples} copies U[0.02, 0.2)"))
     rows += [
@@ -132,13 +135,23 @@ def _run(h):
     def explainer_floor(copies):
         return gradient_floor(model, *repeated(n * (copies + 1)), sizes=floor_chunks(n * (copies + 1)))
 
+    def copies_floor(copies, with_x):
+        """Phi(x) given (a_batch): the copies fwd+bwd, and (``with_x``) the forward over x
+        that the prediction-change check and RRS's L(x) need."""
+        grad = gradient_floor(model, *repeated(n * copies), sizes=floor_chunks(n * copies))
+        if not with_x:
+            return grad
+        fwd = forward_floor(model, xt, sizes=floor_chunks(n))
+        return Floor(lambda: (fwd(), grad()), f"{grad.label} + {fwd.label}")
+
     def model_floor(n_rows):
         return forward_floor(model, repeated(n_rows)[0], sizes=floor_chunks(n_rows))
 
-    floors = {"local_lipschitz_estimate": lambda: explainer_floor(samples), "continuity": lambda: explainer_floor(28),
-              "relative_input_stability": lambda: explainer_floor(samples),
-              "relative_output_stability": lambda: explainer_floor(samples),
-              "relative_representation_stability": lambda: explainer_floor(samples),
+    floors = {"local_lipschitz_estimate": lambda: copies_floor(samples, False),
+              "continuity": lambda: explainer_floor(28),
+              "relative_input_stability": lambda: copies_floor(samples, True),
+              "relative_output_stability": lambda: copies_floor(samples, True),
+              "relative_representation_stability": lambda: copies_floor(samples, True),
               "consistency": lambda: model_floor(n),
               "non_sensitivity": lambda: model_floor(n + int((x != 0).sum())),
               "completeness (f(x) - f(0) of IG)": lambda: model_floor(2 * n)}
