@@ -271,6 +271,10 @@ def evaluate(model, inputs, targets=None, explainers=None, metrics=None, *, labe
     mask : array, optional
         Ground-truth masks, needed by the localisation metrics.
 
+    Each method explains ``inputs`` once; the metrics that re-run the explainer and take
+    Phi(x) (``attributions=``: max-sensitivity and the stability metrics) are given that
+    explanation and explain only their perturbed copies.
+
     Returns
     -------
     :class:`EvaluationTable` (``.to_pandas()``, ``.to_markdown()``, iterable rows; the same
@@ -333,6 +337,8 @@ def _call(fn, explainer, model, x, values, target, labels, mask, options):
     if needs == "attributions":
         return fn(model, x, values, target, **options)
     if needs == "explainer":
+        if "attributions" not in options and _takes_attributions(fn):  # Phi(x) held: no second pass over x
+            options = {**options, "attributions": values}
         return fn(explainer, model, x, target, **options)
     if needs == "attributions_only":
         return fn(values, **options)
@@ -345,3 +351,11 @@ def _call(fn, explainer, model, x, values, target, labels, mask, options):
             raise ValueError(f"metric {fn.info.name!r} needs the true labels: pass labels=")
         return fn(model, x, values, labels, **options)
     raise ValueError(f"metric {fn.info.name!r} declares an unknown need {needs!r}")
+
+
+def _takes_attributions(fn) -> bool:
+    """Whether an explainer metric takes Phi(x) computed beforehand (``attributions=``: the
+    stability metrics and max-sensitivity), so :func:`evaluate` passes the explanation it holds."""
+    import inspect
+
+    return "attributions" in inspect.signature(fn).parameters

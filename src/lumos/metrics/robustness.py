@@ -12,7 +12,8 @@ from __future__ import annotations
 import numpy as np
 
 from lumos.core.batching import chunk_slices
-from lumos.core.validate import broadcast_reference, check_choice, check_positive_int
+from lumos.core.explanation import Explanation
+from lumos.core.validate import broadcast_reference, check_choice, check_positive_int, targets_of
 from lumos.metrics._base import attributions_of, explain_fn, inputs_of, inputs_per_call, metric, region_map, scorer
 from lumos.metrics.complexity import flat_values
 
@@ -77,7 +78,7 @@ def infidelity(model, inputs, attributions, target=None, *, perturbation: str = 
 
 @metric("max_sensitivity", "robustness", higher_is_better=False, needs="explainer")
 def max_sensitivity(explainer, model, inputs, target=None, *, radius: float = 0.02, n_samples: int = 10,
-                    relative: bool = False, batch_size: int | None = None, seed=0) -> np.ndarray:
+                    relative: bool = False, batch_size: int | None = None, seed=0, attributions=None) -> np.ndarray:
     """Max-sensitivity per input (Yeh et al. 2019), lower is better.
 
     ``SENS_MAX = max_s ||Phi(x + u_s) - Phi(x)||_2`` with ``u_s ~ U[-radius, radius]`` per
@@ -87,25 +88,51 @@ def max_sensitivity(explainer, model, inputs, target=None, *, radius: float = 0.
     ``batch_size`` bounds its model calls). Each input and its copies keep their positions
     in the whole batch (``row_offset``), so a stochastic explainer draws the same noise for
     them whatever the chunking.
+
+    ``attributions``: Phi(x) already computed (an Explanation, tensor or array with one row
+    per input, made by the same explainer; Quantus's ``a_batch``): only the noisy copies are
+    explained, seeded as rows after the ``n`` inputs (``row_offset = n + i*S + s``), with the
+    same noise ``u_s`` as without it; ``inputs=None`` takes the inputs an Explanation
+    carries and ``target=None`` its targets.
     """
+    from lumos.metrics.stability import _precomputed, check_width
+
     if radius <= 0:
         raise ValueError(f"radius must be > 0, got {radius}")
     n_samples = check_positive_int(n_samples, "n_samples")
     run = explain_fn(explainer)
-    x = inputs_of(inputs)
-    with scorer(model, x[0].size, "raw", batch_size) as adapter:
-        t = adapter.targets(target, adapter.scores(x))
+    x = inputs_of(inputs, attributions)
+    given = None if attributions is None else _precomputed(attributions, x)
+    if given is not None and target is None and isinstance(attributions, Explanation):
+        target = attributions.target
+    from lumos.methods.base import Explainer
+
+    t = targets_of(target, len(x))
+    # the forward pass over x resolves the targets (and checks their range for explainers that do not
+    # check it on their own pass); Phi(x) given with the targets and a lumos explainer: left out
+    if t is None or given is None or not isinstance(explainer, Explainer):
+        with scorer(model, x[0].size, "raw", batch_size) as adapter:
+            t = adapter.targets(target, adapter.scores(x))
+    elif np.ndim(t) == 0:
+        t = np.full(len(x), t, dtype=np.int64)
     rng = np.random.default_rng(seed)  # drawn chunk after chunk: the same draws for any batch_size
     n = x.shape[0]
+    rows = n_samples + (given is None)  # rows explained per input
     out = np.empty(n)
-    for sl in chunk_slices(n, inputs_per_call(batch_size, x[0].size, n_samples + 1)):
+    for sl in chunk_slices(n, inputs_per_call(batch_size, x[0].size, rows)):
         k = sl.stop - sl.start
-        noisy = x[sl, None] + rng.uniform(-radius, radius, (k, n_samples) + x.shape[1:])
-        batch = np.concatenate([x[sl, None], noisy.astype(x.dtype)], axis=1).reshape(-1, *x.shape[1:])
-        tt = np.repeat(t[sl], n_samples + 1)
-        phi = np.asarray(run(model, batch, tt, row_offset=sl.start * (n_samples + 1)), dtype=np.float64)
-        phi = phi.reshape(k, n_samples + 1, -1)
-        base, moved = phi[:, 0], phi[:, 1:]
+        noisy = (x[sl, None] + rng.uniform(-radius, radius, (k, n_samples) + x.shape[1:])).astype(x.dtype)
+        if given is None:
+            batch, offset = np.concatenate([x[sl, None], noisy], axis=1), sl.start * rows
+        else:
+            batch, offset = noisy, n + sl.start * n_samples
+        phi = np.asarray(run(model, batch.reshape(-1, *x.shape[1:]), np.repeat(t[sl], rows), row_offset=offset),
+                         dtype=np.float64).reshape(k, rows, -1)
+        if given is None:
+            base, moved = phi[:, 0], phi[:, 1:]
+        else:
+            check_width(given, phi)
+            base, moved = given[sl], phi
         dist = np.linalg.norm(moved - base[:, None], axis=2).max(axis=1)
         if relative:
             dist = dist / np.maximum(np.linalg.norm(base, axis=1), 1e-30)

@@ -138,6 +138,13 @@ def _precomputed(attributions, x: np.ndarray) -> np.ndarray:
     return a
 
 
+def check_width(given: np.ndarray, phi: np.ndarray) -> None:
+    """Phi(x) given (N, d) against the explainer's values at the copies (k, S, d')."""
+    if phi.shape[2] != given.shape[1]:
+        raise ValueError(f"the attributions have {given.shape[1]} values per input but the explainer gives "
+                         f"{phi.shape[2]}: pass attributions made by this explainer")
+
+
 def _runs(explainer, model, inputs, target, n_copies, make_copies, batch_size, layers=False, layer_names=None,
           score=True, attributions=None):
     """For each chunk of inputs: ``(slice, x (k, d), copies (k, S, d), phi (k, S+1, d),
@@ -199,9 +206,7 @@ def _runs(explainer, model, inputs, target, n_copies, make_copies, batch_size, l
                 scores = (pred if have_pred else adapter.scores(batch)).reshape(k, rows, -1).astype(np.float64)
             phi = flat_values(phi).reshape(k, rows, -1)
             if given is not None:
-                if phi.shape[2] != given.shape[1]:
-                    raise ValueError(f"the attributions have {given.shape[1]} values per input but the explainer gives "
-                                     f"{phi.shape[2]}: pass attributions made by this explainer")
+                check_width(given, phi)
                 phi = np.concatenate([given[sl, None], phi], axis=1)
                 if scores is not None:
                     scores = np.concatenate([s0[sl, None].astype(np.float64), scores], axis=1)
