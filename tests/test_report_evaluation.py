@@ -1,7 +1,10 @@
-"""The report's evaluation: MetricInfo's direction and needs in each column's tooltip
-(escaped), the deletion curves readable with many methods (the 5 best in colour), and
+"""The report's evaluation: lumos.evaluate's EvaluationTable (the metric names, ↑/↓, mean ± s.e.
+and values of lumos.evaluate on the explanations the report holds), MetricInfo's direction, needs
+and the options in each column's tooltip (escaped), the deletion curves readable with many methods (the 5 best in colour), and
 CAM maps at the layer's resolution labelled on their panel (and only there: no footnote repeats it)."""
 from __future__ import annotations
+
+import re
 
 import numpy as np
 import torch
@@ -10,15 +13,44 @@ from lumos.plot import panels as figures
 from lumos.report.html import _eval_table
 
 
-def test_tooltips_carry_direction_and_needs_escaped():
-    rows = [{"method": "a<b>", "family": "x", "aopc": 0.5, "aopc_sd": 0.1, "gini": 0.3, "mass": 0.7,
-             "metrics.deletion AUC ↓": 0.2}]
-    html = _eval_table(rows)
-    assert "title='area over the deletion curve" in html
-    assert "Higher is better; needs model, attributions (lumos.metrics.pixel_flipping)'" in html
-    assert "needs attributions, mask (lumos.metrics.relevance_mass_accuracy)" in html
-    assert "lower is better. needs model, attributions (lumos.metrics.deletion)" in html  # direction said once
-    assert "a&lt;b&gt;" in html and "<b>a<b>" not in html
+def _table():
+    from lumos.metrics import deletion, relevance_mass_accuracy, sparseness
+    from lumos.metrics.evaluate import RANDOM_ROW, EvaluationTable, score_row
+
+    rows = [score_row("a<b>", "deletion", deletion, np.array([0.2, 0.4])),
+            score_row("a<b>", "sparseness", sparseness, np.array([0.3, 0.5])),
+            score_row("a<b>", "relevance_mass_accuracy", relevance_mass_accuracy, np.array([0.7, 0.9])),
+            score_row("c", "deletion", deletion, np.array([0.1, 0.1])),
+            score_row(RANDOM_ROW, "deletion", deletion, np.array([0.05, 0.05]))]
+    return EvaluationTable(rows, {"metric_functions": {"deletion": deletion, "sparseness": sparseness,
+                                                       "relevance_mass_accuracy": relevance_mass_accuracy},
+                                  "metric_options": {"deletion": {"n_steps": 20, "baseline": np.zeros(3)}},
+                                  "methods": {"a<b>": {"family": "x<y>", "seconds": 1.5}, "c": {"family": "z",
+                                                                                              "seconds": 2.0}}})
+
+
+def test_tooltips_carry_direction_needs_and_options_escaped():
+    html = _eval_table(_table())
+    assert "title='deletion AUC (Petsiuk et al. 2018): area under" in html
+    assert ("Lower is better; needs model, attributions (lumos.metrics.deletion(n_steps=20, baseline=per feature))'"
+            in html)
+    assert "Higher is better; needs attributions, mask (lumos.metrics.relevance_mass_accuracy())" in html
+    assert "a&lt;b&gt;" in html and "x&lt;y&gt;" in html and "<b>a<b>" not in html and "x<y>" not in html
+
+
+def test_the_report_table_has_the_names_and_cells_of_lumos_evaluate():
+    """Headings and cells as EvaluationTable.to_markdown writes them (name ↑/↓, mean ± s.e.), the
+    best method of each column in bold (the reference row aside), the reference row last."""
+    table = _table()
+    html = _eval_table(table)
+    heads = re.findall(r"<th[^>]*>([^<]*)</th>", html)
+    assert heads == ["method", "family", "deletion ↓", "sparseness ↑", "relevance_mass_accuracy ↑", "time (s)"]
+    assert heads[2:5] == table.to_markdown(3).splitlines()[0].strip("| ").split(" | ")[1:]
+    assert f"<td class='num'>{table.cell('a<b>', 'deletion', 3)}</td>" in html  # 0.3 ± 0.1
+    assert table.cell("a<b>", "deletion", 3) == "0.3 ± 0.1"
+    assert "<td class='num best'>0.1 ± 0</td>" in html  # c: the lowest deletion; the random row's 0.05 is no rival
+    body = html.split("</tr>")
+    assert "random order (reference)" in body[-2] and "class='ref'" in body[-2]
 
 
 def test_deletion_curves_highlight_the_best_five(monkeypatch):
@@ -74,9 +106,44 @@ def test_lrp_completeness_gap_is_explained_as_absorbed_relevance():
     model = CNN2d(1, 10, channels=(4, 8)).eval()
     report = build_report(model, ds.X_test[:3], y=ds.y_test[:3], layout="image", methods=["lrp", "saliency"],
                           n_classes=1, x_eval=ds.X_test[:20], y_eval=ds.y_test[:20])
-    rows = {r["method"]: r for r in report.evaluation}
-    lrp = rows["lrp"]
-    assert lrp["abs_delta"] > 1e-3  # the biases keep relevance
-    assert abs(lrp["absorbed"] - lrp["abs_delta"]) < 1e-4 and lrp["residual"] < 1e-4
-    assert "absorbed" not in rows["saliency"]
-    assert "absorbed by rules" in report.html and "not an error" in report.html
+    table = report.evaluation
+    got = {(r["method"], r["metric"]): r["mean"] for r in table}
+    assert got[("lrp", "absorbed_relevance")] > 1e-3  # the biases keep relevance: by design
+    assert got[("lrp", "completeness_residual")] < 1e-4  # the real error
+    assert ("saliency", "absorbed_relevance") not in got and ("saliency", "completeness_residual") not in got
+    assert "absorbed_relevance" in report.html and "not an error" in report.html
+
+
+def test_report_rows_equal_lumos_evaluate_on_the_same_explanation():
+    """The report's table is lumos.evaluate's: the same metric names, directions and values (mean and
+    s.e.) as lumos.evaluate with the report's options on the explanations the report holds; the
+    completeness residual equals the registered metric re-running the explainer; the reference row
+    is lumos.evaluate on random_order(seed); the deletion figure uses the table's deletion curves."""
+    from lumos.data import load_digits
+    from lumos.metrics import completeness_residual, evaluate
+    from lumos.metrics.evaluate import RANDOM_ROW, random_order
+    from lumos.models import CNN2d
+    from lumos.report.builder import build_report, report_metrics
+
+    torch.manual_seed(0)
+    ds = load_digits()
+    model = CNN2d(1, 10, channels=(4, 8)).eval()
+    x = ds.X_test[:3]
+    report = build_report(model, x, layout="image", methods=["integrated_gradients", "saliency"], n_classes=1,
+                          seed=2)
+    table = report.evaluation
+    assert table.methods == ["integrated_gradients", "saliency", RANDOM_ROW]
+    run = next(r for r in report.runs if r.name == "integrated_gradients")
+    exp = run.explanations[0]
+    api = evaluate(model, x, exp.target, {"integrated_gradients": lambda i, t: exp.values}, report_metrics(0.0),
+                   progress=False)
+    mine = {r["metric"]: r for r in table if r["method"] == "integrated_gradients"}
+    for r in api:
+        for key in ("mean", "sem", "n", "higher_is_better", "category"):
+            assert mine[r["metric"]][key] == r[key], (r["metric"], key)
+    residual = completeness_residual(run.explainer, model, x, exp.target, relative=False)
+    np.testing.assert_allclose(mine["completeness_residual"]["mean"], residual.scores.mean(), rtol=1e-6)
+    ref = evaluate(model, x, exp.target, {RANDOM_ROW: random_order(2)}, report_metrics(0.0), progress=False)
+    assert [r["mean"] for r in ref] == [r["mean"] for r in table if r["method"] == RANDOM_ROW]
+    assert set(table.attrs["curves"]["deletion"]) == {"integrated_gradients", "saliency", RANDOM_ROW}
+    assert "(lumos.metrics.deletion(n_steps=20, baseline=0))" in report.html

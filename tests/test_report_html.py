@@ -145,8 +145,8 @@ def test_ground_truth_mass_column_for_synthetic_series():
     idx = np.where(ds.y_test == 1)[0][:4]
     rep = build_report(model, ds.X_test[idx], y=ds.y_test[idx], masks=ds.mask_test[idx], methods=["gxi"],
                        class_names=ds.class_names)
-    row = rep.evaluation[0]
-    assert 0 <= row["mass"] <= 1 and "mass on ground truth" in rep.html
+    mass = {r["method"]: r["mean"] for r in rep.evaluation if r["metric"] == "relevance_mass_accuracy"}
+    assert 0 <= mass["gradient_x_input"] <= 1 and "relevance_mass_accuracy ↑" in rep.html
 
 
 # -- a real browser ------------------------------------------------------------------------

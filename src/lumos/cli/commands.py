@@ -14,7 +14,7 @@ from lumos.cli.bench import bench_group
 from lumos.cli.explain_dataset import explain_dataset_command
 from lumos.cli.loaders import DATA_FORMATS, load_data, load_model
 from lumos.cli.options import TARGET_HELP, options_per_method, parse_options, parse_target
-from lumos.metrics.evaluate import DEFAULT_METRICS
+from lumos.metrics.evaluate import DEFAULT_METRICS, RANDOM_ROW
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -213,7 +213,7 @@ def evaluate(ctx, model_path, factory, trust_model, data_path, label_column, lim
     metrics, mean ± standard error over the inputs, ↑ / ↓ the better direction), a random
     attribution as the reference row last."""
     from lumos.core.explanation import Explanation
-    from lumos.metrics.evaluate import TABLE_FORMATS, EvaluationTable
+    from lumos.metrics.evaluate import TABLE_FORMATS, EvaluationTable, random_order
     from lumos.metrics.evaluate import evaluate as evaluate_table
     from lumos.report.methods import run_methods
 
@@ -240,12 +240,12 @@ def evaluate(ctx, model_path, factory, trust_model, data_path, label_column, lim
                                background=x[:50], progress=not ctx.obj["quiet"], options=per_method,
                                x_eval=x if d["y"] is not None else None, y_eval=d["y"]):
             if run.ok and run.explanations:
-                explainers[run.name] = _configured(run, x)
+                explainers[run.name] = run.explain_fn(x)
             elif run.error:
                 explainers[run.name] = run.error
     labels = d["y"][:limit] if d["y"] is not None and len(d["y"][:limit]) == len(x) else None
     _check_needs(metrics, labels)
-    explainers[RANDOM_ROW] = _random_order(ctx.obj["seed"])
+    explainers[RANDOM_ROW] = random_order(ctx.obj["seed"])
     tables = []
     for name in _progress(ctx, list(explainers), "evaluating"):
         if isinstance(explainers[name], str):  # the method failed: its error
@@ -260,10 +260,6 @@ def evaluate(ctx, model_path, factory, trust_model, data_path, label_column, lim
     click.echo(table.to_markdown())
     if out is not None:
         say(ctx, f"table written to {table.save(out).resolve()}")
-
-
-#: The reference row of ``lumos evaluate`` (the report's name for it).
-RANDOM_ROW = "random order (reference)"
 
 
 def _metric_names(text: str, saved: bool) -> list[str]:
@@ -297,24 +293,6 @@ def _check_needs(metrics: list[str], labels) -> None:
                              "the .csv column with --label-column")
 
 
-def _configured(run, x: np.ndarray):
-    """A method run by ``run_methods`` as ``fn(inputs, target, model=...)`` for lumos.evaluate:
-    its explainer with the call options it ran with, rebound to the model a metric passes
-    (a randomised copy); asked about ``x`` and the explained targets on the model itself, it
-    returns the explanation already computed."""
-    explainer, call, done = run.explainer, dict(run.call), run.explanations[0]
-
-    def explain(inputs, target, model=None):
-        same = model is None or model is explainer.model
-        if (same and np.shape(inputs) == x.shape and np.array_equal(inputs, x)
-                and np.array_equal(np.asarray(target).reshape(-1), np.asarray(done.target).reshape(-1))):
-            return done.values
-        return (explainer if same else explainer.with_model(model)).explain(inputs, target=target, **call)
-
-    explain.__name__ = run.name
-    return explain
-
-
 def _saved(exp):
     """A saved explanation as ``fn(inputs, target)``: its values, for its own inputs only."""
     def saved(inputs, target):
@@ -324,15 +302,6 @@ def _saved(exp):
 
     saved.__name__ = exp.method
     return saved
-
-
-def _random_order(seed: int):
-    """Uniform random attributions (seeded; the same map for inputs of the same shape, whatever
-    the model): the row a method has to beat."""
-    def random_order(inputs, target, model=None):  # takes the model (sanity metrics pass copies), ignores it
-        return np.random.default_rng(seed).random(np.shape(inputs))
-
-    return random_order
 
 
 def _progress(ctx, items, label: str):

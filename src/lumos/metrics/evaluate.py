@@ -116,6 +116,32 @@ class EvaluationTable:
             raise KeyError(f"no column {name!r}; columns: {', '.join(self.columns)}")
         return [r.get(name) for r in self.rows]
 
+    @property
+    def methods(self) -> list[str]:
+        """The methods in the order of their first row."""
+        return list(dict.fromkeys(r["method"] for r in self.rows))
+
+    @property
+    def metrics(self) -> list[str]:
+        """The metric labels in the order of their first row."""
+        return list(dict.fromkeys(r["metric"] for r in self.rows))
+
+    def heading(self, metric: str) -> str:
+        """A metric's column heading: its label and direction (↑ higher is better, ↓ lower)."""
+        better = next((r["higher_is_better"] for r in self.rows if r["metric"] == metric), None)
+        return metric + {True: " ↑", False: " ↓"}.get(better, "")
+
+    def cell(self, method: str, metric: str, digits: int = 4) -> str:
+        """``mean ± sem`` of a method's metric (``digits`` significant), ``failed`` for a row
+        with an error, empty where the method has no such row."""
+        r = next((r for r in self.rows if r["method"] == method and r["metric"] == metric), None)
+        if r is None:
+            return ""
+        if r.get("error"):
+            return "failed"
+        sem = "" if not np.isfinite(r["sem"]) else f" ± {r['sem']:.{digits}g}"
+        return f"{r['mean']:.{digits}g}{sem}"
+
     def info(self, metric: str):
         """The :class:`MetricInfo` of ``metric`` (a row's metric label or a metric name)."""
         fn = self.attrs.get("metric_functions", {}).get(metric)
@@ -124,13 +150,14 @@ class EvaluationTable:
     @classmethod
     def concat(cls, tables) -> "EvaluationTable":
         """One table of the rows of ``tables`` in order, their curves and metric functions merged."""
-        rows, curves, functions = [], {}, {}
+        rows, curves, functions, options = [], {}, {}, {}
         for table in tables:
             rows += table.rows
             for metric, per_method in table.attrs.get("curves", {}).items():
                 curves.setdefault(metric, {}).update(per_method)
             functions.update(table.attrs.get("metric_functions", {}))
-        return cls(rows, {"curves": curves, "metric_functions": functions})
+            options.update(table.attrs.get("metric_options", {}))
+        return cls(rows, {"curves": curves, "metric_functions": functions, "metric_options": options})
 
     @classmethod
     def failure(cls, method: str, metrics, error: str) -> "EvaluationTable":
@@ -140,7 +167,8 @@ class EvaluationTable:
         rows = [{"method": method, "metric": label, "mean": float("nan"), "sem": float("nan"), "n": 0,
                  "higher_is_better": fn.info.higher_is_better, "category": fn.info.category, "error": str(error)}
                 for label, (fn, _) in chosen.items()]
-        return cls(rows, {"curves": {}, "metric_functions": {k: fn for k, (fn, _) in chosen.items()}})
+        return cls(rows, {"curves": {}, "metric_functions": {k: fn for k, (fn, _) in chosen.items()},
+                          "metric_options": {k: options for k, (_, options) in chosen.items()}})
 
     def save(self, path):
         """Write the table, by the suffix of ``path``: ``.csv`` (a row per method x metric,
@@ -181,25 +209,10 @@ class EvaluationTable:
         """Methods as rows, metrics as columns, ``mean ± sem`` cells; each metric's header
         carries its direction (↑ higher is better, ↓ lower is better). A method that could
         not be evaluated shows ``failed`` in its cells, its error in a list under the table."""
-        methods = list(dict.fromkeys(r["method"] for r in self.rows))
-        metrics = list(dict.fromkeys(r["metric"] for r in self.rows))
-        cell = {(r["method"], r["metric"]): r for r in self.rows}
-        arrow = {True: " ↑", False: " ↓"}
-        head = ["method"] + [m + arrow.get(next(r["higher_is_better"] for r in self.rows if r["metric"] == m), "")
-                             for m in metrics]
+        head = ["method"] + [self.heading(m) for m in self.metrics]
         lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-        for name in methods:
-            cells = [name]
-            for m in metrics:
-                r = cell.get((name, m))
-                if r is None:
-                    cells.append("")
-                elif r.get("error"):
-                    cells.append("failed")
-                else:
-                    sem = "" if not np.isfinite(r["sem"]) else f" ± {r['sem']:.{digits}g}"
-                    cells.append(f"{r['mean']:.{digits}g}{sem}")
-            lines.append("| " + " | ".join(cells) + " |")
+        for name in self.methods:
+            lines.append("| " + " | ".join([name] + [self.cell(name, m, digits) for m in self.metrics]) + " |")
         errors = dict.fromkeys(f"- {r['method']} failed: {r['error']}" for r in self.rows if r.get("error"))
         return "\n".join(lines + ([""] + list(errors) if errors else []))
 
@@ -214,6 +227,19 @@ def _has_pandas() -> bool:
     import importlib.util
 
     return importlib.util.find_spec("pandas") is not None
+
+
+#: The reference row of ``lumos evaluate`` and of the report: a random attribution.
+RANDOM_ROW = "random order (reference)"
+
+
+def random_order(seed: int):
+    """Uniform random attributions as ``fn(inputs, target, model=None)`` (seeded; the same map
+    for inputs of the same shape, whatever the model): the row a method has to beat."""
+    def random_order(inputs, target, model=None):  # takes the model (sanity metrics pass copies), ignores it
+        return np.random.default_rng(seed).random(np.shape(inputs))
+
+    return random_order
 
 
 #: The table type's former name (a list of rows without pandas).
@@ -313,23 +339,31 @@ def evaluate(model, inputs, targets=None, explainers=None, metrics=None, *, labe
                 if bar is not None:
                     bar.set_postfix_str(f"{mname}: {label}")
                 result = _call(fn, explainer, model, x, values, t, labels, mask, options)
-                if hasattr(result, "epc"):
-                    mean, sem, n = float(result.epc), float("nan"), len(x)
-                else:
-                    s = per_sample(result)
-                    n = int(np.isfinite(s).sum())
-                    mean = float(np.nanmean(s))
-                    sem = float(np.nanstd(s, ddof=1) / np.sqrt(n)) if n > 1 else float("nan")
                 if hasattr(result, "curve"):
                     curves.setdefault(label, {})[mname] = (result.fractions, result.mean_curve)
-                rows.append({"method": mname, "metric": label, "mean": mean, "sem": sem, "n": n,
-                             "higher_is_better": fn.info.higher_is_better, "category": fn.info.category})
+                rows.append(score_row(mname, label, fn, result, len(x)))
                 if bar is not None:
                     bar.update()
     finally:
         if bar is not None:
             bar.close()
-    return EvaluationTable(rows, {"curves": curves, "metric_functions": {k: fn for k, (fn, _) in chosen.items()}})
+    return EvaluationTable(rows, {"curves": curves, "metric_functions": {k: fn for k, (fn, _) in chosen.items()},
+                                  "metric_options": {k: options for k, (_, options) in chosen.items()}})
+
+
+def score_row(method: str, label: str, fn, result, n_inputs: int | None = None) -> dict:
+    """One row of the table: a metric's ``result`` for ``method`` (per-input scores, a curve,
+    or EPC's dataset-level value over ``n_inputs``) as ``mean``, ``sem = std(ddof=1)/sqrt(n)``
+    over the inputs with a finite score, and ``n``, with the direction and category of ``fn``."""
+    if hasattr(result, "epc"):
+        mean, sem, n = float(result.epc), float("nan"), int(n_inputs or 0)
+    else:
+        s = per_sample(result)
+        n = int(np.isfinite(s).sum())
+        mean = float(np.nanmean(s)) if n else float("nan")
+        sem = float(np.nanstd(s, ddof=1) / np.sqrt(n)) if n > 1 else float("nan")
+    return {"method": method, "metric": label, "mean": mean, "sem": sem, "n": n,
+            "higher_is_better": fn.info.higher_is_better, "category": fn.info.category}
 
 
 def _call(fn, explainer, model, x, values, target, labels, mask, options):

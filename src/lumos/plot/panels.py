@@ -209,17 +209,22 @@ def render_global(exp, title: str) -> str:
     return to_png(fig)
 
 
-def render_curves(curves: dict[str, np.ndarray], title: str, highlight: int = 5) -> str:
+def render_curves(curves: dict[str, np.ndarray], title: str, highlight: int = 5, scores: dict | None = None,
+                  score_name: str = "AOPC", higher_is_better: bool = True) -> str:
     """Mean deletion curves per method (and the random ordering, dashed black). With more
-    than ``highlight`` methods, the ``highlight`` with the largest AOPC (the steepest drop:
-    the best rankings) are drawn in colour and named in the legend with their AOPC, the
-    others thin and grey, so 18 methods stay readable."""
+    than ``highlight`` methods, the ``highlight`` with the best ``scores`` (default: the
+    largest AOPC of the curve, the steepest drop: the best rankings) are drawn in colour and
+    named in the legend with their score (``score_name``, e.g. the evaluation table's
+    ``deletion``, ``higher_is_better=False``), the others thin and grey, so 18 methods stay
+    readable."""
     plt = _plt()
     fig, ax = plt.subplots(figsize=(9.0, 3.8))
     palette = plt.get_cmap("tab10").colors
     methods = {k: v for k, v in curves.items() if k != "random"}
-    area = {k: float((v[:, :1] - v).mean()) for k, v in methods.items()}
-    best = sorted(area, key=lambda k: -area[k])[:highlight] if len(methods) > highlight else list(methods)
+    area = ({k: float(scores[k]) for k in methods} if scores is not None
+            else {k: float((v[:, :1] - v).mean()) for k, v in methods.items()})
+    sign = -1.0 if higher_is_better else 1.0
+    best = sorted(area, key=lambda k: sign * area[k])[:highlight] if len(methods) > highlight else list(methods)
     rest = [k for k in methods if k not in best]
     for k, name in enumerate(rest):
         c = methods[name]
@@ -228,13 +233,13 @@ def render_curves(curves: dict[str, np.ndarray], title: str, highlight: int = 5)
     for k, name in enumerate(best):
         c = methods[name]
         ax.plot(np.linspace(0, 100, c.shape[1]), c.mean(0), color=palette[k % 10], lw=2.0, zorder=3,
-                label=f"{plain(name)} (AOPC {area[name]:.3f})" if rest else plain(name))
+                label=f"{plain(name)} ({score_name} {area[name]:.3f})" if rest else plain(name))
     if "random" in curves:
         c = curves["random"]
         ax.plot(np.linspace(0, 100, c.shape[1]), c.mean(0), color="k", ls="--", lw=2.0, zorder=2,
                 label=plain("random"))
     if rest:
-        title += f": the {len(best)} best of {len(methods)} methods by AOPC in colour"
+        title += f": the {len(best)} best of {len(methods)} methods by {score_name} in colour"
     ax.set_xlabel("features deleted, most relevant first (%)", fontsize=9)
     ax.set_ylabel("probability of the explained class", fontsize=9)
     ax.set_ylim(-0.02, 1.02)

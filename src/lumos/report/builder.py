@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from lumos.core.model import ModelAdapter
+from lumos.metrics.evaluate import RANDOM_ROW, EvaluationTable, evaluate, random_order, score_row
 from lumos.report import evaluation as ev
 from lumos.plot import panels as figures
 from lumos.report import series
@@ -35,7 +36,7 @@ class Report:
 
     html: str
     runs: list[MethodRun]
-    evaluation: list[dict]
+    evaluation: EvaluationTable
     notes: list[str] = field(default_factory=list)
     seconds: float = 0.0
 
@@ -98,17 +99,6 @@ def time_window_importance(sample_shape, times=None, sfreq=None, n_windows: int 
     return {"groups": groups, "feature_names": names}
 
 
-def _external_metrics(model, x, exp, baseline) -> dict:
-    """Petsiuk et al.'s deletion and insertion AUC from :mod:`lumos.metrics` (20 steps)."""
-    from lumos.metrics import deletion, insertion
-
-    base = baseline if baseline is not None and np.ndim(baseline) > 0 else None
-    return {
-        "deletion AUC ↓": deletion(model, x, exp.values, exp.target, n_steps=20, baseline=base).value,
-        "insertion AUC ↑": insertion(model, x, exp.values, exp.target, n_steps=20).value,
-    }
-
-
 def _bar(items, progress: bool, label: str, unit: str):
     """``items`` under a tqdm bar when ``progress`` (shown after a second, removed when done)."""
     if not progress:
@@ -118,59 +108,108 @@ def _bar(items, progress: bool, label: str, unit: str):
     return tqdm(items, desc=label, unit=unit, leave=False)
 
 
-def _absorbed(row: dict, explainer, model, x, target, notes: list) -> None:
-    """LRP's |δ| split into the relevance its rules keep at biases and stabilisers (by design,
-    Bach et al. 2015) and the residual error (lumos.metrics.relevance_budget), so that a
-    completeness error of 0.86 beside Deep Taylor's 1e-5 comes with its reason."""
-    from lumos.metrics.conservation import relevance_budget
+def report_metrics(baseline) -> dict:
+    """The report's metrics as :func:`lumos.evaluate` takes them (label -> (metric, options)):
+    region perturbation (MoRF AOPC) with lumos.evaluate's defaults, Petsiuk et al.'s deletion
+    (to the report's ``baseline``) and insertion AUC in 20 steps, and the Gini sparseness."""
+    from lumos.metrics import deletion, insertion, region_perturbation, sparseness
 
-    try:
-        budget = relevance_budget(explainer, model, x, target, relative=False)
-    except (ValueError, TypeError, RuntimeError) as err:
-        notes.append(f"{row['method']}: absorbed relevance not booked ({err})")
-        return
-    row["absorbed"] = float(np.abs(budget.absorbed).mean())
-    row["residual"] = float(np.abs(budget.error).mean())
+    base = baseline if baseline is not None and np.ndim(baseline) > 0 else float(baseline or 0.0)
+    return {"region_perturbation": (region_perturbation, {}),
+            "deletion": (deletion, {"n_steps": 20, "baseline": base}),
+            "insertion": (insertion, {"n_steps": 20}),
+            "sparseness": (sparseness, {})}
 
 
-def _evaluate(model, x, runs, baseline, seed, masks, notes, progress: bool = False) -> tuple[list[dict], dict]:
-    rows, curves = [], {}
-    target = None
+def completeness_rows(run, model, x, notes: list) -> EvaluationTable:
+    """Completeness of a method that records it (``delta``): ``completeness_residual`` (absolute:
+    ``|f(x) - base - sum Phi - absorbed|``) and, for LRP, ``absorbed_relevance``, the relevance its
+    rules keep at biases and stabilisers by design (Bach et al. 2015), so that an LRP gap of 0.86
+    beside Deep Taylor's 1e-5 comes with its reason. Other methods absorb nothing: their residual
+    is ``|delta|`` of the explanation held (no second explain pass)."""
+    from lumos.metrics.conservation import absorbed_relevance, completeness_residual, relevance_budget
+
+    exp = run.explanations[0]
+    options = {"completeness_residual": {"relative": False}}
+    if run.family == "relevance" and run.explainer is not None:
+        try:
+            budget = relevance_budget(run.explainer, model, x, exp.target, relative=False)
+        except (ValueError, TypeError, RuntimeError) as err:
+            notes.append(f"{run.name}: absorbed relevance not booked ({err})")
+        else:
+            options["absorbed_relevance"] = {"relative": False}
+            rows = [score_row(run.name, "completeness_residual", completeness_residual, budget.scores),
+                    score_row(run.name, "absorbed_relevance", absorbed_relevance, budget.absorbed)]
+            return EvaluationTable(rows, {"metric_functions": {"completeness_residual": completeness_residual,
+                                                               "absorbed_relevance": absorbed_relevance},
+                                          "metric_options": options})
+    residual = np.abs(np.asarray(exp.delta, dtype=np.float64).reshape(-1))
+    return EvaluationTable([score_row(run.name, "completeness_residual", completeness_residual, residual)],
+                           {"metric_functions": {"completeness_residual": completeness_residual},
+                            "metric_options": options})
+
+
+def mass_rows(name: str, values, masks, n: int) -> EvaluationTable:
+    """Relevance mass accuracy (Arras et al. 2022) over the inputs that hold ground truth."""
+    from lumos.metrics import relevance_mass_accuracy
+
+    has = masks.reshape(n, -1).any(1)
+    if not has.any():
+        return EvaluationTable()
+    row = score_row(name, "relevance_mass_accuracy", relevance_mass_accuracy,
+                    relevance_mass_accuracy(np.asarray(values)[has], masks[has]))
+    return EvaluationTable([row], {"metric_functions": {"relevance_mass_accuracy": relevance_mass_accuracy},
+                                   "metric_options": {"relevance_mass_accuracy": {}}})
+
+
+def _evaluate(model, x, runs, baseline, seed, masks, notes, progress: bool = False) -> EvaluationTable:
+    """The report's evaluation as one :class:`~lumos.metrics.evaluate.EvaluationTable` (the type
+    ``lumos.evaluate`` and ``lumos evaluate`` give, with their metric names and mean ± s.e.):
+    :func:`report_metrics` run by :func:`lumos.evaluate` on each method's explanation of the
+    predicted class (not recomputed), its completeness and relevance mass, and the random
+    order as the reference row last; ``attrs["methods"]`` holds each method's family and time."""
+    metrics = report_metrics(baseline)
+    tables, info, target = [], {}, None
     for run in _bar(list(runs) + [None], progress, "evaluating", "method"):  # None: the random reference
         if run is None:
             if target is not None:
-                c = np.mean([ev.deletion_curves(model, x, None, target, baseline=baseline, seed=seed + r)
-                             for r in range(5)], axis=0)
-                curves["random"] = c
-                rows.append({"method": "random order (reference)", "family": "", "seconds": 0.0,
-                             "aopc": float(ev.aopc(c).mean()), "aopc_sd": float(ev.aopc(c).std())})
+                tables.append(evaluate(model, x, target, {RANDOM_ROW: random_order(seed)}, metrics, progress=False))
+                if masks is not None and masks.any():
+                    tables.append(mass_rows(RANDOM_ROW, random_order(seed)(x, target), masks, len(x)))
+                info[RANDOM_ROW] = {"family": "", "seconds": None}
             continue
         if not run.ok or not run.explanations:
             continue
         exp = run.explanations[0]
         target = exp.target
-        row = {"method": run.name, "family": run.family, "seconds": run.seconds}
+        info[run.name] = {"family": run.family, "seconds": run.seconds}
+        values = ev.relevance_map(exp.values, x.shape)  # CAM maps (N, 1, h, w) broadcast over the channels
+        held = lambda inputs, t, _v=values: _v  # noqa: E731 - the explanation already computed, for x only
         try:
-            c = ev.deletion_curves(model, x, exp.values, exp.target, baseline=baseline)
-            curves[run.name] = c
-            row["aopc"] = float(ev.aopc(c).mean())
-            row["aopc_sd"] = float(ev.aopc(c).std())
+            tables.append(evaluate(model, x, target, {run.name: held}, metrics, progress=False))
         except ValueError as err:
-            notes.append(f"{run.name}: deletion curve not computed ({err})")
-        row["gini"] = float(ev.gini(ev.relevance_map(exp.values, x.shape)).mean())
+            notes.append(f"{run.name}: not evaluated ({err})")
+            tables.append(EvaluationTable.failure(run.name, metrics, str(err)))
         if exp.delta is not None:
-            row["abs_delta"] = float(np.abs(exp.delta).mean())
-            if run.family == "relevance" and run.explainer is not None:
-                _absorbed(row, run.explainer, model, x, exp.target, notes)
+            tables.append(completeness_rows(run, model, x, notes))
         if masks is not None and masks.any():
-            has = masks.reshape(len(x), -1).any(1)
-            if has.any():
-                from lumos.metrics import relevance_mass_accuracy
+            tables.append(mass_rows(run.name, values, masks, len(x)))
+    table = EvaluationTable.concat(tables)
+    table.attrs["methods"] = info
+    return table
 
-                row["mass"] = float(relevance_mass_accuracy(exp.values[has], masks[has]).mean())
-        row.update({f"metrics.{k}": v for k, v in _external_metrics(model, x, exp, baseline).items()})
-        rows.append(row)
-    return rows, curves
+
+def _deletion_figure(table: EvaluationTable) -> str | None:
+    """The mean deletion curves of the table's ``deletion`` metric, each method named with its
+    deletion AUC as the table gives it (the 5 lowest in colour), the random order dashed."""
+    held = table.attrs.get("curves", {}).get("deletion", {})
+    if not held:
+        return None
+    curves = {("random" if name == RANDOM_ROW else name): np.asarray(curve)[None] for name, (_, curve) in held.items()}
+    auc = {r["method"]: r["mean"] for r in table if r["metric"] == "deletion"}
+    return figures.render_curves(curves, "deletion curves (mean over the inputs, predicted class)",
+                                 scores={k: auc[k] for k in held if k != RANDOM_ROW}, score_name="deletion AUC",
+                                 higher_is_better=False)
 
 
 def build_report(model, x, *, y=None, layout: str | None = None, class_names=None, feature_names=None,
@@ -221,14 +260,17 @@ def build_report(model, x, *, y=None, layout: str | None = None, class_names=Non
     runs = run_methods(model, x, targets, layout, names=methods, x_eval=x_eval, y_eval=y_eval,
                        background=background, seed=seed, progress=progress, options=options)
     notes: list[str] = [
-        "Evaluation: AOPC of the report's deletion curve (most relevant first, baseline value "
-        f"{baseline if np.isscalar(baseline) else 'per feature'}); deletion / insertion AUC (Petsiuk et al. 2018) "
-        "and relevance mass (Arras et al. 2022) from lumos.metrics."]
+        "Evaluation: lumos.evaluate's table (the metric names, ↑ / ↓ and mean ± standard error over the inputs "
+        "of lumos.evaluate and `lumos evaluate`) on each method's explanation of the predicted class: region "
+        "perturbation (AOPC, lumos.evaluate's settings), deletion AUC to the baseline value "
+        f"{baseline if np.isscalar(baseline) else '(per feature)'} and insertion AUC in 20 steps (Petsiuk et al. "
+        "2018), sparseness, completeness and relevance mass (Arras et al. 2022); a random attribution is the "
+        "reference row."]
     coarse = {}
     for run in runs:
         if run.ok and run.explanations and "layer_map" in run.explanations[0].extras:
             coarse.setdefault(tuple(run.explanations[0].extras["layer_map"].shape[1:]), []).append(run.name)
-    evaluation, curves = _evaluate(model, x, runs, baseline, seed, masks, notes, progress)
+    evaluation = _evaluate(model, x, runs, baseline, seed, masks, notes, progress)
     ok = [r for r in runs if r.ok and r.explanations]
     titles = {name: (f"{name}\n[guided × {' × '.join(map(str, shape))} CAM]" if "guided" in name else
                      f"{name}\n[{' × '.join(map(str, shape))} layer map, upsampled]")
@@ -252,7 +294,7 @@ def build_report(model, x, *, y=None, layout: str | None = None, class_names=Non
                 "classes": [(class_names[int(t)], float(probs[i, t])) for t in targets[i]]} for i in range(len(x))]
     globals_ = [(run.name, figures.render_global(run.global_explanation, run.name))
                 for run in runs if run.ok and run.global_explanation is not None]
-    curve_png = figures.render_curves(curves, "deletion curves (mean over the inputs, predicted class)") if curves else None
+    curve_png = _deletion_figure(evaluation)
     import lumos
 
     info = {

@@ -21,6 +21,8 @@ import hashlib
 import json
 from html import escape
 
+import numpy as np
+
 CSS = """
 body{font:14px/1.45 system-ui,-apple-system,'Segoe UI',Roboto,sans-serif;margin:0;color:#1d2329;background:#f6f7f9}
 header{background:#1f3a5f;color:#fff;padding:14px 24px}header h1{margin:0;font-size:22px}
@@ -41,6 +43,8 @@ select{font:inherit;padding:3px}
 code{background:#f0f2f5;padding:0 3px;border-radius:3px;font-size:12px}
 .words{font:15px/2.1 ui-monospace,Menlo,Consolas,monospace;margin:2px 0 6px}.words .m{display:inline-block;min-width:190px;font:13px system-ui,sans-serif;color:#374151}
 .words span.w{padding:1px 3px;margin:0 1px;border-radius:2px}
+table.eval td.num{white-space:nowrap}table.eval td.best{font-weight:600}table.eval th[title]{cursor:help;text-decoration:underline dotted}
+table.eval tr.ref td{color:#6b7280;font-style:italic;border-top:1px solid #9aa5b1}
 """
 
 ERROR_TRAP = """<script>window.__lumosErrors=[];
@@ -122,45 +126,39 @@ SCRIPT = """<script>
 })();
 </script>"""
 
-COLUMNS = [
-    ("aopc", "AOPC ↑", "area over the deletion curve: mean drop of the class probability as the most relevant "
-                       "features are deleted first (higher = the ranking finds what the model uses)"),
-    ("gini", "sparseness", "Gini index of |attribution| (0 = spread evenly, 1 = one feature)"),
-    ("abs_delta", "|δ| completeness", "mean |Σ attributions − (f(x) − f(baseline))|, where the method defines it"),
-    ("absorbed", "absorbed by rules", "LRP: mean |relevance kept by the rules at biases and ε stabilisers| — part of "
-                                      "|δ| by design (Bach et al. 2015), not an error"),
-    ("residual", "|δ| residual", "LRP: mean |δ| left once the absorbed relevance is taken out (the real error)"),
-    ("mass", "mass on ground truth ↑", "share of positive relevance inside the planted evidence (Arras et al. 2022)"),
-    ("seconds", "time (s)", "wall time for all explained inputs and classes"),
-]
-
-
-#: Descriptions of the columns that come from lumos.metrics (key after "metrics.").
+#: What each metric of the report's evaluation table measures (tooltip and legend); the
+#: direction, the needs and the options come from the table (its MetricInfo and attrs).
 METRIC_NOTES = {
-    "deletion AUC ↓": "lumos.metrics.deletion: area under the class probability as features are set to the "
-                      "baseline, most relevant first, 20 steps (Petsiuk et al. 2018); lower is better",
-    "insertion AUC ↑": "lumos.metrics.insertion: area under the class probability as features are inserted into a "
-                       "blurred input, most relevant first, 20 steps (Petsiuk et al. 2018); higher is better",
+    "region_perturbation": "AOPC (Samek et al. 2017): mean drop of the class probability as single features, most "
+                           "relevant first, are replaced by uniform noise, step after step (up to 100 steps)",
+    "deletion": "deletion AUC (Petsiuk et al. 2018): area under the class probability as features are set to the "
+                "baseline, most relevant first",
+    "insertion": "insertion AUC (Petsiuk et al. 2018): area under the class probability as features are inserted "
+                 "into a blurred input, most relevant first",
+    "sparseness": "Gini index of |attribution| (0 = spread evenly, 1 = one feature)",
+    "completeness_residual": "completeness error |f(x) − f(baseline) − Σ attributions| where the method defines it, "
+                             "with LRP's absorbed relevance taken out (the real error)",
+    "absorbed_relevance": "LRP: relevance kept by the rules at biases and ε stabilisers — part of the completeness "
+                          "gap by design (Bach et al. 2015), not an error",
+    "relevance_mass_accuracy": "share of positive relevance inside the planted evidence (Arras et al. 2022), over "
+                               "the inputs that hold some",
 }
+TIME_NOTE = "wall time for all explained inputs and classes"
 
 
-#: The lumos.metrics metric behind each evaluation column (its MetricInfo gives the tooltip's
-#: direction and needs). The report's AOPC is the area over the deletion curve (pixel flipping).
-COLUMN_METRICS = {"aopc": "pixel_flipping", "gini": "sparseness", "abs_delta": "completeness_error",
-                  "mass": "relevance_mass_accuracy", "metrics.deletion AUC ↓": "deletion",
-                  "metrics.insertion AUC ↑": "insertion"}
+def _option(value) -> str:
+    return f"{value:g}" if isinstance(value, float) else (str(value) if np.ndim(value) == 0 else "per feature")
 
 
-def _tip(key: str, desc: str) -> str:
-    """A column's tooltip: its description, then the direction and needs of the lumos metric behind it."""
-    from lumos.metrics import METRICS
-
-    fn = METRICS.get(COLUMN_METRICS.get(key, ""))
-    if fn is None:
-        return desc
-    info = fn.info
-    direction = "" if info.direction in desc else f"{info.direction[0].upper()}{info.direction[1:]}; "
-    return f"{desc}. {direction}needs {', '.join(info.requires)} (lumos.metrics.{info.name})"
+def _tip(table, metric: str) -> str:
+    """A column's tooltip: what the metric measures, its direction, what it needs and the
+    options it ran with (lumos.metrics.<name>(...))."""
+    info = table.info(metric)
+    desc = METRIC_NOTES.get(metric, info.describe())
+    options = table.attrs.get("metric_options", {}).get(metric, {})
+    call = ", ".join(f"{k}={_option(v)}" for k, v in options.items())
+    return (f"{desc}. {info.direction[0].upper()}{info.direction[1:]}; needs {', '.join(info.requires)} "
+            f"(lumos.metrics.{info.name}({call}))")
 
 
 def _e(value) -> str:
@@ -176,26 +174,40 @@ def _fmt(v) -> str:
     return _e(v)
 
 
-def _eval_table(rows: list[dict]) -> str:
-    if not rows:
+def _eval_table(table) -> str:
+    from lumos.metrics.evaluate import RANDOM_ROW
+
+    """The evaluation table (a :class:`~lumos.metrics.evaluate.EvaluationTable`): a row per
+    method with its family and time (``attrs["methods"]``), a column per metric headed as
+    ``to_markdown`` heads it (name and ↑ / ↓), ``mean ± s.e.`` cells, the reference row last."""
+    from lumos.metrics.evaluate import RANDOM_ROW
+
+    if not len(table):
         return "<p class='note'>No method produced local explanations to evaluate.</p>"
-    extra = sorted({k for r in rows for k in r if k.startswith("metrics.")})
-    cols = [c for c in COLUMNS if any(c[0] in r for r in rows)] + [(k, k[8:], METRIC_NOTES.get(k[8:], "from lumos.metrics"))
-                                                                  for k in extra]
-    head = "".join(f"<th title='{_e(_tip(key, desc))}'>{_e(label)}</th>" for key, label, desc in cols)
+    info = table.attrs.get("methods", {})
+    metrics = table.metrics
+    best = {}  # the best mean of each metric with a direction, the reference row aside: bold
+    for m in metrics:
+        rows = [r for r in table if r["metric"] == m and r["method"] != RANDOM_ROW and np.isfinite(r["mean"])]
+        if rows and rows[0]["higher_is_better"] is not None and len(rows) > 1:
+            sign = 1.0 if rows[0]["higher_is_better"] else -1.0
+            best[m] = max(rows, key=lambda r: sign * r["mean"])["method"]
+    head = "".join(f"<th title='{_e(_tip(table, m))}'>{_e(table.heading(m))}</th>" for m in metrics)
     body = []
-    for r in rows:
-        cells = []
-        for key, _, _ in cols:
-            v = r.get(key)
-            if key == "aopc" and v is not None and "aopc_sd" in r:
-                cells.append(f"<td class='num'>{v:.3f} ± {r['aopc_sd']:.3f}</td>")
-            else:
-                cells.append(f"<td class='num'>{_fmt(v)}</td>")
-        body.append(f"<tr><td>{_e(r['method'])}</td><td>{_e(r.get('family', ''))}</td>{''.join(cells)}</tr>")
-    legend = "".join(f"<li><b>{_e(label)}</b>: {_e(desc)}</li>" for _, label, desc in cols)
-    return (f"<table><tr><th>method</th><th>family</th>{head}</tr>{''.join(body)}</table>"
-            f"<ul class='legend'>{legend}</ul>")
+    for name in table.methods:
+        meta = info.get(name, {})
+        cells = "".join(f"<td class='num{' best' if best.get(m) == name else ''}'>{_e(table.cell(name, m, 3)) or '–'}"
+                        "</td>" for m in metrics)
+        ref = " class='ref'" if name == RANDOM_ROW else ""
+        body.append(f"<tr{ref}><td>{_e(name)}</td><td>{_e(meta.get('family', ''))}</td>{cells}"
+                    f"<td class='num'>{_fmt(meta.get('seconds'))}</td></tr>")
+    legend = "".join(f"<li><b>{_e(table.heading(m))}</b>: {_e(_tip(table, m))}</li>" for m in metrics)
+    errors = "".join(f"<li class='err'>{_e(r['method'])}: {_e(r['error'])}</li>"
+                     for r in {r["method"]: r for r in table if r.get("error")}.values())
+    return (f"<table class='eval'><tr><th>method</th><th>family</th>{head}<th title='{_e(TIME_NOTE)}'>time (s)</th>"
+            f"</tr>{''.join(body)}</table><p class='legend'>Cells: mean ± standard error over the inputs; ↑ higher "
+            f"is better, ↓ lower is better, the best method in bold (hover a heading for its definition).</p>"
+            f"<ul class='legend'>{legend}<li><b>time (s)</b>: {_e(TIME_NOTE)}</li>{errors}</ul>")
 
 
 def _methods_table(runs) -> str:

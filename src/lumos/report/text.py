@@ -15,7 +15,8 @@ import time
 import numpy as np
 
 from lumos.core.model import ModelAdapter
-from lumos.report.builder import Report, _version, ranked_classes
+from lumos.metrics.evaluate import EvaluationTable, score_row
+from lumos.report.builder import Report, _version, mass_rows, ranked_classes
 from lumos.report.html import _e, render_page
 from lumos.report.methods import MethodRun
 
@@ -36,12 +37,31 @@ def words_html(pairs, lim: float | None = None) -> str:
     return " ".join(spans)
 
 
-def _gini(v: np.ndarray) -> float:
-    a = np.sort(np.abs(v))
-    n = a.size
-    if n == 0 or a.sum() == 0:
-        return 0.0
-    return float(1 - 2 * np.sum(np.cumsum(a) / a.sum()) / n + 1 / n)
+def _evaluate(runs, masks) -> EvaluationTable:
+    """The text report's evaluation table (the type and metric names of lumos.evaluate) on the
+    top class: the sparseness of each sentence over its real tokens, the completeness residual
+    |delta| where the method defines it (LRP's absorbed relevance is not booked for text), and
+    relevance mass accuracy over the sentences that hold evidence."""
+    from lumos.metrics import completeness_residual, sparseness
+
+    tables, info = [], {}
+    for run in runs:
+        exp = run.explanations[0]
+        info[run.name] = {"family": run.family, "seconds": run.seconds}
+        gini = np.array([sparseness(v[m][None])[0] for v, m in zip(exp.values, exp.extras["attention_mask"])])
+        rows = [score_row(run.name, "sparseness", sparseness, gini)]
+        if exp.delta is not None:
+            rows.append(score_row(run.name, "completeness_residual", completeness_residual,
+                                  np.abs(np.asarray(exp.delta, dtype=np.float64).reshape(-1))))
+        tables.append(EvaluationTable(rows, {"metric_functions": {"sparseness": sparseness,
+                                                                  "completeness_residual": completeness_residual},
+                                             "metric_options": {"completeness_residual": {"relative": False}}}))
+        if masks is not None:
+            m = np.asarray(masks, dtype=bool)
+            tables.append(mass_rows(run.name, exp.values, m, len(m)))
+    table = EvaluationTable.concat(tables)
+    table.attrs["methods"] = info
+    return table
 
 
 def build_text_report(model, ids, *, y=None, tokens=None, attention_mask=None, words=None, class_names=None,
@@ -100,20 +120,7 @@ def build_text_report(model, ids, *, y=None, tokens=None, attention_mask=None, w
                      f"{words_html(run.explanations[r].words(i))}</div>" for run in ok]
             rows.append({"sample": i, "rank": r, "class": class_names[int(targets[i, r])],
                          "prob": float(probs[i, targets[i, r]]), "html": "".join(lines)})
-    evaluation = []
-    for run in ok:
-        exp = run.explanations[0]
-        row = {"method": run.name, "family": run.family, "seconds": run.seconds,
-               "gini": float(np.mean([_gini(v[m]) for v, m in zip(exp.values, exp.extras["attention_mask"])]))}
-        if exp.delta is not None:
-            row["abs_delta"] = float(np.mean(np.abs(exp.delta)))
-        if masks is not None:
-            m = np.asarray(masks, dtype=bool)
-            has = m.any(1)  # sentences that hold evidence
-            if has.any():
-                pos = np.clip(exp.values[has], 0, None)
-                row["mass"] = float(np.mean((pos * m[has]).sum(1) / np.maximum(pos.sum(1), 1e-12)))
-        evaluation.append(row)
+    evaluation = _evaluate(ok, masks)
     samples = [{"index": i, "true": None if y is None else class_names[int(y[i])],
                 "pred": class_names[int(targets[i, 0])], "prob": float(probs[i, targets[i, 0]]),
                 "classes": [(class_names[int(t)], float(probs[i, t])) for t in targets[i]]} for i in range(len(ids))]
@@ -121,9 +128,10 @@ def build_text_report(model, ids, *, y=None, tokens=None, attention_mask=None, w
             **({"parameters": f"{sum(p.numel() for p in model.parameters()):,}"} if hasattr(model, "parameters") else {}),
             **(model_info or {}), "inputs": f"{len(ids)} sentences × {ids.shape[1]} tokens (text)"}
     notes = ["Text: relevance per word (the sum over its tokens), each method scaled to its own largest |value| on "
-             "the sentence; the exact value is in each word's tooltip. Evaluation on the top class: sparseness over "
-             "the real tokens, |δ| where the method defines completeness, relevance mass on the given evidence (over "
-             "the sentences that hold some)."]
+             "the sentence; the exact value is in each word's tooltip. Evaluation on the top class, as lumos.evaluate's table "
+             "(its metric names, ↑ / ↓, mean ± standard error over the sentences): sparseness over the real tokens, "
+             "the completeness residual |δ| where the method defines completeness, relevance mass accuracy on the "
+             "given evidence (over the sentences that hold some)."]
     html = render_page(title=title, info=info, samples=samples, rows=rows, runs=runs, evaluation=evaluation,
                        globals_=[], curve_png=None, notes=notes, n_ranks=n_ranks)
     return Report(html=html, runs=runs, evaluation=evaluation, notes=notes, seconds=time.perf_counter() - start)
