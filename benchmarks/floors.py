@@ -183,6 +183,47 @@ def expansion_floor(model: nn.Module, x, target, copies: int, kind: str, noise_l
                    device)
 
 
+def ablated_layer_floor(model: nn.Module, layer, x, sizes: Sequence[int] = DEFAULT_CHUNKS) -> Floor:
+    """AblationCAM: one forward over the N rows keeping ``layer``'s output A, then the model
+    over the N x C ablated activations (channel k of A zeroed in copy k) with the layer's
+    forward replaced by the ablated rows, so only what follows the layer runs (the ablated
+    tensor is built outside the timed loop: it is the method's own arithmetic)."""
+    frozen = _frozen(model)
+    model, layer = frozen, _layer_of(model, frozen, layer)
+    device = next(model.parameters()).device
+    x = torch.as_tensor(x).to(device)
+    n = x.shape[0]
+    store = {}
+    handle = layer.register_forward_hook(lambda m, i, o: store.__setitem__("a", o))
+    try:
+        with torch.no_grad():
+            model(x)
+    finally:
+        handle.remove()
+    act = store["a"]
+    c = act.shape[1]
+    keep = (1 - torch.eye(c, dtype=act.dtype, device=act.device)).view(c, c, *([1] * (act.ndim - 2)))
+    ablated = (act[:, None] * keep[None]).reshape(n * c, *act.shape[1:])
+    rows = x.repeat_interleave(c, dim=0)
+
+    def make(chunk):
+        def run():
+            with torch.no_grad():
+                model(x)  # the activations and the scores of the unablated rows
+                out = []
+                for a in range(0, n * c, chunk):
+                    layer.forward = lambda *args, _v=ablated[a:a + chunk], **kw: _v
+                    try:
+                        out.append(model(rows[a:a + chunk]))
+                    finally:
+                        del layer.forward
+                return out
+        return run
+
+    return fastest(make, candidates(n * c, (), sizes), f"{n:,} rows forward + {n * c:,} ablated rows after the layer",
+                   device)
+
+
 def layer_floor(model: nn.Module, layer, x, target, extra_chunks: Sequence[int] = (),
         sizes: Sequence[int] | None = None) -> Floor:
     """Grad-CAM, Grad-CAM++: one forward pass keeping the layer's output (``layer``: its

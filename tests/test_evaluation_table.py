@@ -112,3 +112,14 @@ def test_save_concat_and_failed_rows(linear, tmp_path):
     assert records[0] == ok[0] and records[-1]["mean"] is None and records[-1]["error"]
     with pytest.raises(ValueError, match=r"\.csv, \.json, \.md"):
         both.save(tmp_path / "t.txt")
+
+
+def test_cells_give_the_standard_error_two_significant_digits_and_the_mean_its_decimals():
+    from lumos.metrics.evaluate import mean_pm_sem
+
+    assert mean_pm_sem(0.0497, 0.00703) == "0.0497 ± 0.0070"
+    assert mean_pm_sem(0.54, 0.0721) == "0.540 ± 0.072"
+    assert mean_pm_sem(3673.2, 66.4) == "3673 ± 66"
+    assert mean_pm_sem(2.86e-7, 8.92e-8) == "2.86e-07 ± 8.9e-08"
+    assert mean_pm_sem(0.1, 0.0) == "0.1 ± 0"
+    assert mean_pm_sem(0.123456, float("nan")) == "0.1235"

@@ -46,8 +46,8 @@ def test_the_report_table_has_the_names_and_cells_of_lumos_evaluate():
     heads = re.findall(r"<th[^>]*>([^<]*)</th>", html)
     assert heads == ["method", "family", "deletion ↓", "sparseness ↑", "relevance_mass_accuracy ↑", "time (s)"]
     assert heads[2:5] == table.to_markdown(3).splitlines()[0].strip("| ").split(" | ")[1:]
-    assert f"<td class='num'>{table.cell('a<b>', 'deletion', 3)}</td>" in html  # 0.3 ± 0.1
-    assert table.cell("a<b>", "deletion", 3) == "0.3 ± 0.1"
+    assert f"<td class='num'>{table.cell('a<b>', 'deletion', 3)}</td>" in html  # 0.30 ± 0.10
+    assert table.cell("a<b>", "deletion", 3) == "0.30 ± 0.10"
     assert "<td class='num best'>0.1 ± 0</td>" in html  # c: the lowest deletion; the random row's 0.05 is no rival
     body = html.split("</tr>")
     assert "random order (reference)" in body[-2] and "class='ref'" in body[-2]

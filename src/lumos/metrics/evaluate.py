@@ -71,6 +71,23 @@ COLUMNS = ("method", "metric", "mean", "sem", "n", "higher_is_better", "category
 TABLE_FORMATS = (".csv", ".json", ".md")
 
 
+def mean_pm_sem(mean: float, sem: float, digits: int = 4) -> str:
+    """``mean ± sem`` as results are reported: the standard error to two significant digits and
+    the mean to the same decimal place (``0.0497 ± 0.0070``, ``3673 ± 66``); scientific
+    notation below 1e-6 (``2.86e-07 ± 8.9e-08``); ``digits`` significant digits for a mean
+    without a finite s.e. (one input) and for a zero s.e."""
+    mean, sem = float(mean), float(sem)
+    if not np.isfinite(mean) or not np.isfinite(sem):
+        return f"{mean:.{digits}g}"
+    if sem == 0:
+        return f"{mean:.{digits}g} ± 0"
+    decimals = 1 - int(np.floor(np.log10(sem)))
+    if decimals > 7:
+        return f"{mean:.{max(digits - 2, 1)}e} ± {sem:.1e}"
+    decimals = max(decimals, 0)
+    return f"{mean:.{decimals}f} ± {sem:.{decimals}f}"
+
+
 class EvaluationTable:
     """The result of :func:`evaluate`, the same type whether or not pandas is installed:
     one row per method x metric (``dict`` rows with :data:`COLUMNS`), iterable and indexable
@@ -132,15 +149,15 @@ class EvaluationTable:
         return metric + {True: " ↑", False: " ↓"}.get(better, "")
 
     def cell(self, method: str, metric: str, digits: int = 4) -> str:
-        """``mean ± sem`` of a method's metric (``digits`` significant), ``failed`` for a row
-        with an error, empty where the method has no such row."""
+        """``mean ± sem`` of a method's metric (see :func:`mean_pm_sem`; ``digits`` significant
+        where there is no s.e.), ``failed`` for a row with an error, empty where the method has
+        no such row."""
         r = next((r for r in self.rows if r["method"] == method and r["metric"] == metric), None)
         if r is None:
             return ""
         if r.get("error"):
             return "failed"
-        sem = "" if not np.isfinite(r["sem"]) else f" ± {r['sem']:.{digits}g}"
-        return f"{r['mean']:.{digits}g}{sem}"
+        return mean_pm_sem(r["mean"], r["sem"], digits)
 
     def info(self, metric: str):
         """The :class:`MetricInfo` of ``metric`` (a row's metric label or a metric name)."""
