@@ -968,7 +968,9 @@ def setting_table(setting: Setting, agg: dict, runs: list[dict], scale: Scale) -
                     f"{np.mean([i['bayes_accuracy'] for i in info]):.3f}). The prediction at each of "
                     f"{len(i0['times'])} steps ({', '.join(map(str, i0['times']))}) is explained on its prefix "
                     f"(tint's TimeForwardTunnel, target: the predicted class) and the step's own column is kept; "
-                    f"faithfulness scores use the whole prefix maps at steps {', '.join(map(str, i0['faith_times']))}.")
+                    f"faithfulness scores use the whole prefix maps at steps {', '.join(map(str, i0['faith_times']))}. "
+                    "GradientShap as in tint's experiments/hmm/main.py: the references are zeros and the test "
+                    "inputs themselves (each prefix), 50 samples, noise σ = 1e-4.")
     elif setting.kind == "ismail":
         accs = [i["test_accuracy"] for i in info]
         desc.append(f"{setting.model.upper() if setting.model != 'transformer' else 'Transformer'} trained on "
