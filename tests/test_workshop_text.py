@@ -132,6 +132,17 @@ def test_workshop_models_learn(findings):
     assert findings["bag_of_words"][0] >= 0.9
 
 
+def test_workshop_reports_its_caps_the_cnn_early_stopping_and_its_time(findings):
+    n = findings["n_analysed"]
+    # the tiny test fold has 30 sentences, 15 of them negative (cued): fewer than n_planted = 20
+    assert n["first"] == 30 and 0 < n["adversarial"] == n["jain_wallace"] <= 30 and n["planted"] == 15
+    (fit,) = findings["cnn_fit"]  # one fold; the tiny CNN is also trained with a 10 % dev split
+    assert fit["dev_accuracy"][fit["best_epoch"] - 1] == max(fit["dev_accuracy"]) and fit["epochs_run"] == 8
+    sections = findings["section_seconds"]
+    assert set(sections) >= {"training (accuracy table)", "explainers (mass on the cue)", "planted-cue retrains"}
+    assert sum(sections.values()) <= findings["seconds"] + 1e-6 and findings["threads"] == 1
+
+
 def test_jain_wallace_attention_is_weakly_rank_correlated_and_replaceable(findings, workshop):
     for name in ("gradient", "loo"):
         mean, std, significant = findings["jain_wallace"][name]["all"]
