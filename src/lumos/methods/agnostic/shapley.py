@@ -395,11 +395,11 @@ class KernelShap(ShapleyExplainer):
     does not grow with ``n_samples``.
 
     *Default design, chosen by the measured error-versus-time curve*
-    (``benchmarks/shapley_curve``, 10 seeds, 5 rows): this kernel-proportional paired design
-    stays the default. Time to shap KernelExplainer@500's error, as a fraction of shap's
-    time: 0.27 / 0.18 / 0.50 (breast-cancer MLP / 16-feature MLP / ECG200 CNN) against
-    :class:`~lumos.methods.agnostic.LeverageShap`'s 0.31 / 0.18 / 0.43 — within 1.2x of each
-    other either way. Use ``LeverageShap`` for expensive
+    (``benchmarks/shapley_curve``, 10 seeds, 5 rows, budgets 2^6-2^14): this
+    kernel-proportional paired design stays the default. Time to shap KernelExplainer@500's
+    error, as a fraction of shap's time: 0.30 / 0.17 / 0.50 (breast-cancer MLP / 16-feature MLP
+    / ECG200 CNN) against :class:`~lumos.methods.agnostic.LeverageShap`'s 0.33 / 0.17 / 0.50 —
+    within 1.1x of each other either way. Use ``LeverageShap`` for expensive
     models with few players, :class:`SamplingShapley` for cheap models with many.
 
     Parameters
