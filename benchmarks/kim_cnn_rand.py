@@ -28,8 +28,8 @@ CONFIGS = {
     "adam": dict(optimizer="adam", lr=1e-3, epochs=8, batch_size=50, dev_share=0.1, patience=None),
     "adam-bucket": dict(optimizer="adam", lr=1e-3, epochs=4, batch_size=50, dev_share=0.1, patience=None,
                         bucket=True),
-    "adam-torchinit": dict(optimizer="adam", lr=1e-3, epochs=4, batch_size=50, dev_share=0.1, patience=None, bucket=True,
-                           init="torch"),
+    "adam-torchinit": dict(optimizer="adam", lr=1e-3, epochs=4, batch_size=50, dev_share=0.1, patience=None,
+                           bucket=True, init="torch"),
 }
 
 

@@ -129,7 +129,8 @@ GXI_TRANSFORMER_NOTE = (
 SETTINGS = {
     "paper": {
         # Kim's architecture, init, dropout, max-norm and mini-batch; Adam instead of Adadelta, at most 4
-        # epochs, the best on 10 % of the training folds kept (benchmarks/kim_cnn_rand.md: best epoch 2-4 over the 10 folds)
+        # epochs, the best on 10 % of the training folds kept (benchmarks/kim_cnn_rand.md: best epoch 2-4 on
+        # the 10 folds)
         "cnn": dict(build=dict(embed_dim=300, maps=100, dropout=0.5), fit=dict(epochs=4, lr=1e-3, batch_size=50),
                     max_norm=3.0, trainer=dict(dev_share=0.1, bucket=True)),
         # mini-batch 100 at lr 2e-3: the LSTM's time steps run one after another, so half the batches is
