@@ -391,6 +391,24 @@ def test_hmm_gradient_shap_uses_tints_published_references():
     assert METHOD_OPTIONS("gradient_shap", other)["background"] is other.background
 
 
+def test_hmm_lime_runs_as_tints_captum_lime_with_its_defaults():
+    """tint's experiments/hmm/main.py calls captum's ``Lime`` with its defaults: every cell of the
+    prefix its own feature, baseline 0, 25 samples, captum's Lasso and cosine kernel; lumos gets the
+    same on the HMM (elsewhere the benchmark's groups, baseline and budget)."""
+    from lumos.benchmarks.timeseries import LIME_AS_CAPTUM, METHOD_OPTIONS, SCALES, Context
+
+    x = np.arange(2 * 3 * 4, dtype=np.float32).reshape(2, 3, 4)
+    cells = np.arange(12).reshape(3, 4)
+    ctx = Context(kind="hmm", length=4, seed=0, budget=SCALES["tiny"].budget, baseline=x.mean(0), background=x[:1],
+                  x_train=x, groups=None, window=1, cheap_model=False, lime_groups=cells)
+    opts = METHOD_OPTIONS("lime", ctx)
+    assert opts["groups"] is cells and opts["n_samples"] == 25 and opts["baseline"] == 0.0
+    assert {k: opts[k] for k in LIME_AS_CAPTUM} == LIME_AS_CAPTUM
+    other = Context(kind="ismail", length=4, seed=0, budget=SCALES["tiny"].budget, baseline=x.mean(0),
+                    background=x[:1], x_train=x, groups=None, window=1, cheap_model=False)
+    assert METHOD_OPTIONS("lime", other)["baseline"] is other.baseline
+
+
 def test_tint_runs_live_beside_lumos(tmp_path):
     """With tint installed, its counterparts run on the same model and inputs: the
     deterministic ones (IG with the same Gauss-Legendre nodes, occlusion) give the same

@@ -319,8 +319,10 @@ def METHOD_OPTIONS(name: str, ctx: "Context") -> dict:
         "augmented_occlusion": {"background": bg, "n_samples": 10 if hmm else b["aug_samples"], "seed": ctx.seed,
                                 **perturb},
         # captum's Lime configuration (what tint's lime runs): Lasso(0.01), cosine kernel, no all-on sample
-        "lime": {"n_samples": b["lime_samples"], "baseline": ctx.baseline, "groups": ctx.perturb_groups,
-                 "seed": ctx.seed, **LIME_AS_CAPTUM},
+        "lime": ({"n_samples": 25, "baseline": 0.0, "groups": ctx.lime_groups, "seed": ctx.seed, **LIME_AS_CAPTUM}
+                 if hmm and ctx.lime_groups is not None else
+                 {"n_samples": b["lime_samples"], "baseline": ctx.baseline, "groups": ctx.perturb_groups,
+                  "seed": ctx.seed, **LIME_AS_CAPTUM}),
         "kernel_shap": {"n_samples": b["shap_samples"], "background": ctx.baseline[None],
                         "groups": ctx.perturb_groups},
         "sampling_shapley": {"n_permutations": b["svs_permutations"], "background": ctx.baseline[None],
@@ -382,6 +384,9 @@ class Context:
     # HMM: GradientShap's references as in tint's experiments/hmm/main.py, zeros and the test
     # inputs themselves (prefixes), ``th.cat([x_test * 0, x_test])``; None: ``background``
     shap_background: np.ndarray | None = None
+    # HMM: LIME as tint's experiments/hmm/main.py runs it, captum's ``Lime`` with its defaults:
+    # every cell of the prefix its own feature, baseline 0, 25 samples; None: ``perturb_groups``
+    lime_groups: np.ndarray | None = None
 
 
 def plan_methods(model: nn.Module, scale: Scale, only=None, kind: str = "ismail"
@@ -828,7 +833,8 @@ def _run_hmm(setting: Setting, scale: Scale, seed: int, only, log, cache, peer=F
         return Context(kind="hmm", length=t, seed=seed, budget=b, baseline=baseline_all[:, :t],
                        x_train=tr.X[:, :, :t], background=tr.X[bg_rows, :, :t], groups=groups, window=1,
                        cheap_model=False, perturb_groups=groups,
-                       shap_background=np.concatenate([np.zeros_like(x_all[:, :, :t]), x_all[:, :, :t]]))
+                       shap_background=np.concatenate([np.zeros_like(x_all[:, :, :t]), x_all[:, :, :t]]),
+                       lime_groups=np.arange(c * t).reshape(c, t))
 
     def attempt(name, cls, net, ctx, x, target):
         """lumos's map (None when it fails), timed as the peer is (:func:`timed`), on the

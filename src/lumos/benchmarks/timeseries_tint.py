@@ -151,9 +151,11 @@ def _lime(net, x, target, ctx, opts):
     from captum.attr import Lime
 
     torch.manual_seed(ctx.seed)
-    groups = torch.as_tensor(np.ascontiguousarray(np.asarray(ctx.perturb_groups).T))[None]
+    groups = torch.as_tensor(np.ascontiguousarray(np.asarray(opts.get("groups", ctx.perturb_groups)).T))[None]
+    baseline = opts.get("baseline", ctx.baseline)
+    baseline = float(baseline) if np.ndim(baseline) == 0 else _tl(np.asarray(baseline)[None])
     return _back(Lime(TimeLast(net)).attribute(_tl(x), target=target, n_samples=opts.get("n_samples", 100),
-                                               feature_mask=groups, baselines=_tl(ctx.baseline[None]),
+                                               feature_mask=groups, baselines=baseline,
                                                perturbations_per_eval=16))
 
 
