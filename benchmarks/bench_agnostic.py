@@ -72,14 +72,18 @@ def bench_kernel_shap(h, ds, proba1):
                     note="RMSE (mean of 10 seeds) lumos / shap vs " + ", vs ".join(
                         f"{k} reference {el:.2e} / {ep:.2e}" for k, (el, ep) in errors.items())
                     + f" ({'met' if met else 'NOT met'}: error no larger)")
-    _model_floor(h, "kernel_shap", row, proba1, x, len(x) * 500 * len(bg.data))
+    from benchmarks.floors import recorded_rows
+
+    _model_floor(h, "kernel_shap", row, proba1, recorded_rows(lambda f: KernelShap(
+        f, n_samples=500, seed=0, batch_size=100000).explain(x, background=bg.data, background_weights=bg.weights),
+        proba1))
 
 
-def _model_floor(h, name, row, proba1, x, n_rows, batch_sizes=(10000, 25000, 65536, 100000)):
-    """Time the model alone on as many rows as both libraries send it, in the fastest of
-    several call sizes: no implementation with the same budget can be faster, so
-    floor / peer bounds the reachable ratio."""
-    rows = np.repeat(x, -(-n_rows // len(x)), axis=0)[:n_rows]
+def _model_floor(h, name, row, proba1, rows, batch_sizes=(10000, 25000, 65536, 100000)):
+    """Time the model alone on the rows lumos sends it (recorded from its run: their count,
+    values and dtype), in the fastest of several call sizes: no implementation with the same
+    budget can be faster, so floor / peer bounds the reachable ratio."""
+    n_rows = len(rows)
     times = []
     for batch_size in batch_sizes:
         for _ in range(3):

@@ -355,8 +355,8 @@ def table(results, summaries, seeds):
 def floor_check(h=None, repeats=5):
     """lumos / model floor (CPU time, one thread) at a fixed budget, the setting of bench_agnostic's kernel_shap row
     (30 features, 20 rows, 50 k-means background rows, 500 coalitions). Each estimator's floor runs exactly the
-    model rows that estimator evaluates (counted, not assumed: KernelShap draws 490 distinct coalitions of the 500),
-    as a plain loop at the best of five call sizes."""
+    model rows that estimator evaluates, recorded from its own run (KernelShap draws 490 distinct coalitions of
+    the 500), as a plain loop at the best of five call sizes."""
     from benchmarks.bench_agnostic import _model
     from lumos.data import load_breast_cancer
     from lumos.methods.agnostic import KernelShap, LeverageShap, kmeans_background
@@ -368,22 +368,17 @@ def floor_check(h=None, repeats=5):
     estimators = {"KernelShap": KernelShap, "LeverageShap": LeverageShap}
     runs = {k: (lambda cls=cls: cls(proba1, n_samples=500, seed=0).explain(x, background=bg, background_weights=w))
             for k, cls in estimators.items()}
-    counted = [0]
+    from benchmarks.floors import recorded_rows
 
-    def counting(z):
-        counted[0] += len(z)
-        return proba1(z)
+    # each floor runs the model over exactly the rows that estimator composes (recorded: count, values, dtype)
+    rows = {k: recorded_rows(lambda f, cls=cls: cls(f, n_samples=500, seed=0).explain(
+                x, background=bg, background_weights=w), proba1) for k, cls in estimators.items()}
+    model_rows = {k: len(r) for k, r in rows.items()}
 
-    model_rows = {}
-    for k, cls in estimators.items():
-        counted[0] = 0
-        cls(counting, n_samples=500, seed=0).explain(x, background=bg, background_weights=w)
-        model_rows[k] = counted[0]
-    rows = np.repeat(x, -(-max(model_rows.values()) // 20), axis=0)
-
-    def floor(n, chunk):
-        for i in range(0, n, chunk):
-            proba1(rows[i:min(i + chunk, n)])
+    def floor(k, chunk):
+        r = rows[k]
+        for i in range(0, len(r), chunk):
+            proba1(r[i:i + chunk])
 
     times = {k: [] for k in runs} | {f"floor {k}": [] for k in runs}
     for _ in range(repeats):
@@ -394,7 +389,7 @@ def floor_check(h=None, repeats=5):
             best = []
             for chunk in (1024, 4096, 10000, 25000, 65536):
                 t0 = time.process_time()
-                floor(model_rows[k], chunk)
+                floor(k, chunk)
                 best.append(time.process_time() - t0)
             times[f"floor {k}"].append(min(best))
     med = {k: float(np.median(v)) for k, v in times.items()}

@@ -19,6 +19,7 @@ import gc
 import time
 from typing import Callable, Sequence
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -79,6 +80,22 @@ def fastest(make: Callable[[int], Callable[[], object]], sizes: Sequence[int], l
     _, size, fn = best
     tried = "/".join(f"{s:,}" for s in sizes)
     return Floor(fn, f"{label}, chunks of {size:,} rows (fastest of {tried})", size)
+
+
+def recorded_rows(run: Callable[[Callable], object], model: Callable) -> np.ndarray:
+    """The rows a model-agnostic method sends the model, in order: ``run(wrapped)`` runs the
+    method once with ``model`` wrapped to keep a copy of every batch. A floor timed on these
+    rows is the model's own cost for exactly the method's work: the same number of rows, the
+    same values and the same dtype (a float64 array costs the float32 model a conversion that
+    float32 rows do not)."""
+    kept = []
+
+    def wrapped(z):
+        kept.append(np.array(z, copy=True))
+        return model(z)
+
+    run(wrapped)
+    return np.concatenate(kept) if kept else np.empty((0,))
 
 
 # -- the passes ---------------------------------------------------------------------------
