@@ -53,6 +53,18 @@ def test_the_report_table_has_the_names_and_cells_of_lumos_evaluate():
     assert "random order (reference)" in body[-2] and "class='ref'" in body[-2]
 
 
+def test_methods_tied_with_the_best_within_two_standard_errors_are_bold_too():
+    from lumos.metrics import deletion
+    from lumos.metrics.evaluate import EvaluationTable, score_row
+
+    rows = [score_row("best", "deletion", deletion, np.array([0.10, 0.12, 0.11, 0.13])),
+            score_row("tie", "deletion", deletion, np.array([0.11, 0.13, 0.12, 0.12])),
+            score_row("worse", "deletion", deletion, np.array([0.50, 0.52, 0.51, 0.53]))]
+    html = _eval_table(EvaluationTable(rows, {"metric_functions": {"deletion": deletion}}))
+    bold = re.findall(r"<tr><td>([^<]*)</td><td>[^<]*</td><td class='num best'>", html)
+    assert bold == ["best", "tie"]
+
+
 def test_deletion_curves_highlight_the_best_five(monkeypatch):
     monkeypatch.setattr(figures, "to_png", lambda fig: fig)
     steps = np.linspace(0, 1, 11)
@@ -135,15 +147,26 @@ def test_report_rows_equal_lumos_evaluate_on_the_same_explanation():
     assert table.methods == ["integrated_gradients", "saliency", RANDOM_ROW]
     run = next(r for r in report.runs if r.name == "integrated_gradients")
     exp = run.explanations[0]
-    api = evaluate(model, x, exp.target, {"integrated_gradients": lambda i, t: exp.values}, report_metrics(0.0),
-                   progress=False)
+    metrics = report_metrics(0.0, np.shape(x)[1:])
+    api = evaluate(model, x, exp.target, {"integrated_gradients": lambda i, t: exp.values}, metrics, progress=False)
     mine = {r["metric"]: r for r in table if r["method"] == "integrated_gradients"}
     for r in api:
         for key in ("mean", "sem", "n", "higher_is_better", "category"):
             assert mine[r["metric"]][key] == r[key], (r["metric"], key)
     residual = completeness_residual(run.explainer, model, x, exp.target, relative=False)
     np.testing.assert_allclose(mine["completeness_residual"]["mean"], residual.scores.mean(), rtol=1e-6)
-    ref = evaluate(model, x, exp.target, {RANDOM_ROW: random_order(2)}, report_metrics(0.0), progress=False)
+    ref = evaluate(model, x, exp.target, {RANDOM_ROW: random_order(2)}, metrics, progress=False)
     assert [r["mean"] for r in ref] == [r["mean"] for r in table if r["method"] == RANDOM_ROW]
     assert set(table.attrs["curves"]["deletion"]) == {"integrated_gradients", "saliency", RANDOM_ROW}
     assert "(lumos.metrics.deletion(n_steps=20, baseline=0))" in report.html
+
+
+def test_the_reports_aopc_replaces_a_fifth_of_the_regions():
+    """Samek et al.'s L = 100 regions is about a sixth of a 224 x 224 image; the report replaces
+    the first fifth of an input's regions (an 8 x 8 digit: 13 steps), at most 100."""
+    from lumos.report.builder import report_metrics
+
+    assert report_metrics(0.0, (1, 8, 8))["region_perturbation"][1] == {"n_steps": 13}
+    assert report_metrics(0.0, (3, 224, 224))["region_perturbation"][1] == {"n_steps": 100}
+    assert report_metrics(0.0, (30,))["region_perturbation"][1] == {"n_steps": 6}
+    assert report_metrics(0.0)["region_perturbation"][1] == {}

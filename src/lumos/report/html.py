@@ -130,7 +130,8 @@ SCRIPT = """<script>
 #: direction, the needs and the options come from the table (its MetricInfo and attrs).
 METRIC_NOTES = {
     "region_perturbation": "AOPC (Samek et al. 2017): mean drop of the class probability as single features, most "
-                           "relevant first, are replaced by uniform noise, step after step (up to 100 steps)",
+                           "relevant first, are replaced by uniform noise, step after step, over the first fifth of "
+                           "the features (at most 100 steps; Samek et al. replace about a sixth of an image)",
     "deletion": "deletion AUC (Petsiuk et al. 2018): area under the class probability as features are set to the "
                 "baseline, most relevant first",
     "insertion": "insertion AUC (Petsiuk et al. 2018): area under the class probability as features are inserted "
@@ -175,28 +176,34 @@ def _fmt(v) -> str:
 
 
 def _eval_table(table) -> str:
-    from lumos.metrics.evaluate import RANDOM_ROW
-
     """The evaluation table (a :class:`~lumos.metrics.evaluate.EvaluationTable`): a row per
     method with its family and time (``attrs["methods"]``), a column per metric headed as
-    ``to_markdown`` heads it (name and ↑ / ↓), ``mean ± s.e.`` cells, the reference row last."""
+    ``to_markdown`` heads it (name and ↑ / ↓), ``mean ± s.e.`` cells, the reference row last.
+    Bold: the best mean of each column and every method not distinguishable from it (within two
+    standard errors of the difference), so a tie in the noise is not shown as a winner."""
     from lumos.metrics.evaluate import RANDOM_ROW
 
     if not len(table):
         return "<p class='note'>No method produced local explanations to evaluate.</p>"
     info = table.attrs.get("methods", {})
     metrics = table.metrics
-    best = {}  # the best mean of each metric with a direction, the reference row aside: bold
+    best = {}  # per metric with a direction, the reference row aside: the best and its statistical ties, bold
     for m in metrics:
         rows = [r for r in table if r["metric"] == m and r["method"] != RANDOM_ROW and np.isfinite(r["mean"])]
         if rows and rows[0]["higher_is_better"] is not None and len(rows) > 1:
             sign = 1.0 if rows[0]["higher_is_better"] else -1.0
-            best[m] = max(rows, key=lambda r: sign * r["mean"])["method"]
+            top = max(rows, key=lambda r: sign * r["mean"])
+
+            def se(r):
+                return float(r["sem"]) if np.isfinite(r["sem"]) else 0.0
+
+            best[m] = {r["method"] for r in rows
+                       if r is top or sign * (top["mean"] - r["mean"]) < 2 * np.hypot(se(top), se(r))}
     head = "".join(f"<th title='{_e(_tip(table, m))}'>{_e(table.heading(m))}</th>" for m in metrics)
     body = []
     for name in table.methods:
         meta = info.get(name, {})
-        cells = "".join(f"<td class='num{' best' if best.get(m) == name else ''}'>{_e(table.cell(name, m, 3)) or '–'}"
+        cells = "".join(f"<td class='num{' best' if name in best.get(m, ()) else ''}'>{_e(table.cell(name, m, 3)) or '–'}"
                         "</td>" for m in metrics)
         ref = " class='ref'" if name == RANDOM_ROW else ""
         body.append(f"<tr{ref}><td>{_e(name)}</td><td>{_e(meta.get('family', ''))}</td>{cells}"
@@ -206,7 +213,7 @@ def _eval_table(table) -> str:
                      for r in {r["method"]: r for r in table if r.get("error")}.values())
     return (f"<table class='eval'><tr><th>method</th><th>family</th>{head}<th title='{_e(TIME_NOTE)}'>time (s)</th>"
             f"</tr>{''.join(body)}</table><p class='legend'>Cells: mean ± standard error over the inputs; ↑ higher "
-            f"is better, ↓ lower is better, the best method in bold (hover a heading for its definition).</p>"
+            f"is better, ↓ lower is better; in bold the best method and any within two standard errors of it (hover a heading for its definition).</p>"
             f"<ul class='legend'>{legend}<li><b>time (s)</b>: {_e(TIME_NOTE)}</li>{errors}</ul>")
 
 
