@@ -21,7 +21,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from benchmarks.floors import forward_floor
+from benchmarks.floors import forward_floor, recorded_inputs
 from benchmarks.harness import one_thread
 from benchmarks.mnist_cnn import load_mnist, trained_cnn
 from benchmarks.quantus_faithfulness_reference import import_quantus, inserting
@@ -99,9 +99,13 @@ def floor_rows(x) -> dict:
 
 
 def floor_chunks(n_rows: int) -> tuple[int, ...]:
-    """Chunk sizes a floor tries: 64 and 256 rows (the fastest for this LeNet on a CPU thread,
-    core/batching.py), only 64 past 8,192 rows (timing each candidate would take minutes)."""
-    return (64, 256) if n_rows <= 8192 else (64,)
+    """Chunk sizes a floor tries: 64, 167 (lumos's own forward row budget for a 784-pixel
+    image, core/batching.py FORWARD_ELEMENTS: a floor that never tries it can be slower than
+    lumos) and 256 rows; only 64 and 167 past 8,192 rows (timing each candidate takes minutes)."""
+    from lumos.core.batching import FORWARD_ELEMENTS
+
+    own = FORWARD_ELEMENTS // (28 * 28)
+    return (64, own, 256) if n_rows <= 8192 else (64, own)
 
 
 def floor_of(model, x, n_rows):
@@ -118,6 +122,10 @@ def _run(h):
     need = floor_rows(x)
     for name, (ours, theirs, note) in rows(quantus, model, x, y, a).items():
         floor = floor_of(model, x, need[name])
+        seen = recorded_inputs(ours, model)  # lumos skips rows a step leaves unchanged (black pixels set black)
+        if 0 < len(seen) < need[name]:
+            floor = forward_floor(model, seen, sizes=floor_chunks(len(seen)))
+            note += f"; floor: the {len(seen):,} distinct rows lumos evaluates (of {need[name]:,} steps x inputs)"
         h.compare(FAMILY, name, ours, theirs, "quantus", setting=f"LeNet, {n} MNIST, Saliency", max_ratio=0.5,
                   repeats=1 if name == "irof" else None, note=note, floor_fn=floor)
 

@@ -98,6 +98,30 @@ def recorded_rows(run: Callable[[Callable], object], model: Callable) -> np.ndar
     return np.concatenate(kept) if kept else np.empty((0,))
 
 
+def recorded_inputs(run: Callable[[], object], model: nn.Module) -> torch.Tensor:
+    """The inputs a method runs ``model`` on (lumos runs a private copy of it: every module of
+    ``type(model)`` whose input has the sample shape of the first call counts), in order, as one
+    tensor: a floor over them is the model's cost of exactly the rows the method evaluates (a
+    method that skips rows it knows, e.g. perturbations that leave an input unchanged, needs
+    fewer passes than a count of its steps says)."""
+    kept, shape = [], []
+
+    def hook(module, args):
+        if type(module) is type(model) and args and torch.is_tensor(args[0]):
+            x = args[0]
+            if not shape:
+                shape.append(tuple(x.shape[1:]))
+            if tuple(x.shape[1:]) == shape[0]:
+                kept.append(x.detach().clone())
+
+    handle = nn.modules.module.register_module_forward_pre_hook(hook)
+    try:
+        run()
+    finally:
+        handle.remove()
+    return torch.cat(kept) if kept else torch.empty(0)
+
+
 # -- the passes ---------------------------------------------------------------------------
 def input_gradient(model: nn.Module, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """One forward and one backward pass: ∂(Σ_i f_{t_i}(x_i))/∂x."""
