@@ -59,22 +59,26 @@ def test_max_sensitivity_explains_only_the_copies(cnn):
     assert sum(seen) == len(x) * 4
 
 
-def test_max_sensitivity_refuses_attributions_that_do_not_fit(cnn):
-    model, x, y = cnn
-    sal = Saliency(model)
-    a = sal.explain(x, target=y).values
-    with pytest.raises(ValueError, match="rows but there are"):
-        max_sensitivity(sal, model, x, y, n_samples=2, attributions=a[:-1])
-    with pytest.raises(ValueError, match="values per input"):
-        max_sensitivity(sal, model, x, y, n_samples=2, attributions=a[:, :, :5])
-
-
 STABILITY = {"max_sensitivity": (max_sensitivity, {"n_samples": 4, "radius": 0.1}),
              "local_lipschitz_estimate": (local_lipschitz_estimate, {"n_samples": 4, "seed": 1}),
              "continuity": (continuity, {"n_steps": 4}),
              "relative_input_stability": (relative_input_stability, {"n_samples": 4, "seed": 1}),
              "relative_output_stability": (relative_output_stability, {"n_samples": 4, "seed": 1}),
              "relative_representation_stability": (relative_representation_stability, {"n_samples": 4, "seed": 1})}
+
+
+@pytest.mark.parametrize("name", list(STABILITY))
+def test_attributions_that_do_not_fit_are_refused(cnn, name):
+    """Every metric taking ``attributions=`` refuses one with too few rows or the wrong width
+    (one shared check, ``stability.check_width``), before any explaining."""
+    model, x, y = cnn
+    fn, kw = STABILITY[name]
+    sal = Saliency(model)
+    a = sal.explain(x, target=y).values
+    with pytest.raises(ValueError, match="rows but there are"):
+        fn(sal, model, x, y, attributions=a[:-1], **kw)
+    with pytest.raises(ValueError, match="values per input"):
+        fn(sal, model, x, y, attributions=a[:, :, :5], **kw)
 
 
 def test_evaluate_passes_the_explanation_it_holds(cnn):

@@ -180,16 +180,6 @@ def test_precomputed_attributions_are_the_explained_ones(cnn):
         np.testing.assert_array_equal(fn(sal, model, None, None, attributions=exp, **kw), given, err_msg=fn.__name__)
 
 
-def test_precomputed_attributions_that_do_not_fit_are_refused(cnn):
-    model, x, y = cnn
-    sal = Saliency(model)
-    a = sal.explain(x, target=y).values
-    with pytest.raises(ValueError, match="rows but there are"):
-        local_lipschitz_estimate(sal, model, x, y, n_samples=2, attributions=a[:-1])
-    with pytest.raises(ValueError, match="values per input"):
-        relative_input_stability(sal, model, x, y, n_samples=2, attributions=a[:, :, :5])
-
-
 def test_representations_from_the_explainers_forward_equal_a_separate_pass(cnn):
     """RRS reads the layer outputs from the single-pass explainer's own forward pass; an
     explainer that is not (a callable, IG) gets a separate hooked pass: the same values."""
