@@ -360,6 +360,7 @@ def floor_check(h=None, repeats=5):
     model rows that estimator evaluates, recorded from its own run (KernelShap draws 490 distinct coalitions of
     the 500), as a plain loop at the best of five call sizes."""
     from benchmarks.bench_agnostic import _model
+    from benchmarks.floors import recorded_rows
     from lumos.data import load_breast_cancer
     from lumos.methods.agnostic import KernelShap, LeverageShap, kmeans_background
 
@@ -370,8 +371,6 @@ def floor_check(h=None, repeats=5):
     estimators = {"KernelShap": KernelShap, "LeverageShap": LeverageShap}
     runs = {k: (lambda cls=cls: cls(proba1, n_samples=500, seed=0).explain(x, background=bg, background_weights=w))
             for k, cls in estimators.items()}
-    from benchmarks.floors import recorded_rows
-
     # each floor runs the model over exactly the rows that estimator composes (recorded: count, values, dtype)
     rows = {k: recorded_rows(lambda f, cls=cls: cls(f, n_samples=500, seed=0).explain(
                 x, background=bg, background_weights=w), proba1) for k, cls in estimators.items()}

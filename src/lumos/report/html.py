@@ -187,16 +187,15 @@ def _eval_table(table) -> str:
         return "<p class='note'>No method produced local explanations to evaluate.</p>"
     info = table.attrs.get("methods", {})
     metrics = table.metrics
+    def se(r):
+        return float(r["sem"]) if np.isfinite(r["sem"]) else 0.0
+
     best = {}  # per metric with a direction, the reference row aside: the best and its statistical ties, bold
     for m in metrics:
         rows = [r for r in table if r["metric"] == m and r["method"] != RANDOM_ROW and np.isfinite(r["mean"])]
         if rows and rows[0]["higher_is_better"] is not None and len(rows) > 1:
             sign = 1.0 if rows[0]["higher_is_better"] else -1.0
             top = max(rows, key=lambda r: sign * r["mean"])
-
-            def se(r):
-                return float(r["sem"]) if np.isfinite(r["sem"]) else 0.0
-
             best[m] = {r["method"] for r in rows
                        if r is top or sign * (top["mean"] - r["mean"]) < 2 * np.hypot(se(top), se(r))}
     head = "".join(f"<th title='{_e(_tip(table, m))}'>{_e(table.heading(m))}</th>" for m in metrics)
