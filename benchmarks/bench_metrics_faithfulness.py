@@ -121,11 +121,12 @@ def _run(h):
     a = Saliency(model).explain(x, target=y).values
     need = floor_rows(x)
     for name, (ours, theirs, note) in rows(quantus, model, x, y, a).items():
-        floor = floor_of(model, x, need[name])
         seen = recorded_inputs(ours, model)  # lumos skips rows a step leaves unchanged (black pixels set black)
         if 0 < len(seen) < need[name]:
             floor = forward_floor(model, seen, sizes=floor_chunks(len(seen)))
             note += f"; floor: the {len(seen):,} distinct rows lumos evaluates (of {need[name]:,} steps x inputs)"
+        else:
+            floor = floor_of(model, x, need[name])
         h.compare(FAMILY, name, ours, theirs, "quantus", setting=f"LeNet, {n} MNIST, Saliency", max_ratio=0.5,
                   repeats=1 if name == "irof" else None, note=note, floor_fn=floor)
 
