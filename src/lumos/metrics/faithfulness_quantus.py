@@ -75,14 +75,31 @@ def _setup(model, inputs, attributions, target, output, batch_size, absolute=Fal
     return x, a, adapter, t, scores[np.arange(len(t)), t]
 
 
-def _groups(a2: np.ndarray, descending: bool, features_in_step: int) -> np.ndarray:
+def _group_order(a2: np.ndarray, descending: bool) -> np.ndarray:
+    """Features of each row sorted by attribution (``np.argsort`` of ``-a`` or ``a``, as
+    Quantus sorts), (N, D)."""
+    return np.argsort(-a2 if descending else a2, axis=1)
+
+
+def _groups(a2: np.ndarray, descending: bool, features_in_step: int, order: np.ndarray | None = None) -> np.ndarray:
     """Step at which each feature is perturbed, (N, D): features sorted by attribution
-    (``np.argsort`` of ``-a`` or ``a``, as Quantus sorts) in runs of ``features_in_step``."""
-    order = np.argsort(-a2 if descending else a2, axis=1)
+    (:func:`_group_order`, or ``order`` when given) in runs of ``features_in_step``."""
+    order = _group_order(a2, descending) if order is None else order
     group = np.empty_like(order)
     steps = np.arange(a2.shape[1]) // features_in_step
     np.put_along_axis(group, order, np.broadcast_to(steps, order.shape), axis=1)
     return group
+
+
+def _members(order: np.ndarray, features_in_step: int) -> np.ndarray:
+    """The features of every group, (N, G, features_in_step), from the sorted ``order``
+    (N, D); a last group shorter than ``features_in_step`` repeats its last feature (setting
+    a feature twice to the same value changes nothing)."""
+    n, d = order.shape
+    pad = -d % features_in_step
+    if pad:
+        order = np.concatenate([order, np.repeat(order[:, -1:], pad, axis=1)], axis=1)
+    return order.reshape(n, -1, features_in_step)
 
 
 def _group_sums(values: np.ndarray, group: np.ndarray, n_groups: int) -> np.ndarray:
@@ -93,15 +110,20 @@ def _group_sums(values: np.ndarray, group: np.ndarray, n_groups: int) -> np.ndar
                        minlength=n * n_groups).reshape(n, n_groups)
 
 
-def _single_group_scores(bound, x2, fill2, group, n_groups, t, shape, fx) -> np.ndarray:
-    """(N, G) target scores of the copies in which only group ``g`` holds ``fill2``; a
-    group whose features already hold the fill value leaves the input as it is (score f(x))."""
+def _single_group_scores(bound, x2, fill2, group, members, t, shape, fx) -> np.ndarray:
+    """(N, G) target scores of the copies in which only group ``g`` (the features
+    ``members[:, g]``, see :func:`_members`) holds ``fill2``; a group whose features already
+    hold the fill value leaves the input as it is (score f(x)). Each copy is the input with
+    the group's features written over (not a where over all D features)."""
+    n_groups = members.shape[1]
     changed = _group_sums(fill2 != x2, group, n_groups) > 0
     out = np.repeat(fx[:, None], n_groups, axis=1).astype(np.float64)
     rows, steps = np.nonzero(changed)
     for sl in chunk_slices(rows.size, bound.batch_size):
         r, s = rows[sl], steps[sl]
-        copies = np.where(group[r] == s[:, None], fill2[r], x2[r])
+        idx = members[r, s]  # (k, features_in_step)
+        copies = np.asarray(x2[r], dtype=np.result_type(x2.dtype, fill2.dtype))  # np.where's dtype
+        copies[np.arange(r.size)[:, None], idx] = fill2[r[:, None], idx]
         out[r, s] = bound.scores(copies.reshape(-1, *shape))[np.arange(r.size), t[r]]
     return out
 
@@ -184,13 +206,16 @@ def faithfulness_estimate(model, inputs, attributions, target=None, *, features_
     n_groups = math.ceil(d / fis)
     x2 = x.reshape(n, -1)
     fill2 = np.asarray(baseline_fill(x, baseline)).reshape(n, -1)
-    out = np.empty(n)
+    order = _group_order(a2, True)
+    group = _groups(a2, True, fis, order)
+    members = _members(order, fis)
+    drop = np.empty((n, n_groups))
     with scorer(adapter, d, batch_size=batch_size) as bound:
         for sl in chunk_slices(n, inputs_per_call(batch_size, d, n_groups)):
-            group = _groups(a2[sl], True, fis)
-            scores = _single_group_scores(bound, x2[sl], fill2[sl], group, n_groups, t[sl], x.shape[1:], fx[sl])
-            out[sl] = _pearson_rows(_group_sums(a2[sl], group, n_groups), fx[sl, None] - scores)
-    return out
+            scores = _single_group_scores(bound, x2[sl], fill2[sl], group[sl], members[sl], t[sl], x.shape[1:],
+                                          fx[sl])
+            drop[sl] = fx[sl, None] - scores
+    return _pearson_rows(_group_sums(a2, group, n_groups), drop)
 
 
 @metric("monotonicity_correlation", "faithfulness", higher_is_better=True)
@@ -221,27 +246,31 @@ def monotonicity_correlation(model, inputs, attributions, target=None, *, n_samp
     fill2 = None if uniform else np.asarray(baseline_fill(x, baseline)).reshape(n, -1)
     lo, hi = uniform_range
     rng = np.random.default_rng(seed)
-    out = np.empty(n)
+    order = _group_order(a2, False)
+    group_all = _groups(a2, False, fis, order)
+    members = _members(order, fis)
+    var = np.empty((n, n_groups))
     with scorer(adapter, d, batch_size=batch_size) as bound:
         copies_per_input = n_groups * (n_samples if uniform else 1)
         for sl in chunk_slices(n, inputs_per_call(batch_size, d, copies_per_input)):
             k = sl.stop - sl.start
-            group = _groups(a2[sl], False, fis)
+            group = group_all[sl]
             if uniform:
                 u = rng.uniform(lo, hi, size=(k, n_groups, n_samples))
                 rows, steps, draws = (g.ravel() for g in np.indices(u.shape))
                 sq = np.empty(rows.size)
                 for part in chunk_slices(rows.size, bound.batch_size):
                     r, s = rows[part], steps[part]
-                    copies = np.where(group[r] == s[:, None], u.ravel()[part, None].astype(x.dtype), x2[sl][r])
+                    copies = x2[sl][r]
+                    copies[np.arange(r.size)[:, None], members[sl][r, s]] = u.ravel()[part, None].astype(x.dtype)
                     f = bound.scores(copies.reshape(-1, *shape))[np.arange(r.size), t[sl][r]]
                     sq[part] = (f - fx[sl][r]) ** 2
-                var = sq.reshape(k, n_groups, n_samples).mean(axis=2)
+                var[sl] = sq.reshape(k, n_groups, n_samples).mean(axis=2)
             else:
-                scores = _single_group_scores(bound, x2[sl], fill2[sl], group, n_groups, t[sl], shape, fx[sl])
-                var = (scores - fx[sl, None]) ** 2
-            out[sl] = _spearman_rows(_group_sums(a2[sl], group, n_groups), var * inv[sl, None])
-    return out
+                scores = _single_group_scores(bound, x2[sl], fill2[sl], group, members[sl], t[sl], shape, fx[sl])
+                var[sl] = (scores - fx[sl, None]) ** 2
+    # one ranking of all rows at the end (rankdata's cost is mostly per call, not per row)
+    return _spearman_rows(_group_sums(a2, group_all, n_groups), var * inv[:, None])
 
 
 # -- curve metrics -------------------------------------------------------------------------
