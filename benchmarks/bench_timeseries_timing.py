@@ -1,6 +1,7 @@
 """Time ratios lumos / tint of ``lumos bench timeseries``'s gradient methods, measured robustly.
 
-``python -m benchmarks.bench_timeseries_timing [--rounds 5]`` -> ``benchmarks/timeseries_tables/timing.md``.
+``python -m benchmarks.bench_timeseries_timing [--rounds 5] [--inputs 8]`` ->
+``benchmarks/timeseries_tables/timing.md`` (``timing_<inputs>.md`` for other batch sizes).
 
 The benchmark tables time each method once per setting (the fastest of up to 3 runs under
 1 s); on the shared 2-core machine the load changes within seconds, so one table's ratio can
@@ -13,6 +14,15 @@ targets (the prediction, computed outside the timing), baselines, backgrounds an
 The floor is one forward and backward pass of the rows the method differentiates (DeepLIFT:
 the 2n inputs and references; IG: n x steps; GradientShap: n x samples) with no hook, no
 rule and no bookkeeping: what neither library can go below at equal work.
+
+lumos always returns the completeness check (``delta``: Σ attributions − (f(x) − f(x'))),
+which needs f(x) and f at the references; captum computes the same check when asked
+(``return_convergence_delta=True``). So each row is also timed at equal output: tint with
+the check, against the floor plus one forward pass without gradients of the rows the check
+needs beyond the differentiated ones (IG: the n inputs and the one baseline; GradientShap:
+the n inputs and the background; DeepLIFT: none, its 2n rows are the check's). ``--inputs
+64`` times a dataset-sized batch, where lumos's fixed cost per call (~1 ms: the private
+model view, input checks, the Explanation) weighs less.
 """
 from __future__ import annotations
 
@@ -67,15 +77,22 @@ def _context(kind, x, train_x):
                      cheap_model=False, perturb_groups=None)
 
 
-def _floor(model, x, target, name, opts):
+def _floor(model, x, target, name, opts, check=False):
+    """The floor (see the module docstring); ``check``: plus the completeness check's rows."""
     copies = {"deeplift": 2, "integrated_gradients": opts.get("n_steps", 1),
               "gradient_shap": opts.get("n_samples", 1)}[name]
     rows = torch.as_tensor(np.repeat(x, copies, axis=0))
     tgt = target.repeat_interleave(copies).view(-1, 1)
+    extra = {"deeplift": None, "integrated_gradients": np.zeros_like(x[:1]),
+             "gradient_shap": np.asarray(opts.get("background", x[:0]), dtype=x.dtype)}[name]
+    ends = None if not check or extra is None else torch.as_tensor(np.concatenate([x, extra]))
 
     def run():
         b = rows.clone().requires_grad_(True)
         torch.autograd.grad(model(b).gather(1, tgt).sum(), b)
+        if ends is not None:
+            with torch.no_grad():
+                model(ends)
     return run
 
 
@@ -94,7 +111,9 @@ def race(fns, rounds: int) -> list[float]:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--out", default=str(OUT))
+    parser.add_argument("--inputs", type=int, default=8, help="test inputs per call (tiled when fewer exist)")
+    parser.add_argument("--out", default=None, help="default: timeseries_tables/timing.md (8 inputs) or "
+                        "timing_<inputs>.md")
     args = parser.parse_args(argv)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
@@ -103,14 +122,18 @@ def main(argv=None) -> int:
     lines = ["# Time per call, lumos / tint, interleaved (benchmarks/bench_timeseries_timing.py)", "",
              f"{args.rounds} interleaved rounds, fastest kept, one torch thread, shared 2-core machine (absolute times "
              "inflated by the load; the ratios are measured side by side). Models: the quick scale's cached "
-             "weights, 8 test inputs; options: the benchmark's. Floor: one forward + backward of the rows the "
-             "method differentiates, nothing else.", "",
-             "| setting | method | lumos ms | tint ms | floor ms | lumos / tint | floor / tint |",
-             "|---|---|---|---|---|---|---|"]
+             f"weights, {args.inputs} test inputs per call; options: the benchmark's. Floor: one forward + backward "
+             "of the rows the method differentiates, nothing else. Equal output (lumos always returns the "
+             "completeness check): tint with `return_convergence_delta=True`, and the floor plus one forward "
+             "without gradients of the rows the check needs beyond those (see the module docstring).", "",
+             "| setting | method | lumos ms | tint ms | floor ms | lumos / tint | floor / tint "
+             "| tint + check ms | floor + check ms | lumos / (tint + check) | lumos / (floor + check) |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     try:
         for title, make in SETTINGS.items():
             model, x, train_x, kind = make()
             model.eval()
+            x = np.resize(x, (args.inputs, *x.shape[1:])) if args.inputs != len(x) else x
             ctx = _context(kind, x, train_x)
             target = T._predicted(model, x)
             for name in METHODS:
@@ -125,13 +148,19 @@ def main(argv=None) -> int:
                 def peer(name=name, opts=opts):
                     return PEERS[name][1](model, x, target, ctx, opts)
 
-                lt, pt, ft = race([lum, peer, _floor(model, x, target, name, opts)], args.rounds)
+                def peer_check(name=name, opts=opts):
+                    return PEERS[name][1](model, x, target, ctx, {**opts, "delta": True})
+
+                lt, pt, ft, pc, fc = race([lum, peer, _floor(model, x, target, name, opts), peer_check,
+                                           _floor(model, x, target, name, opts, check=True)], args.rounds)
                 lines.append(f"| {title} | {name} | {lt * 1e3:.1f} | {pt * 1e3:.1f} | {ft * 1e3:.1f} | "
-                             f"{lt / pt:.2f} | {ft / pt:.2f} |")
+                             f"{lt / pt:.2f} | {ft / pt:.2f} | {pc * 1e3:.1f} | {fc * 1e3:.1f} | {lt / pc:.2f} | "
+                             f"{lt / fc:.2f} |")
                 print(lines[-1], flush=True)
     finally:
         torch.set_num_threads(threads)
-    Path(args.out).write_text("\n".join(lines) + "\n")
+    out = args.out or (OUT if args.inputs == 8 else OUT.with_name(f"timing_{args.inputs}.md"))
+    Path(out).write_text("\n".join(lines) + "\n")
     return 0
 
 

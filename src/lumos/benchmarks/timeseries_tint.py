@@ -84,13 +84,15 @@ def _ig(net, x, target, ctx, opts):
     from captum.attr import IntegratedGradients
 
     return _back(IntegratedGradients(TimeLast(net)).attribute(_tl(x), baselines=0.0, target=target,
-                                                              n_steps=opts.get("n_steps", 50)))
+                                                              n_steps=opts.get("n_steps", 50),
+                                                              return_convergence_delta=opts.get("delta", False)))
 
 
 def _deeplift(net, x, target, ctx, opts):
     from captum.attr import DeepLift
 
-    return _back(DeepLift(TimeLast(net)).attribute(_tl(x), baselines=0.0, target=target))
+    return _back(DeepLift(TimeLast(net)).attribute(_tl(x), baselines=0.0, target=target,
+                                                   return_convergence_delta=opts.get("delta", False)))
 
 
 def _gradient_shap(net, x, target, ctx, opts):
@@ -100,7 +102,8 @@ def _gradient_shap(net, x, target, ctx, opts):
     background = opts.get("background", ctx.background)
     return _back(GradientShap(TimeLast(net)).attribute(_tl(x), baselines=_tl(background), target=target,
                                                        n_samples=opts.get("n_samples", 5),
-                                                       stdevs=opts.get("stdevs", 0.0)))
+                                                       stdevs=opts.get("stdevs", 0.0),
+                                                       return_convergence_delta=opts.get("delta", False)))
 
 
 def _occlusion(net, x, target, ctx, opts):
@@ -144,7 +147,8 @@ def _temporal_ig(net, x, target, ctx, opts):
     from tint.attr import TemporalIntegratedGradients
 
     return _back(TemporalIntegratedGradients(TimeLast(net)).attribute(_tl(x), baselines=0.0, target=target,
-                                                                      n_steps=opts.get("n_steps", 50)))
+                                                                      n_steps=opts.get("n_steps", 50),
+                                                              return_convergence_delta=opts.get("delta", False)))
 
 
 def _lime(net, x, target, ctx, opts):

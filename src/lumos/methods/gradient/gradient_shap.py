@@ -144,20 +144,22 @@ class GradientShap(GradientExplainer):
         return total / self.n_samples
 
     def attribute_chunk(self, x, targets, state):
-        """One model call per chunk when its rows fit the budget: the inputs (their scores
-        give the prediction and the target), for recurrent models on the first chunk the
-        background (its scores give ``base_value``) and the ``n_samples`` points per input go
-        through the model together, as captum's single call; the extra rows' gradients are
-        not used."""
+        """One gradient pass per chunk when its rows fit the budget: the ``n_samples`` points
+        per input. The inputs (their scores give the prediction and the target) and, on the
+        first chunk, the background (its scores give ``base_value``) are needed only forward:
+        for a feed-forward model they go through one forward pass without gradients (half
+        the cost of a row of the gradient pass); a recurrent model's call costs nearly the
+        same for 8 rows as for 80, so there they ride in the gradient pass as in captum's
+        single call (their gradients are not used)."""
         n, n_samples, call, adapter = x.shape[0], self.n_samples, state.call, state.adapter
         rows = call.rows(x[0].size)
-        if n * (n_samples + 1) > rows:  # several calls anyway: the plain path
+        recurrent = call.budget.max_rows is not None  # see RowBudget.for_model
+        if n * (n_samples + (1 if recurrent else 0)) > rows:  # several calls anyway: the plain path
             return super().attribute_chunk(x, targets, state)
-        # the background rides along only for recurrent models (their calls cost nearly the same for 8 rows as
-        # for 80); elsewhere its rows would cost a backward pass each, more than one forward pass in finish
-        fits = state.bg_scores is None and call.budget.max_rows is not None and \
-            n * (n_samples + 1) + state.refs.shape[0] <= rows
-        bg = state.refs if fits else state.refs[:0]
+        nr = state.refs.shape[0]  # a large background is scored in finish, in chunks
+        with_bg = state.bg_scores is None and (n * (n_samples + 1) + nr <= rows if recurrent else
+                                               n + nr <= call.rows(x[0].size, "forward"))
+        bg = state.refs if with_bg else state.refs[:0]
         nb = bg.shape[0]
         xt = adapter.to_tensor(x)
         sample = xt.shape[1:]
@@ -168,18 +170,23 @@ class GradientShap(GradientExplainer):
         refs = state.refs[torch.as_tensor(idx.reshape(-1), device=xt.device)].view(n_samples, n, *sample)
         diff = xb - refs
         a = torch.as_tensor(alpha.reshape(-1), device=xt.device).to(xt.dtype).view(n_samples, n, *([1] * len(sample)))
-        points = a * xb + (1 - a) * refs  # = b + α(x̃ − b), as gradient_rows (same rounding)
+        points = (a * xb + (1 - a) * refs).reshape(n_samples * n, *sample)  # = b + α(x̃ − b), as gradient_rows
 
-        def choose(scores):
-            t = targets(scores[:n])
-            return torch.cat([t, t.new_zeros(nb), t.repeat(n_samples)])
+        if recurrent:
+            def choose(scores):
+                t = targets(scores[:n])
+                return torch.cat([t, t.new_zeros(nb), t.repeat(n_samples)])
 
-        batch = torch.cat([xt, bg, points.reshape(n_samples * n, *sample)])
-        scores, _, grads = scores_and_gradients(adapter, batch, choose, call)
+            scores, _, grads = scores_and_gradients(adapter, torch.cat([xt, bg, points]), choose, call)
+            grads = grads[n + nb:]
+        else:
+            with torch.no_grad():
+                scores = adapter.forward(torch.cat([xt, bg]))
+            grads = input_gradients(adapter, points, targets(scores[:n]).repeat(n_samples), call)
         if nb:
             state.bg_scores = scores[n:n + nb].cpu().numpy()
-        values = (diff * grads[n + nb:].view(n_samples, n, *sample)).sum(0) / n_samples
-        return Chunk(values.detach(), scores[:n], targets(scores[:n]))
+        values = (diff * grads.view(n_samples, n, *sample)).sum(0) / n_samples
+        return Chunk(values.detach(), scores[:n].detach(), targets(scores[:n]))
 
     def finish(self, x, result, state):
         super().finish(x, result, state)

@@ -127,32 +127,50 @@ class IntegratedGradients(GradientExplainer):
         return state.refs.shape[0] * (self.n_steps + 2)  # + the endpoints x and x' (see attribute_chunk)
 
     def attribute_chunk(self, x, targets, state):
-        """One model call per chunk when its rows fit the budget: the interpolated points
-        and the two endpoints (α = 1: the input, whose scores give the prediction and the
-        target; α = 0: the baseline, whose scores give ``base_value``) ride in the same
-        forward and backward pass, with quadrature weight 0 for the endpoints. A recurrent
-        model's call costs nearly as much for 8 rows as for 80 (its time loop is
-        sequential), so the two separate forward passes would cost as much as the path."""
+        """One gradient pass per chunk when its rows fit the budget. The endpoints (α = 1:
+        the input, whose scores give the prediction and the target; α = 0: the baseline,
+        whose scores give ``base_value``) are needed only forward: for a feed-forward model
+        they go through one forward pass without gradients (half the cost of a row of the
+        gradient pass), each distinct baseline once; a recurrent model's call costs nearly as
+        much for 8 rows as for 80 (its time loop is sequential), so there they ride in the
+        gradient pass with quadrature weight 0."""
         refs, call, adapter = state.refs, state.call, state.adapter
-        n_base, copies, n = refs.shape[0], self.n_steps + 2, x.shape[0]
+        n_base, n = refs.shape[0], x.shape[0]
+        fused = call.budget.max_rows is not None  # recurrent (see RowBudget.for_model)
+        copies = self.n_steps + (2 if fused else 0)
         if n * n_base * copies > call.rows(x[0].size):  # the chunk takes several calls: endpoints apart
             state.fused = False
             return super().attribute_chunk(x, targets, state)
         xt = adapter.to_tensor(x)
+        sample = xt.shape[1:]
         index = torch.as_tensor(targets.index, device=xt.device)
         ref = refs[:, index] if refs.shape[1] != 1 else refs  # (M, n or 1, ...)
-        alphas = torch.as_tensor(np.append([1.0, 0.0], self.alphas), dtype=xt.dtype, device=xt.device)
-        weights = torch.as_tensor(np.append([0.0, 0.0], self.weights), dtype=xt.dtype, device=xt.device) / n_base
+        if fused:
+            alphas, weights = np.append([1.0, 0.0], self.alphas), np.append([0.0, 0.0], self.weights)
+        else:
+            alphas, weights = self.alphas, self.weights
+            with torch.no_grad():
+                ends = adapter.forward(torch.cat([xt, ref.reshape(-1, *sample)]))
+            end_scores = ends[:n]
+            t = targets(end_scores)
+        alphas = torch.as_tensor(alphas, dtype=xt.dtype, device=xt.device)
+        weights = torch.as_tensor(weights, dtype=xt.dtype, device=xt.device) / n_base
         shape = (1, copies) + (1,) * xt.ndim
         diff = (xt[None] - ref)[:, None]  # (M, 1, n, ...)
-        points = ref[:, None] + alphas.view(shape) * diff  # (M, copies, n, ...): copy 0 is x itself
+        points = ref[:, None] + alphas.view(shape) * diff  # (M, copies, n, ...); fused: copy 0 is x itself
         total = n_base * copies * n
-        scores, _, grads = scores_and_gradients(adapter, points.reshape(total, *xt.shape[1:]),
-                                                lambda s: targets(s[:n]).repeat(n_base * copies), call)
-        t = targets(scores[:n])
-        values = (weights.view(shape) * diff * grads.view(n_base, copies, n, *xt.shape[1:])).sum((0, 1))
-        state.ref_scores.append(scores.view(n_base, copies, n, -1)[:, 1].mean(0).cpu().numpy())
-        return Chunk(values.detach(), scores[:n], t)
+        if fused:
+            scores, _, grads = scores_and_gradients(adapter, points.reshape(total, *sample),
+                                                    lambda s: targets(s[:n]).repeat(n_base * copies), call)
+            end_scores = scores[:n]
+            t = targets(end_scores)
+            base = scores.view(n_base, copies, n, -1)[:, 1].mean(0)
+        else:
+            grads = input_gradients(adapter, points.reshape(total, *sample), t.repeat(n_base * copies), call)
+            base = ends[n:].view(n_base, ref.shape[1], -1).mean(0).expand(n, -1)
+        values = (weights.view(shape) * diff * grads.view(n_base, copies, n, *sample)).sum((0, 1))
+        state.ref_scores.append(base.cpu().numpy())
+        return Chunk(values.detach(), end_scores.detach(), t)
 
     # -- attribution ----------------------------------------------------------
     def gradient_rows(self, x, target, index, state):
