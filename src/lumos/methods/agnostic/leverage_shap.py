@@ -48,7 +48,7 @@ import numpy as np
 
 from lumos.core.batching import chunk_slices
 from lumos.core.registry import register
-from lumos.methods.agnostic.shapley import KernelShap, kernel_weight
+from lumos.methods.agnostic.shapley import KernelShap, joined, kernel_weight
 
 RANK_LIMIT = 2 ** 62
 """Strata with fewer pairs than this are sampled by rank, exactly without replacement."""
@@ -228,7 +228,7 @@ class LeverageShap(KernelShap):
                 yield masks, scale * weight[int(masks[0].sum())]
 
         if design.n_coalitions <= state.block:
-            state.blocks = list(blocks())
+            state.blocks = joined(blocks())
         else:
             state.blocks = blocks
         state.n_coalitions = design.n_coalitions

@@ -196,32 +196,70 @@ def compose_rows(xs: np.ndarray, reference: np.ndarray, masks: np.ndarray, group
     """:func:`compose` for ``r`` samples ``xs (r, *S)`` at once: ``(r, m, *S)`` for one
     reference, ``(r, m, B, *S)`` for a background, in one pass over the result (the
     per-call work, the masks' expansion to elements, is shared by the samples)."""
-    keep = masks[:, groups]  # (m, *S)
-    if reference.ndim != xs.ndim - 1:
-        keep = keep[:, None]  # (m, 1, *S): broadcast over the background rows
-    xs = xs.reshape(xs.shape[0], *([1] * (keep.ndim - xs.ndim + 1)), *xs.shape[1:])  # (r, 1, [1,] *S)
-    dtype = np.result_type(xs, reference)
-    if out is None:
-        out = np.empty((xs.shape[0], *np.broadcast_shapes(keep.shape, reference.shape)), dtype=dtype)
-    # Written into a C-contiguous buffer: np.where may return a strided layout whose later
-    # reshape to a flat batch costs a slow copy.
-    if dtype in _BLEND and out.flags.c_contiguous and np.isfinite(xs).all() and np.isfinite(reference).all():
-        # x · k + reference · (1 − k) with k ∈ {0, 1}, in one broadcast addcmul: exact for finite
-        # values (products with 0 and 1 and sums with 0 round nothing) and 2-4x faster than
-        # torch.where, which reads its broadcast bool mask element by element; the small
-        # factors x · k and 1 − k (one per coalition, not per background row) in numpy
-        k = keep.astype(dtype, order="C")  # masks[:, groups] is laid out column-first: a strided k slows the pass 2x
-        torch.addcmul(torch.from_numpy(np.multiply(xs, k, dtype=dtype)),
-                      torch.from_numpy(np.ascontiguousarray(reference, dtype=dtype)),
-                      torch.from_numpy(np.subtract(1, k, dtype=dtype)), out=torch.from_numpy(out))
+    return Blend(reference, masks, groups, np.result_type(xs, reference), xs)(xs, slice(None), out)
+
+
+class Blend:
+    """:func:`compose_rows` for many calls over the same reference and coalitions: the masks'
+    expansion to elements, its blend factors and the reference's cast and finiteness check are
+    made once (up to :data:`BLEND_ELEMENTS` factor elements; more are expanded per call), so a
+    call composing a run of coalitions costs little more than its one broadcast pass.
+
+    ``xs`` (any inputs that will be composed) decides with the reference whether the
+    arithmetic blend is exact (finite values); ``blend(xs, cols, out)`` composes the rows
+    ``xs (r, *S)`` with the coalitions ``masks[cols]`` (a slice) into ``out``.
+    """
+
+    def __init__(self, reference: np.ndarray, masks: np.ndarray, groups: np.ndarray, dtype, xs: np.ndarray):
+        self.masks, self.groups, self.dtype = masks, groups, np.dtype(dtype)
+        self.background = reference.ndim == groups.ndim + 1
+        self.reference = np.ascontiguousarray(reference, dtype=self.dtype)
+        self.arith = self.dtype in _BLEND and bool(np.isfinite(xs).all()) and bool(np.isfinite(self.reference).all())
+        self.factors = None
+        if masks.shape[0] * groups.size <= BLEND_ELEMENTS:
+            self.factors = self._factors(slice(None))
+
+    def _factors(self, cols: slice):
+        keep = self.masks[cols][:, self.groups]  # (c, *S)
+        if self.background:
+            keep = keep[:, None]  # (c, 1, *S): broadcast over the background rows
+        if not self.arith:
+            return np.ascontiguousarray(keep), None
+        # masks[:, groups] is laid out column-first: a strided k slows the pass 2x
+        k = keep.astype(self.dtype, order="C")
+        return k, np.subtract(1, k, dtype=self.dtype)
+
+    def __call__(self, xs: np.ndarray, cols: slice, out: np.ndarray | None = None) -> np.ndarray:
+        if self.factors is None:
+            k, rest = self._factors(cols)
+        else:
+            k, rest = (f if f is None else f[cols] for f in self.factors)
+        xs = xs.reshape(xs.shape[0], *([1] * (k.ndim - xs.ndim + 1)), *xs.shape[1:])  # (r, 1, [1,] *S)
+        if out is None:
+            out = np.empty((xs.shape[0], *np.broadcast_shapes(k.shape, self.reference.shape)), dtype=self.dtype)
+        # Written into a C-contiguous buffer: np.where may return a strided layout whose later
+        # reshape to a flat batch costs a slow copy.
+        if self.arith and out.flags.c_contiguous:
+            # x · k + reference · (1 − k) with k ∈ {0, 1}, in one broadcast addcmul: exact for finite
+            # values (products with 0 and 1 and sums with 0 round nothing) and 2-4x faster than
+            # torch.where, which reads its broadcast bool mask element by element; the small
+            # factors x · k and 1 − k (one per coalition, not per background row) in numpy
+            torch.addcmul(torch.from_numpy(np.multiply(xs, k, dtype=self.dtype)), torch.from_numpy(self.reference),
+                          torch.from_numpy(rest), out=torch.from_numpy(out))
+            return out
+        keep = k if rest is None else k.astype(bool)
+        try:  # torch.where fills the broadcast result about 3x faster than numpy's masked copy
+            torch.where(torch.from_numpy(np.ascontiguousarray(keep)),
+                        torch.from_numpy(np.ascontiguousarray(xs, dtype=self.dtype)),
+                        torch.from_numpy(self.reference), out=torch.from_numpy(out))
+        except (TypeError, ValueError):  # a dtype torch lacks (long double), a buffer with negative strides
+            out[...] = self.reference
+            np.copyto(out, xs, where=keep)
         return out
-    try:  # torch.where fills the broadcast result about 3x faster than numpy's masked copy
-        torch.where(torch.from_numpy(np.ascontiguousarray(keep)), torch.from_numpy(np.ascontiguousarray(xs, dtype=dtype)),
-                    torch.from_numpy(np.ascontiguousarray(reference, dtype=dtype)), out=torch.from_numpy(out))
-    except (TypeError, ValueError):  # a dtype torch lacks (long double), a buffer with negative strides
-        out[...] = reference
-        np.copyto(out, xs, where=keep)
-    return out
+
+
+BLEND_ELEMENTS = 2**22
+"""Blend factors (coalitions x sample elements) a :class:`Blend` expands once for all its calls."""
 
 
 _BLEND = {np.dtype(np.float32): torch.float32, np.dtype(np.float64): torch.float64}

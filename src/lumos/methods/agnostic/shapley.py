@@ -318,6 +318,15 @@ class KernelDesign:
                 yield uniq, counts * self.sample_weight
 
 
+def joined(blocks) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The ``(masks, weights)`` blocks of a design that fits one block, joined into one: one
+    stream of model calls for all coalition sizes, not a short last call per size."""
+    parts = list(blocks)
+    if len(parts) < 2:
+        return parts
+    return [(np.concatenate([m for m, _ in parts]), np.concatenate([w for _, w in parts]))]
+
+
 def _unique_rows(masks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """``np.unique(masks, axis=0, return_counts=True)`` for a bool matrix, sorting the rows
     packed to bits (8x shorter keys, the same lexicographic order)."""
@@ -430,7 +439,7 @@ class KernelShap(ShapleyExplainer):
         design = KernelDesign(d, budget, state.call.shared_rng(), self.paired)
         state.block = max(2, self.design_elements // max(d, 1))
         if design.n_coalitions <= state.block:  # one block: generated once, duplicates merged
-            state.blocks = list(design.blocks(state.block))
+            state.blocks = joined(design.blocks(state.block))
             state.n_coalitions = sum(m.shape[0] for m, _ in state.blocks)
         else:  # regenerated for each chunk of inputs (the count: duplicates within blocks merged)
             state.blocks = lambda: design.blocks(state.block)
