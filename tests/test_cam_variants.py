@@ -223,6 +223,35 @@ def test_score_cam_weights_are_a_softmax_over_channels(which, request):
     assert (w > 0).all()
 
 
+@pytest.mark.parametrize("batch_size", [3, 13, None])
+def test_score_cam_equals_its_definition_on_colour_images(batch_size):
+    """On 3-channel images, with model calls of 3 or 13 rows (blocks of masked rows that cut
+    across inputs) or the automatic size: every channel map upsampled (bilinear, aligned
+    corners), min-max scaled with + 1e-8, masks all colour channels of the input; the weights
+    are the softmax over channels of the masked target scores; the activations are unchanged."""
+    import torch.nn.functional as F
+
+    from lumos.core.hooks import capture_activations
+
+    torch.manual_seed(2)
+    model = CNN2d(3, 4, channels=(6, 8, 8)).eval()
+    x = torch.randn(5, 3, 16, 16)
+    target = np.array([0, 1, 2, 3, 1])
+    e = ScoreCAM(model, "features", batch_size=batch_size).explain(x.numpy(), target=target)
+    with capture_activations(model, ["features"]) as store, torch.no_grad():
+        model(x)
+        a = store["features"]
+        up = F.interpolate(a, size=(16, 16), mode="bilinear", align_corners=True)
+        lo, hi = up.amin((2, 3), keepdim=True), up.amax((2, 3), keepdim=True)
+        masks = (up - lo) / (hi - lo + 1e-8)
+        masked = (x[:, None] * masks[:, :, None]).reshape(-1, 3, 16, 16)
+        s = model(masked).reshape(5, 8, 4)[np.arange(5), :, target]
+    w = torch.softmax(s, dim=1)
+    np.testing.assert_allclose(e.extras["channel_weights"], w.numpy(), rtol=1e-5, atol=1e-7)
+    expect = torch.relu(torch.einsum("nchw,nc->nhw", a, w)).numpy()
+    np.testing.assert_allclose(e.extras["layer_map"], expect, rtol=1e-5, atol=1e-7)
+
+
 @pytest.mark.parametrize("cls", [ScoreCAM, AblationCAM])
 def test_perturbations_are_batched(cls, cnn2d):
     """n inputs x C channels go through few model calls, not one per channel."""

@@ -83,9 +83,11 @@ class LayerMapExplainer(Explainer):
     def prepare(self, x, call):
         size = input_positions(x.shape, type(self).__name__)
         probe_rows = call.adapter.to_tensor(x[:8])
+        probed = {}
         name, module = resolve_positional_layer(call.model, self.layer, probe_rows, self.channel_axis,
-                                                type(self).__name__)
-        return State(call, name=name, module=module, size=size, channels=x.shape[1])
+                                                type(self).__name__, keep=probed)
+        shape = tuple(probed["output"].shape) if "output" in probed else None
+        return State(call, name=name, module=module, size=size, channels=x.shape[1], layer_shape=shape)
 
     def layer_map(self, x: torch.Tensor, targets, state):
         raise NotImplementedError

@@ -72,19 +72,26 @@ def positional_layers(rows) -> list[str]:
     return [name for name, m, a in rows[:-1] if has_positions(a) and not isinstance(m, nn.Linear)]
 
 
-def resolve_positional_layer(model: nn.Module, layer, x1: torch.Tensor, channel_axis, method: str):
+def resolve_positional_layer(model: nn.Module, layer, x1: torch.Tensor, channel_axis, method: str,
+                             keep: dict | None = None):
     """The ``(name, module)`` whose output gives the map: ``layer`` when given, otherwise
     the last module (in execution order) whose output has positions. Raises a
-    ``ValueError`` listing the candidate layers when there is none or ``layer`` has none."""
+    ``ValueError`` listing the candidate layers when there is none or ``layer`` has none.
+    ``keep`` (a dict) receives ``"output"``: the layer's output on ``x1`` as
+    ``(N, C, *positions)`` under ``channel_axis``, when the probe read it that way (so a
+    caller needing e.g. the channel count runs no pass of its own)."""
     def shown() -> str:  # the candidates, probed only when a message needs them (one more forward pass)
         names = positional_layers(probe(model, x1))
         return ", ".join(names[-20:]) or "(none: the model has no layer with a spatial or temporal axis)"
 
     if layer is None:
-        candidates = positional_layers(probe(model, x1))
+        rows = probe(model, x1)
+        candidates = positional_layers(rows)
         if not candidates:
             raise ValueError(f"{method} needs a layer with a spatial or temporal axis; candidates: {shown()}")
         name = candidates[-1]
+        if keep is not None and channel_axis == "auto":
+            keep["output"] = next(a for n, _, a in rows if n == name)
         return name, named_layers(model)[name]
     name, module = find_layer(model, layer)
     with capture_activations(model, {name: module}) as store, torch.no_grad():
@@ -97,6 +104,8 @@ def resolve_positional_layer(model: nn.Module, layer, x1: torch.Tensor, channel_
             f"layer {name!r} outputs shape {tuple(act.shape)} (as N, C, positions) with no spatial or "
             f"temporal axis, so {method} cannot localise on it; candidates: {shown()}"
         )
+    if keep is not None:
+        keep["output"] = act
     return name, module
 
 
