@@ -75,47 +75,72 @@ class Occlusion(AgnosticExplainer):
         return state
 
     def expansion(self, state):
-        return state.n_occlusions
+        return state.n_occlusions + 1  # + the input itself, in the same call (see _attribute)
+
+    def expected_rows(self, x, state):
+        return x.shape[0] * self.expansion(state)
 
     def attribute_chunk(self, x, targets, state):
-        scores, t, f_x = self.scored(x, targets, state)
-        base = reference_rows(state.base, targets.index, x.shape)
-        if state.windows is None:
-            values = self._groups(x, t, base, f_x, state)
+        return self._attribute(x, targets, reference_rows(state.base, targets.index, x.shape), state)
+
+    def _attribute(self, x, targets, base, state, s: int = 1):
+        """The occlusion map of the inputs ``x`` (n, *S) with the replacements ``base``
+        (n·s, *S: ``s`` per input, input by input; the map is the mean over them).
+
+        One model call when the chunk's rows fit the budget: the inputs (their scores give
+        the prediction, the target and f_t(x)) and their occluded copies go through the
+        model together (a recurrent model's call costs nearly as much for 64 rows as for
+        256, so a call of the inputs alone cost as much as their occlusions); otherwise the
+        inputs first, then the copies in calls of at most ``batch_size`` rows."""
+        n, occ, adapter, shape = x.shape[0], state.n_occlusions, state.adapter, x.shape[1:]
+        xr = np.repeat(x, s, axis=0) if s > 1 else x
+        total = np.zeros(xr.shape)
+        if n * (s * occ + 1) <= adapter.batch_size:
+            copies = self._copies(xr, base, slice(0, occ), state)  # (n·s, occ, *S)
+            out = adapter.scores(np.concatenate([x, copies.reshape(n * s * occ, *shape)]))
+            scores = out[:n]
+            t = targets(scores)
+            t_rep, f_rep = np.repeat(t, s), np.repeat(scores[np.arange(n), t], s)
+            perturbed = out[n:].reshape(n * s, occ, -1)[np.arange(n * s)[:, None], np.arange(occ)[None], t_rep[:, None]]
+            total = self._spread(f_rep[:, None] - perturbed, slice(0, n * s), slice(0, occ), total, state)
         else:
-            values = self._windows(x, t, base, f_x, state)
-        return Chunk(values, scores, t)
+            scores, t, f_x = self.scored(x, targets, state)
+            t_rep, f_rep = np.repeat(t, s), np.repeat(f_x, s)
+            for rows, cols in expansion_chunks(n * s, occ, adapter.batch_size):
+                copies = self._copies(xr[rows], base[rows], cols, state)
+                r, c = copies.shape[:2]
+                drops = f_rep[rows, None] - target_scores(adapter, copies.reshape(r * c, *shape),
+                                                          np.repeat(t_rep[rows], c)).reshape(r, c)
+                total = self._spread(drops, rows, cols, total, state)
+        values = total if state.windows is None else total / state.count
+        return Chunk(values if s == 1 else values.reshape(n, s, *shape).mean(1), scores, t)
+
+    @staticmethod
+    def _copies(x, base, cols, state):
+        """The occluded copies ``(r, c, *S)`` of the rows ``x``: occlusions ``cols`` (groups or windows)."""
+        if state.windows is None:
+            return np.where(state.keep[None, cols], x[:, None], base[:, None])
+        wins = state.windows[cols]
+        batch = np.repeat(x[:, None], len(wins), axis=1)
+        for k, win in enumerate(wins):
+            batch[(slice(None), k) + win] = base[(slice(None),) + win]
+        return batch
+
+    @staticmethod
+    def _spread(drops, rows, cols, total, state):
+        """Add the score drops ``(r, c)`` of occlusions ``cols`` of inputs ``rows`` to their cells
+        (groups: the drop of a cell's group; windows: summed over the windows covering it)."""
+        if state.windows is None:
+            full = np.zeros((drops.shape[0], state.n_groups))
+            full[:, cols] = drops
+            total[rows] += full[:, state.groups]
+            return total
+        block = total[rows]
+        for k, win in enumerate(state.windows[cols]):
+            block[(slice(None),) + win] += drops[:, k].reshape((-1,) + (1,) * (total.ndim - 1))
+        total[rows] = block
+        return total
 
     def finish(self, x, result, state):
         result.extras["n_occlusions"] = np.asarray(state.n_occlusions)
         result.feature_names = state.feature_names
-
-    @staticmethod
-    def _windows(x, target, base, f_x, state):
-        adapter, windows = state.adapter, state.windows
-        total = np.zeros(x.shape)
-        for rows, cols in expansion_chunks(x.shape[0], len(windows), adapter.batch_size):
-            xs, bs = x[rows], base[rows]
-            wins = windows[cols]
-            batch = np.repeat(xs[:, None], len(wins), axis=1)  # (r, c, *S)
-            for k, win in enumerate(wins):
-                batch[(slice(None), k) + win] = bs[(slice(None),) + win]
-            r, c = batch.shape[:2]
-            drop = f_x[rows, None] - target_scores(adapter, batch.reshape(r * c, *x.shape[1:]),
-                                                   np.repeat(target[rows], c)).reshape(r, c)
-            block = total[rows]
-            for k, win in enumerate(wins):
-                block[(slice(None),) + win] += drop[:, k].reshape((r,) + (1,) * (x.ndim - 1))
-            total[rows] = block
-        return total / state.count
-
-    @staticmethod
-    def _groups(x, target, base, f_x, state):
-        adapter, keep, n_groups = state.adapter, state.keep, state.n_groups
-        drops = np.empty((x.shape[0], n_groups))
-        for rows, cols in expansion_chunks(x.shape[0], n_groups, adapter.batch_size):
-            batch = np.where(keep[None, cols], x[rows, None], base[rows, None])
-            r, c = batch.shape[:2]
-            drops[rows, cols] = f_x[rows, None] - target_scores(
-                adapter, batch.reshape(r * c, *x.shape[1:]), np.repeat(target[rows], c)).reshape(r, c)
-        return drops[:, state.groups]

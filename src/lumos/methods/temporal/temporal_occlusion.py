@@ -84,17 +84,11 @@ class AugmentedOcclusion(Occlusion):
         return state
 
     def expansion(self, state):
-        return state.n_occlusions * self.n_samples
+        return state.n_occlusions * self.n_samples + 1
 
     def attribute_chunk(self, x, targets, state):
-        scores, t, f_x = self.scored(x, targets, state)
-        s = self.n_samples
-        rows = draw_rows(state.call, targets.index, len(state.background), (s,)).reshape(-1)
-        copies = np.repeat(x, s, axis=0)  # (n*s, *S): each input once per draw
-        base, t_rep, f_rep = state.background[rows], np.repeat(t, s), np.repeat(f_x, s)
-        occlude = self._windows if state.windows is not None else self._groups
-        values = occlude(copies, t_rep, base, f_rep, state)
-        return Chunk(values.reshape(x.shape[0], s, *x.shape[1:]).mean(1), scores, t)
+        rows = draw_rows(state.call, targets.index, len(state.background), (self.n_samples,)).reshape(-1)
+        return self._attribute(x, targets, state.background[rows], state, self.n_samples)
 
 
 @register("temporal_occlusion", "temporal_augmented_occlusion")
