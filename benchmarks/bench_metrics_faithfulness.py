@@ -121,6 +121,8 @@ def _run(h):
     a = Saliency(model).explain(x, target=y).values
     need = floor_rows(x)
     for name, (ours, theirs, note) in rows(quantus, model, x, y, a).items():
+        if not h.wants(name):  # benchmarks.run --only
+            continue
         seen = recorded_inputs(ours, model)  # lumos skips rows a step leaves unchanged (black pixels set black)
         if 0 < len(seen) < need[name]:
             floor = forward_floor(model, seen, sizes=floor_chunks(len(seen)))

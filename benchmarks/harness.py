@@ -160,14 +160,22 @@ def _torch_threads() -> int | None:
 class Harness:
     """Collects comparison rows for one run of the benchmarks."""
 
-    def __init__(self, repeats: int = 5, quick: bool = False, device=None):
+    def __init__(self, repeats: int = 5, quick: bool = False, device=None, only=None):
         self.repeats = 2 if quick else repeats
         self.quick = quick
+        self.only = set(only) if only else None
+        """Row names to run (``benchmarks.run --only``); None: every row. A benchmark may ask
+        :meth:`wants` before building a row's inputs and floor; :meth:`compare` and
+        :meth:`record` skip (return None for) the rows not asked for in any case."""
         self.device = None if device is None or _device_type(device) == "cpu" else str(device)
         """None (the CPU: nothing moves, lumos gets ``device=None`` as before) or the torch
         device the benchmarks move models and inputs to and pass to lumos
         (``benchmarks.run --device cuda``)."""
         self.rows: list[Row] = []
+
+    def wants(self, name: str) -> bool:
+        """Whether the row ``name`` is to be run (``--only``)."""
+        return self.only is None or name in self.only
 
     def to(self, obj):
         """A model or tensor on the harness's device (the object itself on the CPU)."""
@@ -187,6 +195,8 @@ class Harness:
         :class:`benchmarks.floors.Floor`, whose ``label`` is recorded), ``floor_target``
         the target for lumos/floor.
         """
+        if not self.wants(name):
+            return None
         repeats = repeats or self.repeats
         dev = self.device
         m_l, out_l = _peak_memory(lumos_fn, dev)  # warm-up: yields the outputs and the peak memory
@@ -249,6 +259,8 @@ class Harness:
                mem_mb: float = 0.0, met: str = "", floor_s: float | None = None, floor_label: str = "",
                floor_target: float | None = None) -> Row:
         """A row without a peer (throughput, a bound to meet), with its floor when given."""
+        if not self.wants(name):
+            return None
         row = Row(family, name, setting, "-", seconds, None, None, "", mem_mb, None, None, None, note)
         if met:
             row.extra["met"] = met
@@ -276,6 +288,8 @@ class Harness:
             ratios = [f"lumos/{k} {cpu['lumos'] / cpu[k]:.2f}" for k in ("peer", "floor") if cpu.get(k)]
             if ratios:
                 parts.append(f"CPU time: {', '.join(ratios)}")
+        if r.extra.get("run_alone"):
+            parts.append(f"re-run alone {r.extra['run_alone']} (--only)")
         note = "; ".join(parts)
         if r.extra.get("floor"):
             note = f"{note}; floor: {r.extra['floor']}" if note else f"floor: {r.extra['floor']}"

@@ -1,10 +1,12 @@
-"""Run the benchmarks: ``python -m benchmarks.run [family ...] [--quick] [--device cuda]``.
+"""Run the benchmarks: ``python -m benchmarks.run [family ...] [--quick] [--device cuda] [--only NAME]``.
 
 Each ``benchmarks/bench_<family>.py`` defines ``run(h: Harness)``. Results of every
 family are kept in ``benchmarks/results.json`` (a later run of one family replaces only
 that family's rows; the file is re-read right before each write, so runs of other
 families in between are kept) and rendered to ``benchmarks/RESULTS.md``, where only the
 sections of the families that ran are replaced (the others stay as they are in the file).
+``--only NAME`` runs the named rows alone and puts them in place of the same rows of the
+stored family, keeping its other rows (each re-run row's note says when it ran).
 
 ``--device cuda`` moves the models and inputs of the benchmarks that support it (gradient, text,
 relevance, cam) to the GPU, passes ``device=`` to lumos and synchronises before every
@@ -95,6 +97,9 @@ def main(argv=None) -> int:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threads", type=int, default=None,
                         help="torch intra-op threads (default: torch's own); recorded with the machine")
+    parser.add_argument("--only", action="append", default=None, metavar="NAME",
+                        help="run only these rows (method names, repeatable or comma-separated); their rows "
+                             "replace the same rows of the stored family, the others are kept")
     parser.add_argument("--device", default=None,
                         help="torch device for models, inputs and lumos (e.g. cuda); default: the CPU, unchanged")
     args = parser.parse_args(argv)
@@ -116,14 +121,22 @@ def main(argv=None) -> int:
         import torch
 
         machine += f", {torch.cuda.get_device_name(device)}" if device.startswith("cuda") else f", device {device}"
+    only = sorted({n.strip() for v in args.only for n in v.split(",") if n.strip()}) if args.only else None
     done = []
     for fam in chosen:
         print(f"\n## {fam}\n{HEADER}", flush=True)
-        h = Harness(repeats=args.repeats, quick=args.quick, device=device)
+        h = Harness(repeats=args.repeats, quick=args.quick, device=device, only=only)
         importlib.import_module(f"benchmarks.bench_{fam}").run(h)
         results = json.loads(store.read_text()) if store.exists() else {}  # re-read: other runs may have written
-        results[fam] = {"when": datetime.datetime.now().strftime("%Y-%m-%d %H:%M"), "machine": machine,
-                        "rows": h.to_dicts()}
+        now = datetime.datetime.now().strftime("%Y-%m-%d %H:%M")
+        if only and fam in results:
+            if not h.rows:
+                print(f"{fam}: no row named {', '.join(only)}; nothing recorded", flush=True)
+                continue
+            where = now if results[fam].get("machine") == machine else f"{now} on {machine}"
+            results[fam] = merge_rows(results[fam], h.to_dicts(), where)
+        else:
+            results[fam] = {"when": now, "machine": machine, "rows": h.to_dicts()}
         store.write_text(json.dumps(results, indent=1))
         done.append(fam)
     md = HERE / "RESULTS.md"
@@ -131,6 +144,18 @@ def main(argv=None) -> int:
     md.write_text(merge(existing, results, done))
     print(f"\nwrote {md}")
     return 0
+
+
+def merge_rows(entry: dict, rows: list[dict], run_alone: str) -> dict:
+    """``entry`` (a stored family) with ``rows`` (re-run alone, ``--only``) in place of the
+    rows of the same name, in their order; new names are appended. Each re-run row says when
+    and where it ran (``extra["run_alone"]``): the family's date is that of the other rows."""
+    fresh = {}
+    for d in rows:
+        d = dict(d, extra={**d.get("extra", {}), "run_alone": run_alone})
+        fresh[d["name"]] = d
+    kept = [fresh.pop(d["name"], d) for d in entry["rows"]]
+    return {**entry, "rows": kept + list(fresh.values())}
 
 
 def _device(parser, name: str | None) -> str | None:
