@@ -206,16 +206,15 @@ def faithfulness_estimate(model, inputs, attributions, target=None, *, features_
     n_groups = math.ceil(d / fis)
     x2 = x.reshape(n, -1)
     fill2 = np.asarray(baseline_fill(x, baseline)).reshape(n, -1)
-    order = _group_order(a2, True)
-    group = _groups(a2, True, fis, order)
-    members = _members(order, fis)
-    drop = np.empty((n, n_groups))
+    att, drop = np.empty((n, n_groups)), np.empty((n, n_groups))
     with scorer(adapter, d, batch_size=batch_size) as bound:
         for sl in chunk_slices(n, inputs_per_call(batch_size, d, n_groups)):
-            scores = _single_group_scores(bound, x2[sl], fill2[sl], group[sl], members[sl], t[sl], x.shape[1:],
+            order = _group_order(a2[sl], True)
+            group = _groups(a2[sl], True, fis, order)
+            scores = _single_group_scores(bound, x2[sl], fill2[sl], group, _members(order, fis), t[sl], x.shape[1:],
                                           fx[sl])
-            drop[sl] = fx[sl, None] - scores
-    return _pearson_rows(_group_sums(a2, group, n_groups), drop)
+            att[sl], drop[sl] = _group_sums(a2[sl], group, n_groups), fx[sl, None] - scores
+    return _pearson_rows(att, drop)  # all rows in one call
 
 
 @metric("monotonicity_correlation", "faithfulness", higher_is_better=True)
@@ -246,15 +245,15 @@ def monotonicity_correlation(model, inputs, attributions, target=None, *, n_samp
     fill2 = None if uniform else np.asarray(baseline_fill(x, baseline)).reshape(n, -1)
     lo, hi = uniform_range
     rng = np.random.default_rng(seed)
-    order = _group_order(a2, False)
-    group_all = _groups(a2, False, fis, order)
-    members = _members(order, fis)
-    var = np.empty((n, n_groups))
+    att, var = np.empty((n, n_groups)), np.empty((n, n_groups))
     with scorer(adapter, d, batch_size=batch_size) as bound:
         copies_per_input = n_groups * (n_samples if uniform else 1)
         for sl in chunk_slices(n, inputs_per_call(batch_size, d, copies_per_input)):
             k = sl.stop - sl.start
-            group = group_all[sl]
+            order = _group_order(a2[sl], False)
+            group = _groups(a2[sl], False, fis, order)
+            members = _members(order, fis)
+            att[sl] = _group_sums(a2[sl], group, n_groups)
             if uniform:
                 u = rng.uniform(lo, hi, size=(k, n_groups, n_samples))
                 rows, steps, draws = (g.ravel() for g in np.indices(u.shape))
@@ -262,15 +261,15 @@ def monotonicity_correlation(model, inputs, attributions, target=None, *, n_samp
                 for part in chunk_slices(rows.size, bound.batch_size):
                     r, s = rows[part], steps[part]
                     copies = x2[sl][r]
-                    copies[np.arange(r.size)[:, None], members[sl][r, s]] = u.ravel()[part, None].astype(x.dtype)
+                    copies[np.arange(r.size)[:, None], members[r, s]] = u.ravel()[part, None].astype(x.dtype)
                     f = bound.scores(copies.reshape(-1, *shape))[np.arange(r.size), t[sl][r]]
                     sq[part] = (f - fx[sl][r]) ** 2
                 var[sl] = sq.reshape(k, n_groups, n_samples).mean(axis=2)
             else:
-                scores = _single_group_scores(bound, x2[sl], fill2[sl], group, members[sl], t[sl], shape, fx[sl])
+                scores = _single_group_scores(bound, x2[sl], fill2[sl], group, members, t[sl], shape, fx[sl])
                 var[sl] = (scores - fx[sl, None]) ** 2
     # one ranking of all rows at the end (rankdata's cost is mostly per call, not per row)
-    return _spearman_rows(_group_sums(a2, group_all, n_groups), var * inv[:, None])
+    return _spearman_rows(att, var * inv[:, None])
 
 
 # -- curve metrics -------------------------------------------------------------------------
