@@ -42,6 +42,8 @@ from lumos.models.temporal import GRUClassifier
 
 OUT = Path(__file__).resolve().parent / "timeseries_tables" / "timing.md"
 METHODS = ("deeplift", "integrated_gradients", "gradient_shap")
+PERTURBATION = ("occlusion", "augmented_occlusion", "temporal_occlusion", "lime")
+"""Timed on the HMM only, with the benchmark's groups (the past, then each channel at the last step)."""
 
 
 def _ismail(dataset: str, kind: str):
@@ -94,6 +96,30 @@ def _floor(model, x, target, name, opts, check=False):
             with torch.no_grad():
                 model(ends)
     return run
+
+
+def _hmm_groups(ctx):
+    """The HMM benchmark's context of one step (``lumos.benchmarks.timeseries``: the perturbation methods
+    see the prefix as the past plus each channel at step t; LIME every cell, as tint's experiment)."""
+    import dataclasses
+
+    c, t = ctx.x_train.shape[1:]
+    groups = np.zeros((c, t), dtype=np.int64)
+    groups[:, t - 1] = np.arange(1, c + 1)
+    return dataclasses.replace(ctx, groups=groups, perturb_groups=groups, window=1,
+                               lime_groups=np.arange(c * t).reshape(c, t))
+
+
+def _rows(model, fn) -> int:
+    """Model rows one call of ``fn`` evaluates (a forward pre-hook on the model; lumos's private view
+    copies the model's hooks, so it sees lumos's rows too)."""
+    seen = []
+    handle = model.register_forward_pre_hook(lambda m, args: seen.append(args[0].shape[0]))
+    try:
+        fn()
+    finally:
+        handle.remove()
+    return sum(seen)
 
 
 def race(fns, rounds: int) -> list[float]:
@@ -157,6 +183,33 @@ def main(argv=None) -> int:
                              f"{lt / pt:.2f} | {ft / pt:.2f} | {pc * 1e3:.1f} | {fc * 1e3:.1f} | {lt / pc:.2f} | "
                              f"{lt / fc:.2f} |")
                 print(lines[-1], flush=True)
+        lines += ["", "## Perturbation methods on the HMM (the benchmark's groups: the past as one group, each channel "
+                  "at the last step; LIME: every cell, 25 samples, as tint's experiment)", "",
+                  "lumos scores the past as a group of its own (its value enters the whole-prefix faithfulness "
+                  "scores), tint's TemporalOcclusion only the last step's cells: the rows column gives each "
+                  "library's model rows per call.", "",
+                  "| method | lumos ms | tint ms | lumos / tint | model rows lumos | model rows tint |",
+                  "|---|---|---|---|---|---|"]
+        model, x, train_x, kind = _hmm()
+        model.eval()
+        x = np.resize(x, (args.inputs, *x.shape[1:])) if args.inputs != len(x) else x
+        ctx = _hmm_groups(_context(kind, x, train_x))
+        target = T._predicted(model, x)
+        for name in PERTURBATION:
+            cls, opts = registry[name], T.METHOD_OPTIONS(name, ctx)
+            prepared = T.explainer_options(name, cls, ctx)
+
+            def lum(name=name, cls=cls, prepared=prepared):
+                explainer, call = T.make_explainer(name, cls, model, ctx, prepared)
+                return T._explain(explainer, call, x, target.numpy())
+
+            def peer(name=name, opts=opts):
+                return PEERS[name][1](model, x, target, ctx, opts)
+
+            lt, pt = race([lum, peer], args.rounds)
+            lines.append(f"| {name} | {lt * 1e3:.1f} | {pt * 1e3:.1f} | {lt / pt:.2f} | {_rows(model, lum):,} | "
+                         f"{_rows(model, peer):,} |")
+            print(lines[-1], flush=True)
     finally:
         torch.set_num_threads(threads)
     out = args.out or (OUT if args.inputs == 8 else OUT.with_name(f"timing_{args.inputs}.md"))
