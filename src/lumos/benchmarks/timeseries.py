@@ -55,7 +55,6 @@ import os
 import platform
 import sys
 import time
-import traceback
 import warnings
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -1232,7 +1231,7 @@ def summary_table(trust: dict, titles: dict[str, str], scale: Scale, meta: dict 
         lines.append("| " + " | ".join(cells) + " |")
     n = len(trust)
     lines += ["", "| | " + " | ".join(f"pick by {p}" for p in picks) + " |", "|---|" + "---|" * len(picks),
-              f"| settings where the pick is within 5 % of the best AUROC | "
+              "| settings where the pick is within 5 % of the best AUROC | "
               + " | ".join(f"{hits[p]} / {n}" for p in picks) + " |"]
     if excluded:
         lines += ["", f"Left out (model test accuracy below {MIN_ACCURACY:.0%}, so its explanations say nothing about "

@@ -42,7 +42,7 @@ from scipy.stats import rankdata
 from lumos.core.batching import chunk_slices
 from lumos.core.model import as_adapter
 from lumos.core.validate import broadcast_reference, check_choice, check_positive_int
-from lumos.metrics._base import attributions_of, inputs_of, inputs_per_call, metric, region_map, region_sums, scorer
+from lumos.metrics._base import attributions_of, inputs_of, inputs_per_call, metric, region_map, scorer
 from lumos.metrics.axioms import _pearson_rows
 from lumos.metrics.faithfulness import PerturbationCurve, perturbation_scores, region_order
 

@@ -146,7 +146,7 @@ def explain_dataset(model, data, method="integrated_gradients", out=None, *, chu
     header = {"method": explainer.name, "params": explainer.params(), "options": call_options,
               "fingerprint": fingerprint, "n_rows": len(source), "chunk_rows": chunk_rows,
               "sample_shape": described["sample_shape"], "lumos_version": _lumos_version()}
-    root = st.prepare(path, header, overwrite=overwrite)
+    st.prepare(path, header, overwrite=overwrite)
     job = Job(explainer, source, targets, call_options, path, chunk_rows, device=device)
     pending = job.verify()  # recorded chunks are checked, not trusted; other input data are refused
     todo = set(pending)
