@@ -354,7 +354,7 @@ def table(results, summaries, seeds):
     return "\n".join(lines)
 
 
-def floor_check(h=None, repeats=5):
+def floor_check(h=None, repeats=15):
     """lumos / model floor (CPU time, one thread) at a fixed budget, the setting of bench_agnostic's kernel_shap row
     (30 features, 20 rows, 50 k-means background rows, 500 coalitions). Each estimator's floor runs exactly the
     model rows that estimator evaluates, recorded from its own run (KernelShap draws 490 distinct coalitions of

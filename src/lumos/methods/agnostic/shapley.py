@@ -406,8 +406,8 @@ class KernelShap(ShapleyExplainer):
     *Default design, chosen by the measured error-versus-time curve*
     (``benchmarks/shapley_curve``, 10 seeds, 5 rows, budgets 2^6-2^14): this
     kernel-proportional paired design stays the default. Time to shap KernelExplainer@500's
-    error, as a fraction of shap's time: 0.30 / 0.17 / 0.50 (breast-cancer MLP / 16-feature MLP
-    / ECG200 CNN) against :class:`~lumos.methods.agnostic.LeverageShap`'s 0.33 / 0.17 / 0.50 —
+    error, as a fraction of shap's time: 0.28 / 0.16 / 0.45 (breast-cancer MLP / 16-feature MLP
+    / ECG200 CNN) against :class:`~lumos.methods.agnostic.LeverageShap`'s 0.30 / 0.16 / 0.41 —
     within 1.1x of each other either way. Use ``LeverageShap`` for expensive
     models with few players, :class:`SamplingShapley` for cheap models with many.
 
