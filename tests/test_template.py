@@ -361,7 +361,18 @@ def test_fx_graph_modules_keep_their_forward_in_the_view(series):
 def test_recurrent_models_get_moderate_calls():
     from lumos.models import RecurrentClassifier
 
-    budget = RowBudget().for_model(RecurrentClassifier(2, 3))
+    budget = RowBudget().for_model(RecurrentClassifier(2, 3))  # a GRU: differentiated calls of 512 rows
+    assert budget.rows(32, "forward") == 256 and budget.rows(32, "backward") == 512
+    budget = RowBudget().for_model(RecurrentClassifier(2, 3, cell="lstm"))
     assert budget.rows(32, "forward") == 256 and budget.rows(32, "backward") == 256
     assert RowBudget(4000).for_model(RecurrentClassifier(2, 3)).rows(32, "forward") == 4000  # the user's knob wins
     assert RowBudget().for_model(bn_cnn()).rows(32, "forward") == RowBudget().rows(32, "forward") > 256  # not capped
+
+
+def test_chunks_are_balanced():
+    from lumos.core.batching import balanced_slices
+
+    for n, size in [(100, 64), (64, 25), (0, 5), (7, 7), (8, 7), (13, 1), (640, 51)]:
+        sizes = [s.stop - s.start for s in balanced_slices(n, size)]
+        assert sum(sizes) == n and max(sizes, default=0) <= size and len(sizes) == -(-n // size)
+        assert max(sizes, default=0) - min(sizes, default=0) <= 1

@@ -32,7 +32,7 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
-from lumos.core.batching import RowBudget, chunk_slices
+from lumos.core.batching import RowBudget, balanced_slices
 from lumos.core.explanation import Explanation
 from lumos.core.model import EstimatorScores, ModelAdapter, as_adapter, hook_free_kind, table_columns
 from lumos.core.registry import closest
@@ -484,7 +484,7 @@ class Explainer:
             return [slice(0, x.shape[0])]
         call = state.call
         per = call.budget.inputs_per_chunk(x[0].size, self.expansion(state), call.kind)
-        return list(chunk_slices(x.shape[0], per))
+        return list(balanced_slices(x.shape[0], per))
 
     def finish(self, x: np.ndarray, result: Explanation, state) -> None:
         """Complete the assembled explanation in place (delta, base value, meta)."""
