@@ -332,8 +332,8 @@ def plot(results, path):
 def table(results, summaries, seeds):
     lines = [f"# Shapley values: error against time (issue 19)", "",
              f"{N_ROWS} rows per model, mean over {seeds} seeds; RMSE over rows x players; seconds = CPU time (process_time, one torch thread: the least disturbed measure on a shared machine; wall time in curve.json) for "
-             "all rows (lumos: one call; peers: one row at a time on the same game). The machine was shared by "
-             "~8 engineers on 2 cores: absolute times are inflated, ratios measured in the same process hold.", ""]
+             "all rows (lumos: one call; peers: one row at a time on the same game). The 2-core machine is shared with "
+             "other engineers' runs: absolute times are inflated, ratios measured in the same process hold.", ""]
     for res, summ in zip(results, summaries):
         lines += [f"## {res['model']}", "", f"reference: {res['reference']}; RMS of the values {res['scale']:.2e}", ""]
         for label, s in summ.items():
