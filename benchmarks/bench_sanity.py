@@ -144,6 +144,30 @@ def quantus_mprt(quantus, name, model, x, y):
                   device="cpu")
 
 
+def floor(name: str, model, x, y):
+    """The model passes of one library's test (:func:`benchmarks.floors.randomisation_floor`):
+    on the original model and the 4 cumulative stages (re-initialised inside the timed loop,
+    as both libraries must), the explainer's passes on the rows it differentiates: forward +
+    backward to the input over the N images (saliency, guided backprop, LRP), also to layer
+    ``3`` (Guided Grad-CAM: two backward passes that differ at every ReLU), or over the
+    N x 16 Gauss-Legendre path rows plus the forward passes without gradients of the
+    completeness check (f(x) of the N inputs and f of the one zero baseline) for IG; the
+    best of a few chunk sizes. The similarity arithmetic is the metric's own."""
+    from benchmarks.floors import gradient_passes, guided_grad_cam_passes, path_passes, randomisation_floor
+    from lumos.methods.gradient.integrated_gradients import quadrature
+    from lumos.metrics.sanity import parametrised_layers
+
+    n = len(x)
+    if name == "integrated_gradients":
+        passes, rows = path_passes(quadrature(IG_STEPS)[0]), n * IG_STEPS
+        label = f"{rows:,} path rows ({n} x {IG_STEPS}) fwd+bwd to the input + {n + 1} endpoint rows forward"
+    elif name == "guided_grad_cam":
+        passes, rows, label = guided_grad_cam_passes("3"), n, f"{n} rows x 2 (fwd + bwd to layer 3, to the input)"
+    else:
+        passes, rows, label = gradient_passes, n, f"{n} rows fwd+bwd to the input"
+    return randomisation_floor(model, x, y, passes, parametrised_layers(model), SEED + 1, rows, label)
+
+
 def _agreement(ours, theirs):
     q = np.array([theirs[s] for s in ours.stages], dtype=np.float64)
     diff = float(np.nanmax(np.abs(q - ours.scores["spearman"])))
@@ -170,11 +194,13 @@ def _run(h):
     n = 32 if h.quick else N_IMAGES
     model, x, y, source = data(n)
     for name, explainer in lumos_explainers(model).items():
+        if not h.wants(f"mprt_{name}"):  # benchmarks.run --only
+            continue
         verdict = _verdict_note(lumos_mprt(explainer, model, x, y))
         h.compare("sanity", f"mprt_{name}", lambda e=explainer: lumos_mprt(e, model, x, y),
                   lambda name=name: quantus_mprt(quantus, name, model, x, y), "quantus",
                   setting=f"LeNet, {source}, cascading top-down, 4 stages", max_ratio=0.5,
-                  agreement=_agreement,
+                  agreement=_agreement, floor_fn=floor(name, model, x, y), floor_target=1.15,
                   note=f"lumos verdict {verdict}; peer runs captum's {name}"
                        .replace("captum's lrp", "lumos's LRP (captum's fails on this LeNet)"))
 

@@ -359,3 +359,75 @@ def forward_floor(model: Callable, x, extra_chunks: Sequence[int] = (), sizes: S
         return run
 
     return fastest(make, candidates(n, extra_chunks, sizes), f"{n:,} rows forward", device)
+
+
+# -- randomisation tests (sanity) ----------------------------------------------------------------
+def gradient_passes(model: nn.Module, x: torch.Tensor, target: torch.Tensor, chunk: int) -> list:
+    """Saliency, guided backprop, LRP on one model: forward + backward to the input over the
+    rows, ``chunk`` at a time."""
+    return [input_gradient(model, x[a:a + chunk], target[a:a + chunk]) for a in range(0, x.shape[0], chunk)]
+
+
+def guided_grad_cam_passes(layer: str) -> Callable:
+    """Guided Grad-CAM on one model (``layer`` by name, looked up in the model given, so that a
+    randomised copy uses its own): the passes of :func:`guided_grad_cam_floor`."""
+    def passes(model, x, target, chunk):
+        module = dict(model.named_modules())[layer]
+        return [(layer_gradient(model, module, x[a:a + chunk], target[a:a + chunk]),
+                 input_gradient(model, x[a:a + chunk], target[a:a + chunk])) for a in range(0, x.shape[0], chunk)]
+    return passes
+
+
+def path_passes(alphas: Sequence[float], endpoints: bool = True) -> Callable:
+    """Integrated Gradients from the zero baseline on one model: the N x K path rows
+    ``alpha_k x`` (built per chunk, one multiply per element) forward + backward to the input,
+    ``chunk`` rows at a time; with ``endpoints`` also the forward passes without gradients that
+    a completeness check needs, f(x) for the N inputs and f(x') for the one (shared) baseline.
+    ``chunk`` counts path rows."""
+    def passes(model, x, target, chunk):
+        a = torch.as_tensor(np.asarray(alphas), dtype=x.dtype, device=x.device)
+        k, n = len(a), x.shape[0]
+        shape = (-1,) + (1,) * (x.ndim - 1)
+        out = []
+        if endpoints:
+            with torch.no_grad():
+                out.append(model(x))
+                out.append(model(torch.zeros_like(x[:1])))
+        for s in range(0, n * k, chunk):
+            idx = torch.arange(s, min(s + chunk, n * k), device=x.device)
+            i, j = idx // k, idx % k  # input-major: all path points of an input together
+            out.append(input_gradient(model, x[i] * a[j].view(shape), target[i]))
+        return out
+    return passes
+
+
+def randomisation_floor(model: nn.Module, x, target, passes: Callable, layers: Sequence[str], seed: int,
+                        rows: int, label: str, sizes: Sequence[int] | None = None) -> Floor:
+    """Cascading model-parameter randomisation (Adebayo et al. 2018, top-down): the method's
+    model passes ``passes(m, x, target, chunk)`` on the original model and on each of the
+    ``len(layers)`` cumulative stages. The stages are made inside the timed loop, as both
+    libraries must make them: one deep copy of the (frozen) model, then per stage, from the
+    last of ``layers`` down, ``torch.manual_seed(seed)`` and that layer's ``reset_parameters``
+    (Quantus's seeding; lumos ``layer_seeds="same"``), so the passes run on the very weights
+    the tests explain (a LeNet's copy and re-initialisation take about a millisecond). The
+    similarity of the maps (ranks, Spearman) is the metric's own arithmetic, not counted.
+    ``rows``: the rows one model's passes cover (the chunk candidates)."""
+    frozen = _frozen(model)
+    device, x, target = _prepared(frozen, x, target)
+
+    def make(chunk):
+        def run():
+            out = [passes(frozen, x, target, chunk)]
+            work = copy.deepcopy(frozen)
+            modules = dict(work.named_modules())
+            for name in reversed(list(layers)):
+                with torch.random.fork_rng(devices=[]), torch.no_grad():
+                    torch.manual_seed(seed)
+                    modules[name].reset_parameters()
+                out.append(passes(work, x, target, chunk))
+            return out
+        return run
+
+    stages = len(layers) + 1
+    return fastest(make, sizes or candidates(rows), f"{stages} models (original + {len(layers)} cumulative "
+                   f"re-initialisations, timed) x {label}", device)

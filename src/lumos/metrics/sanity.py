@@ -89,13 +89,22 @@ def _flat(a: np.ndarray) -> np.ndarray:
     return np.asarray(a, dtype=np.float64).reshape(a.shape[0], -1)
 
 
-def spearman(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+def centred_ranks(a: np.ndarray) -> np.ndarray:
+    """Average ranks (ties share theirs) of each row's values, minus the row's mean rank."""
+    r = stats.rankdata(_flat(a), axis=1)
+    r -= r.mean(axis=1, keepdims=True)
+    return r
+
+
+def spearman(a: np.ndarray, b: np.ndarray, ranks_a: np.ndarray | None = None) -> np.ndarray:
     """Spearman rank correlation per row of two batches of maps (average ranks for ties;
-    0 when a map is constant)."""
-    ra = stats.rankdata(_flat(a), axis=1)
-    rb = stats.rankdata(_flat(b), axis=1)
-    ra -= ra.mean(axis=1, keepdims=True)
-    rb -= rb.mean(axis=1, keepdims=True)
+    0 when a map is constant). ``ranks_a``: ``centred_ranks(a)`` when already known (a
+    randomisation test compares one original with every stage)."""
+    return _rank_correlation(centred_ranks(a) if ranks_a is None else ranks_a, centred_ranks(b))
+
+
+def _rank_correlation(ra: np.ndarray, rb: np.ndarray) -> np.ndarray:
+    """Pearson correlation per row of two batches of centred ranks (0 for a constant row)."""
     den = np.sqrt((ra ** 2).sum(1) * (rb ** 2).sum(1))
     return np.where(den > 0, (ra * rb).sum(1) / np.where(den > 0, den, 1.0), 0.0)
 
@@ -333,11 +342,10 @@ def unrelated_similarity(original: np.ndarray, measures=("spearman", "spearman_s
     for each measure (``"spearman"``: of ``|Phi|``; ``"spearman_signed"``: of ``Phi``)."""
     if len(original) < 2:
         raise ValueError(_TWO_INPUTS)
-    other = np.roll(original, -1, axis=0)
     out = {}
     for k in measures:
-        a, b = (np.abs(original), np.abs(other)) if k == "spearman" and absolute else (original, other)
-        out[k] = spearman(a, b)
+        r = centred_ranks(np.abs(original) if k == "spearman" and absolute else original)
+        out[k] = _rank_correlation(r, np.roll(r, -1, axis=0))  # the ranks of input i + 1, cyclically
     return out
 
 
@@ -426,11 +434,13 @@ def _stage_scores(model, names, order, seed, layer_seeds, original, explained, s
     ``absolute``), and with ``signed`` also by the Spearman correlation of the signed maps
     (``scores["spearman_signed"]``, the reference rule's second measure)."""
     stages, per_stage = [], []
+    ranks = centred_ranks(np.abs(original) if absolute else original)  # the original's, once for every stage
+    signed_ranks = (ranks if not absolute else centred_ranks(original)) if signed else None
     for name, work in randomised_models(model, names, order, seed, layer_seeds):
         phi = np.asarray(explained(work), dtype=np.float64)
-        stage = _compare(original, phi, similarities, absolute, topk)
+        stage = _compare(original, phi, similarities, absolute, topk, ranks)
         if signed:
-            stage["spearman_signed"] = spearman(original, phi)
+            stage["spearman_signed"] = spearman(original, phi, signed_ranks)
         per_stage.append(stage)
         stages.append(name)
     return stages, {k: np.stack([s[k] for s in per_stage]) for k in per_stage[0]}
@@ -456,10 +466,13 @@ def _sanity_result(method: str, mode: str, stages: list[str], scores: dict, orig
                         top_layers=top, reference=ref)
 
 
-def _compare(original, randomised, similarities, absolute, topk) -> dict[str, np.ndarray]:
+def _compare(original, randomised, similarities, absolute, topk, ranks=None) -> dict[str, np.ndarray]:
+    """The similarities of the maps (of ``|Phi|`` with ``absolute``); ``ranks``: the centred
+    ranks of the compared original when known (Spearman then ranks only ``randomised``)."""
     if absolute:
         original, randomised = np.abs(original), np.abs(randomised)
-    return {k: similarity(original, randomised, k, topk) for k in similarities}
+    return {k: spearman(original, randomised, ranks) if k == "spearman" and ranks is not None
+            else similarity(original, randomised, k, topk) for k in similarities}
 
 
 def _check_similarities(similarities) -> None:

@@ -111,8 +111,12 @@ class IntegratedGradients(GradientExplainer):
         """The baselines of this call as a tensor of shape (M, N or 1, ...)."""
         adapter = call.adapter
         if baseline is not None or self.baseline_distribution is None:
-            ref = broadcast_reference(baseline if baseline is not None else self.baseline, x)
-            return State(call, refs=adapter.to_tensor(ref)[None], fused=True, ref_scores=[])  # (1, N, ...)
+            given = baseline if baseline is not None else self.baseline
+            # one baseline for every input (None, a scalar, one sample): kept as one row, so its
+            # score is computed once (1, 1, ...); a baseline per input: (1, N, ...)
+            shared = given is None or np.ndim(given) == 0 or tuple(np.shape(given)) == x.shape[1:]
+            ref = broadcast_reference(given, x[:1] if shared else x)
+            return State(call, refs=adapter.to_tensor(ref)[None], fused=True, ref_scores=[])
         dist = self.baseline_distribution
         if dist.shape[1:] != x.shape[1:]:
             raise ValueError(
