@@ -116,7 +116,7 @@ class IntegratedGradients(GradientExplainer):
             # score is computed once (1, 1, ...); a baseline per input: (1, N, ...)
             shared = given is None or np.ndim(given) == 0 or tuple(np.shape(given)) == x.shape[1:]
             ref = broadcast_reference(given, x[:1] if shared else x)
-            return State(call, refs=adapter.to_tensor(ref)[None], fused=True, ref_scores=[])
+            return self._endpoints(x, State(call, refs=adapter.to_tensor(ref)[None], fused=True, ref_scores=[]))
         dist = self.baseline_distribution
         if dist.shape[1:] != x.shape[1:]:
             raise ValueError(
@@ -124,23 +124,46 @@ class IntegratedGradients(GradientExplainer):
             )
         if self.n_baseline_samples is not None and self.n_baseline_samples < len(dist):
             dist = dist[call.shared_rng().choice(len(dist), self.n_baseline_samples, replace=False)]
-        return State(call, refs=adapter.to_tensor(dist.astype(x.dtype, copy=False))[:, None],  # (M, 1, ...)
-                     fused=True, ref_scores=[])
+        return self._endpoints(x, State(call, refs=adapter.to_tensor(dist.astype(x.dtype, copy=False))[:, None],
+                                        fused=True, ref_scores=[]))  # refs (M, 1, ...)
+
+    def _endpoints(self, x, state):
+        """Where the endpoints' scores come from (see :meth:`attribute_chunk`). A recurrent
+        model whose whole call does not fit one gradient pass with them gets them here, in
+        one forward pass without gradients over all inputs and each distinct baseline
+        (``x_scores``, ``base_all``), instead of two extra rows per input in every pass."""
+        call, refs = state.call, state.refs
+        state.recurrent = call.budget.max_rows is not None  # see RowBudget.for_model
+        state.ride = state.recurrent and x.shape[0] * refs.shape[0] * (self.n_steps + 2) <= call.rows(x[0].size)
+        state.x_scores = state.base_all = None
+        if state.recurrent and not state.ride:
+            flat = refs.reshape(-1, *x.shape[1:]).cpu().numpy().astype(x.dtype, copy=False)
+            ends = call.adapter.scores(np.concatenate([x, flat]))
+            state.x_scores = ends[: x.shape[0]]
+            state.base_all = ends[x.shape[0]:].reshape(refs.shape[0], refs.shape[1], -1).mean(axis=0)  # (N or 1, K)
+        return state
 
     def expansion(self, state):
-        return state.refs.shape[0] * (self.n_steps + 2)  # + the endpoints x and x' (see attribute_chunk)
+        return state.refs.shape[0] * (self.n_steps + (2 if state.ride else 0))  # ride: + the endpoints x and x'
 
     def attribute_chunk(self, x, targets, state):
         """One gradient pass per chunk when its rows fit the budget. The endpoints (α = 1:
         the input, whose scores give the prediction and the target; α = 0: the baseline,
         whose scores give ``base_value``) are needed only forward: for a feed-forward model
-        they go through one forward pass without gradients (half the cost of a row of the
-        gradient pass), each distinct baseline once; a recurrent model's call costs nearly as
-        much for 8 rows as for 80 (its time loop is sequential), so there they ride in the
-        gradient pass with quadrature weight 0."""
+        they go through one forward pass without gradients per chunk (half the cost of a row
+        of the gradient pass), each distinct baseline once. A recurrent model's call costs
+        nearly as much for 8 rows as for 80 (its time loop is sequential): when the whole
+        call fits one gradient pass they ride in it with quadrature weight 0, otherwise they
+        were scored once for all inputs in ``prepare``."""
         refs, call, adapter = state.refs, state.call, state.adapter
         n_base, n = refs.shape[0], x.shape[0]
-        fused = call.budget.max_rows is not None  # recurrent (see RowBudget.for_model)
+        if state.x_scores is not None:
+            xt = adapter.to_tensor(x)
+            end_scores = torch.as_tensor(state.x_scores[np.asarray(targets.index)], device=xt.device)
+            t = targets(end_scores)
+            index = torch.as_tensor(targets.index, device=xt.device)
+            return Chunk(self.gradient_rows(xt, t, index, state).detach(), end_scores, t)
+        fused = state.ride
         copies = self.n_steps + (2 if fused else 0)
         if n * n_base * copies > call.rows(x[0].size):  # the chunk takes several calls: endpoints apart
             state.fused = False
@@ -203,7 +226,9 @@ class IntegratedGradients(GradientExplainer):
     def finish(self, x, result, state):
         super().finish(x, result, state)
         refs = state.refs
-        if getattr(state, "fused", False):  # every chunk's baseline scores came with its gradient pass
+        if state.base_all is not None:  # scored in prepare
+            ref_scores = state.base_all
+        elif getattr(state, "fused", False):  # every chunk's baseline scores came with its gradient pass
             ref_scores = np.concatenate(state.ref_scores)  # (N, K)
         else:
             flat = refs.reshape(-1, *x.shape[1:])
