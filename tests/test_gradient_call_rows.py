@@ -101,3 +101,14 @@ def test_gradient_shap_scores_inputs_and_background_forward_only(make):
     small = GradientShap(model, n_samples=4, seed=0, batch_size=5).explain(x, target=1, background=bg)
     for field in ("values", "prediction", "base_value", "delta"):
         np.testing.assert_allclose(getattr(exp, field), getattr(small, field), rtol=1e-5, atol=1e-6, err_msg=field)
+
+
+def test_recurrent_gradient_shap_scores_inputs_and_background_once_when_the_call_takes_several_passes():
+    model, x, bg = _gru(), _series(100), _series(5, seed=3)
+    gs = GradientShap(model, n_samples=6, seed=0)
+    whole, rows = _rows_seen(model, lambda: gs.explain(x, target=1, background=bg))
+    # 100 x (6 + 1) + 5 rows do not fit one 512-row pass: inputs and background once, then the 600 points
+    assert rows[0] == 105 and sum(rows[1:]) == 600 and len(rows) == 3
+    small = GradientShap(model, n_samples=6, seed=0, batch_size=7).explain(x, target=1, background=bg)
+    for field in ("values", "prediction", "base_value", "delta"):
+        np.testing.assert_allclose(getattr(whole, field), getattr(small, field), rtol=1e-5, atol=1e-6, err_msg=field)

@@ -78,9 +78,16 @@ class GradientShap(GradientExplainer):
         bg = background_rows(background if background is not None else self.background, x, type(self).__name__)
         adapter = call.adapter
         # the background's scores ride in the first chunk's gradient call when they fit (else: finish)
-        state = State(call, refs=adapter.to_tensor(bg), background=bg, bg_scores=None, draws=None)
+        state = State(call, refs=adapter.to_tensor(bg), background=bg, bg_scores=None, draws=None, x_scores=None)
         if draws is not None:
             state.draws = self._check_draws(draws, x, len(bg))
+        # a recurrent model's call costs nearly as much for 8 rows as for 80, so the inputs ride in the gradient
+        # pass; when the whole call does not fit one pass, the inputs and the background are scored once here, in
+        # one forward pass without gradients, instead of one extra row per input in every pass
+        n = x.shape[0]
+        if call.budget.max_rows is not None and n * (self.n_samples + 1) + len(bg) > call.rows(x[0].size):
+            scores = adapter.scores(np.concatenate([x, bg.astype(x.dtype, copy=False)]))
+            state.x_scores, state.bg_scores = scores[:n], scores[n:]
         return state
 
     def _check_draws(self, draws, x, n_refs):
@@ -106,7 +113,7 @@ class GradientShap(GradientExplainer):
         return index.astype(np.int64), alpha, noise
 
     def expansion(self, state):
-        return self.n_samples + 1  # + the input itself (see attribute_chunk)
+        return self.n_samples + (0 if state.x_scores is not None else 1)  # + the input itself (see attribute_chunk)
 
     def _draw(self, positions: np.ndarray, copies: slice, state, sample_shape):
         """(index, alpha, noise or None) of shapes (c, r), (c, r), (c, r, *S) for the inputs
@@ -152,6 +159,12 @@ class GradientShap(GradientExplainer):
         same for 8 rows as for 80, so there they ride in the gradient pass as in captum's
         single call (their gradients are not used)."""
         n, n_samples, call, adapter = x.shape[0], self.n_samples, state.call, state.adapter
+        if state.x_scores is not None:  # recurrent, scored in prepare
+            xt = adapter.to_tensor(x)
+            scores = torch.as_tensor(state.x_scores[np.asarray(targets.index)], device=xt.device)
+            t = targets(scores)
+            index = torch.as_tensor(targets.index, device=xt.device)
+            return Chunk(self.gradient_rows(xt, t, index, state).detach(), scores, t)
         rows = call.rows(x[0].size)
         recurrent = call.budget.max_rows is not None  # see RowBudget.for_model
         if n * (n_samples + (1 if recurrent else 0)) > rows:  # several calls anyway: the plain path
