@@ -363,7 +363,9 @@ def test_recurrent_models_get_moderate_calls():
 
     budget = RowBudget().for_model(RecurrentClassifier(2, 3))  # a GRU: differentiated calls of 512 rows
     assert budget.rows(32, "forward") == 256 and budget.rows(32, "backward") == 512
-    budget = RowBudget().for_model(RecurrentClassifier(2, 3, cell="lstm"))
+    budget = RowBudget().for_model(RecurrentClassifier(2, 3, cell="lstm"))  # an LSTM: 128
+    assert budget.rows(32, "forward") == 256 and budget.rows(32, "backward") == 128
+    budget = RowBudget().for_model(torch.nn.RNN(3, 4))  # a plain RNN: 256 both ways
     assert budget.rows(32, "forward") == 256 and budget.rows(32, "backward") == 256
     assert RowBudget(4000).for_model(RecurrentClassifier(2, 3)).rows(32, "forward") == 4000  # the user's knob wins
     assert RowBudget().for_model(bn_cnn()).rows(32, "forward") == RowBudget().rows(32, "forward") > 256  # not capped

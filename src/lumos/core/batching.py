@@ -23,12 +23,14 @@ at ``None`` the budget sizes calls from the input's element count:
 - a recurrent model (``nn.RNN``/``GRU``/``LSTM``) gets at most :data:`RECURRENT_ROWS` rows
   per call: the CPU cost per row of a GRU rises threefold from 128 to 3,840 rows (21 to
   66 µs measured on a GRU(32)), so large calls are slower, not faster. Differentiated
-  calls of a model whose recurrent layers are all GRUs get :data:`GRU_BACKWARD_ROWS`.
-  Measured (µs per row, forward + backward, one thread, 256 / 512 rows): GRU(16) on 3 x 151
-  steps 108 / 93, GRU(32) on 12 x 96 103 / 98, GRU(32) on 3 x 200 507 / 515, GRU(64) 1,352 /
-  1,354, GRU(200) 11,974 / 11,694; the LSTMs of the Ismail benchmark 72 / 128 (46 at 128
-  rows) and on 3 x 200 steps 617 / 659, so they keep 256. Forward only, 512 rows were
-  slower for GRU(32) (52 / 66 µs), so forward calls keep 256 for every recurrent model.
+  calls of a model whose recurrent layers are all GRUs get :data:`GRU_BACKWARD_ROWS`, of
+  one with an LSTM :data:`LSTM_BACKWARD_ROWS`. Measured (µs per row, forward + backward,
+  one thread, 256 / 512 rows): GRU(16) on 3 x 151 steps 108 / 93, GRU(32) on 12 x 96 103 / 98,
+  GRU(32) on 3 x 200 507 / 515, GRU(64) 1,352 / 1,354, GRU(200) 11,974 / 11,694; LSTM(32)
+  at 128 / 256 rows: on the Ismail benchmark's 50 x 50 62 / 91, on 3 x 200 458 / 534, the
+  reference LSTM on 12 x 96 70 / 130 (64 rows: 66, 449, 78). Forward only, 512 rows were
+  slower for GRU(32) (52 / 66 µs) and 128 for the LSTMs (18 / 15, 31 / 29 µs at 128 / 256),
+  so forward calls keep 256 for every recurrent model.
 
 An expansion (IG steps, SmoothGrad noise, perturbed copies) of ``E`` copies per input is
 split by :func:`expansion_chunks` so that no call exceeds the budget's rows; chunk sums
@@ -44,6 +46,7 @@ import numpy as np
 BACKWARD_ELEMENTS = 2**18
 RECURRENT_ROWS = 256
 GRU_BACKWARD_ROWS = 512
+LSTM_BACKWARD_ROWS = 128
 FORWARD_ELEMENTS = 2**17
 _BOUNDS = {"backward": (16, 8192), "forward": (16, 65536)}
 _ELEMENTS = {"backward": BACKWARD_ELEMENTS, "forward": FORWARD_ELEMENTS}
@@ -72,7 +75,7 @@ class RowBudget:
     max_rows: int | None = None
     """A cap on automatic sizing (set by :meth:`for_model` for recurrent models)."""
     max_backward_rows: int | None = None
-    """The cap of differentiated calls, when it differs from ``max_rows`` (GRU-only models)."""
+    """The cap of differentiated calls, when it differs from ``max_rows`` (GRU-only models, LSTMs)."""
 
     def __post_init__(self):
         object.__setattr__(self, "batch_size", check_batch_size(self.batch_size))
@@ -84,6 +87,8 @@ class RowBudget:
         if self.batch_size is None and isinstance(model, torch.nn.Module):
             recurrent = [m for m in model.modules() if isinstance(m, torch.nn.RNNBase)]
             if recurrent:
+                if any(isinstance(m, torch.nn.LSTM) for m in recurrent):
+                    return RowBudget(None, RECURRENT_ROWS, LSTM_BACKWARD_ROWS)
                 gru_only = all(isinstance(m, torch.nn.GRU) for m in recurrent)
                 return RowBudget(None, RECURRENT_ROWS, GRU_BACKWARD_ROWS if gru_only else None)
         return self
