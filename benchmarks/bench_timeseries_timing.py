@@ -13,7 +13,8 @@ targets (the prediction, computed outside the timing), baselines, backgrounds an
 :mod:`lumos.benchmarks.timeseries_tint`), one torch thread, and each keeps its fastest round.
 The floor is one forward and backward pass of the rows the method differentiates (DeepLIFT:
 the 2n inputs and references; IG: n x steps; GradientShap: n x samples) with no hook, no
-rule and no bookkeeping: what neither library can go below at equal work.
+rule and no bookkeeping, at the fastest of :data:`FLOOR_CHUNKS` rows per call: what neither
+library can go below at equal work.
 
 lumos always returns the completeness check (``delta``: Σ attributions − (f(x) − f(x'))),
 which needs f(x) and f at the references; captum computes the same check when asked
@@ -36,6 +37,7 @@ import torch
 
 import lumos
 from lumos.benchmarks import timeseries as T
+from lumos.core.batching import balanced_slices
 from lumos.benchmarks.timeseries_tint import PEERS
 from lumos.data.synthetic_ts import make_ismail, make_switching_hmm
 from lumos.models.temporal import GRUClassifier
@@ -67,6 +69,7 @@ def _hmm(t: int = 150):
 
 SETTINGS = {"HMM GRU(16), prefix of 151 steps": _hmm,
             "Ismail RareFeature TCN": lambda: _ismail("RareFeature", "tcn"),
+            "Ismail RareTime LSTM": lambda: _ismail("RareTime", "lstm"),
             "Ismail PositionalTime Transformer": lambda: _ismail("PositionalTime", "transformer")}
 
 
@@ -79,8 +82,14 @@ def _context(kind, x, train_x):
                      cheap_model=False, perturb_groups=None)
 
 
-def _floor(model, x, target, name, opts, check=False):
-    """The floor (see the module docstring); ``check``: plus the completeness check's rows."""
+FLOOR_CHUNKS = (None, 128, 256, 512)
+"""Rows per call the floor is timed at (None: all rows in one call); the fastest counts (an LSTM
+runs fastest at 128 rows per call, a GRU at 512, the convolutional and attention models in one)."""
+
+
+def _floor(model, x, target, name, opts, check=False, chunk=None):
+    """The floor (see the module docstring) in calls of ``chunk`` rows (None: one call);
+    ``check``: plus the completeness check's rows."""
     copies = {"deeplift": 2, "integrated_gradients": opts.get("n_steps", 1),
               "gradient_shap": opts.get("n_samples", 1)}[name]
     rows = torch.as_tensor(np.repeat(x, copies, axis=0))
@@ -89,9 +98,12 @@ def _floor(model, x, target, name, opts, check=False):
              "gradient_shap": np.asarray(opts.get("background", x[:0]), dtype=x.dtype)}[name]
     ends = None if not check or extra is None else torch.as_tensor(np.concatenate([x, extra]))
 
+    parts = [slice(0, len(rows))] if chunk is None else list(balanced_slices(len(rows), chunk))
+
     def run():
-        b = rows.clone().requires_grad_(True)
-        torch.autograd.grad(model(b).gather(1, tgt).sum(), b)
+        for sl in parts:
+            b = rows[sl].clone().requires_grad_(True)
+            torch.autograd.grad(model(b).gather(1, tgt[sl]).sum(), b)
         if ends is not None:
             with torch.no_grad():
                 model(ends)
@@ -149,7 +161,8 @@ def main(argv=None) -> int:
              f"{args.rounds} interleaved rounds, fastest kept, one torch thread, shared 2-core machine (absolute times "
              "inflated by the load; the ratios are measured side by side). Models: the quick scale's cached "
              f"weights, {args.inputs} test inputs per call; options: the benchmark's. Floor: one forward + backward "
-             "of the rows the method differentiates, nothing else. Equal output (lumos always returns the "
+             "of the rows the method differentiates, nothing else, at the fastest of 128 / 256 / 512 / all rows per "
+             "call. Equal output (lumos always returns the "
              "completeness check): tint with `return_convergence_delta=True`, and the floor plus one forward "
              "without gradients of the rows the check needs beyond those (see the module docstring).", "",
              "| setting | method | lumos ms | tint ms | floor ms | lumos / tint | floor / tint "
@@ -177,8 +190,12 @@ def main(argv=None) -> int:
                 def peer_check(name=name, opts=opts):
                     return PEERS[name][1](model, x, target, ctx, {**opts, "delta": True})
 
-                lt, pt, ft, pc, fc = race([lum, peer, _floor(model, x, target, name, opts), peer_check,
-                                           _floor(model, x, target, name, opts, check=True)], args.rounds)
+                n_rows = len(x) * {"deeplift": 2, "integrated_gradients": opts.get("n_steps", 1),
+                                   "gradient_shap": opts.get("n_samples", 1)}[name]
+                chunks = [c for c in FLOOR_CHUNKS if c is None or c < n_rows]
+                floors = [_floor(model, x, target, name, opts, check=k, chunk=c) for k in (False, True) for c in chunks]
+                lt, pt, pc, *fl = race([lum, peer, peer_check, *floors], args.rounds)
+                ft, fc = min(fl[:len(chunks)]), min(fl[len(chunks):])
                 lines.append(f"| {title} | {name} | {lt * 1e3:.1f} | {pt * 1e3:.1f} | {ft * 1e3:.1f} | "
                              f"{lt / pt:.2f} | {ft / pt:.2f} | {pc * 1e3:.1f} | {fc * 1e3:.1f} | {lt / pc:.2f} | "
                              f"{lt / fc:.2f} |")
