@@ -72,6 +72,8 @@ def bench_kernel_shap(h, ds, proba1):
                     note="RMSE (mean of 10 seeds) lumos / shap vs " + ", vs ".join(
                         f"{k} reference {el:.2e} / {ep:.2e}" for k, (el, ep) in errors.items())
                     + f" ({'met' if met else 'NOT met'}: error no larger)")
+    if row is None:  # not asked for (benchmarks.run --only)
+        return
     from benchmarks.floors import recorded_rows
 
     _model_floor(h, "kernel_shap", row, proba1, recorded_rows(lambda f: KernelShap(

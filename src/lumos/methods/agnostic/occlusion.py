@@ -91,26 +91,38 @@ class Occlusion(AgnosticExplainer):
         the prediction, the target and f_t(x)) and their occluded copies go through the
         model together (a recurrent model's call costs nearly as much for 64 rows as for
         256, so a call of the inputs alone cost as much as their occlusions); otherwise the
-        inputs first, then the copies in calls of at most ``batch_size`` rows."""
+        inputs first, then the copies in calls of at most ``batch_size`` rows.
+
+        A copy equal to its input (a black patch occluded with a black baseline, a replacement
+        equal to the data) changes nothing: its drop is exactly 0 and the model does not see it."""
         n, occ, adapter, shape = x.shape[0], state.n_occlusions, state.adapter, x.shape[1:]
         xr = np.repeat(x, s, axis=0) if s > 1 else x
         total = np.zeros(xr.shape)
         if n * (s * occ + 1) <= adapter.batch_size:
             copies = self._copies(xr, base, slice(0, occ), state)  # (n·s, occ, *S)
-            out = adapter.scores(np.concatenate([x, copies.reshape(n * s * occ, *shape)]))
+            changed = _changed(copies, xr)  # (n·s, occ)
+            out = adapter.scores(np.concatenate([x, copies[changed]]))
+            state.call.count_rows(int(changed.size - changed.sum()))
             scores = out[:n]
             t = targets(scores)
             t_rep, f_rep = np.repeat(t, s), np.repeat(scores[np.arange(n), t], s)
-            perturbed = out[n:].reshape(n * s, occ, -1)[np.arange(n * s)[:, None], np.arange(occ)[None], t_rep[:, None]]
-            total = self._spread(f_rep[:, None] - perturbed, slice(0, n * s), slice(0, occ), total, state)
+            drops = np.zeros(changed.shape)
+            drops[changed] = np.repeat(f_rep, occ)[changed.reshape(-1)] - out[n:][
+                np.arange(changed.sum()), np.repeat(t_rep, occ)[changed.reshape(-1)]]
+            total = self._spread(drops, slice(0, n * s), slice(0, occ), total, state)
         else:
             scores, t, f_x = self.scored(x, targets, state)
             t_rep, f_rep = np.repeat(t, s), np.repeat(f_x, s)
             for rows, cols in expansion_chunks(n * s, occ, adapter.batch_size):
                 copies = self._copies(xr[rows], base[rows], cols, state)
+                changed = _changed(copies, xr[rows])
                 r, c = copies.shape[:2]
-                drops = f_rep[rows, None] - target_scores(adapter, copies.reshape(r * c, *shape),
-                                                          np.repeat(t_rep[rows], c)).reshape(r, c)
+                drops = np.zeros((r, c))
+                if changed.any():
+                    t_pair = np.repeat(t_rep[rows], c)[changed.reshape(-1)]
+                    drops[changed] = np.repeat(f_rep[rows], c)[changed.reshape(-1)] - target_scores(
+                        adapter, copies[changed], t_pair)
+                state.call.count_rows(int(changed.size - changed.sum()))
                 total = self._spread(drops, rows, cols, total, state)
         values = total if state.windows is None else total / state.count
         return Chunk(values if s == 1 else values.reshape(n, s, *shape).mean(1), scores, t)
@@ -144,3 +156,9 @@ class Occlusion(AgnosticExplainer):
     def finish(self, x, result, state):
         result.extras["n_occlusions"] = np.asarray(state.n_occlusions)
         result.feature_names = state.feature_names
+
+
+def _changed(copies: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """``(r, c)``: whether copy ``k`` of row ``i`` differs from the row (NaN counts as a change)."""
+    r, c = copies.shape[:2]
+    return (copies.reshape(r, c, -1) != x.reshape(r, 1, -1)).any(-1)
