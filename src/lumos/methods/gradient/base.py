@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import warnings
 
+import numpy as np
 import torch
 
 from lumos.core.explanation import Explanation
@@ -91,8 +92,12 @@ class GradientExplainer(Explainer):
         if self.single_pass:
             s, t, g = scores_and_gradients(adapter, xt, targets, state.call)
             return Chunk(self.from_gradient(xt, g).detach(), s, t)
-        with torch.no_grad():
-            s = adapter.forward(xt)
+        known = getattr(state, "x_scores", None)  # the inputs' scores, when prepare computed them for the call
+        if known is not None:
+            s = torch.as_tensor(known[np.asarray(targets.index)], device=xt.device)
+        else:
+            with torch.no_grad():
+                s = adapter.forward(xt)
         t = targets(s)
         index = torch.as_tensor(targets.index, device=xt.device)
         return Chunk(self.gradient_rows(xt, t, index, state).detach(), s, t)

@@ -85,7 +85,7 @@ class GradientShap(GradientExplainer):
         # pass; when the whole call does not fit one pass, the inputs and the background are scored once here, in
         # one forward pass without gradients, instead of one extra row per input in every pass
         n = x.shape[0]
-        if call.budget.max_rows is not None and n * (self.n_samples + 1) + len(bg) > call.rows(x[0].size):
+        if call.budget.recurrent and n * (self.n_samples + 1) + len(bg) > call.rows(x[0].size):
             scores = adapter.scores(np.concatenate([x, bg.astype(x.dtype, copy=False)]))
             state.x_scores, state.bg_scores = scores[:n], scores[n:]
         return state
@@ -159,15 +159,9 @@ class GradientShap(GradientExplainer):
         same for 8 rows as for 80, so there they ride in the gradient pass as in captum's
         single call (their gradients are not used)."""
         n, n_samples, call, adapter = x.shape[0], self.n_samples, state.call, state.adapter
-        if state.x_scores is not None:  # recurrent, scored in prepare
-            xt = adapter.to_tensor(x)
-            scores = torch.as_tensor(state.x_scores[np.asarray(targets.index)], device=xt.device)
-            t = targets(scores)
-            index = torch.as_tensor(targets.index, device=xt.device)
-            return Chunk(self.gradient_rows(xt, t, index, state).detach(), scores, t)
-        rows = call.rows(x[0].size)
-        recurrent = call.budget.max_rows is not None  # see RowBudget.for_model
-        if n * (n_samples + (1 if recurrent else 0)) > rows:  # several calls anyway: the plain path
+        rows, recurrent = call.rows(x[0].size), call.budget.recurrent
+        if state.x_scores is not None or n * (n_samples + (1 if recurrent else 0)) > rows:
+            return super().attribute_chunk(x, targets, state)  # inputs scored in prepare, or several calls anyway
             return super().attribute_chunk(x, targets, state)
         nr = state.refs.shape[0]  # a large background is scored in finish, in chunks
         with_bg = state.bg_scores is None and (n * (n_samples + 1) + nr <= rows if recurrent else

@@ -133,10 +133,10 @@ class IntegratedGradients(GradientExplainer):
         one forward pass without gradients over all inputs and each distinct baseline
         (``x_scores``, ``base_all``), instead of two extra rows per input in every pass."""
         call, refs = state.call, state.refs
-        state.recurrent = call.budget.max_rows is not None  # see RowBudget.for_model
-        state.ride = state.recurrent and x.shape[0] * refs.shape[0] * (self.n_steps + 2) <= call.rows(x[0].size)
+        recurrent = call.budget.recurrent
+        state.ride = recurrent and x.shape[0] * refs.shape[0] * (self.n_steps + 2) <= call.rows(x[0].size)
         state.x_scores = state.base_all = None
-        if state.recurrent and not state.ride:
+        if recurrent and not state.ride:
             flat = refs.reshape(-1, *x.shape[1:]).cpu().numpy().astype(x.dtype, copy=False)
             ends = call.adapter.scores(np.concatenate([x, flat]))
             state.x_scores = ends[: x.shape[0]]
@@ -157,12 +157,8 @@ class IntegratedGradients(GradientExplainer):
         were scored once for all inputs in ``prepare``."""
         refs, call, adapter = state.refs, state.call, state.adapter
         n_base, n = refs.shape[0], x.shape[0]
-        if state.x_scores is not None:
-            xt = adapter.to_tensor(x)
-            end_scores = torch.as_tensor(state.x_scores[np.asarray(targets.index)], device=xt.device)
-            t = targets(end_scores)
-            index = torch.as_tensor(targets.index, device=xt.device)
-            return Chunk(self.gradient_rows(xt, t, index, state).detach(), end_scores, t)
+        if state.x_scores is not None:  # endpoints scored in prepare: the path alone
+            return super().attribute_chunk(x, targets, state)
         fused = state.ride
         copies = self.n_steps + (2 if fused else 0)
         if n * n_base * copies > call.rows(x[0].size):  # the chunk takes several calls: endpoints apart
