@@ -66,10 +66,14 @@ def reference_rows(ref: np.ndarray, index: np.ndarray, shape: tuple[int, ...]) -
 
 def target_scores(adapter, batch: np.ndarray, target: np.ndarray) -> np.ndarray:
     """``f_t(batch)`` for a flat batch and one target per row."""
-    s = adapter.scores(batch)
+    return target_columns(adapter.scores(batch), target)
+
+
+def target_columns(scores: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """``scores[i, target[i]]`` of scores ``(rows, K)``."""
     if target.size and (target == target[0]).all():  # one target: its column, no per-row lookup
-        return s[:, target[0]]
-    return s[np.arange(s.shape[0]), target]
+        return scores[:, target[0]]
+    return scores[np.arange(scores.shape[0]), target]
 
 
 def coalition_values(adapter, x: np.ndarray, target: np.ndarray, masks: np.ndarray, reference: np.ndarray,

@@ -19,7 +19,7 @@ import numpy as np
 
 from lumos.core.batching import expansion_chunks
 from lumos.core.registry import register
-from lumos.methods.agnostic.base import AgnosticExplainer, reference_rows, row_reference, target_scores
+from lumos.methods.agnostic.base import AgnosticExplainer, reference_rows, row_reference, target_columns
 from lumos.methods.agnostic.masking import resolve_groups, sliding_windows
 from lumos.methods.base import Chunk, State
 
@@ -102,13 +102,10 @@ class Occlusion(AgnosticExplainer):
             copies = self._copies(xr, base, slice(0, occ), state)  # (n·s, occ, *S)
             changed = _changed(copies, xr)  # (n·s, occ)
             out = adapter.scores(np.concatenate([x, copies[changed]]))
-            state.call.count_rows(int(changed.size - changed.sum()))
             scores = out[:n]
             t = targets(scores)
             t_rep, f_rep = np.repeat(t, s), np.repeat(scores[np.arange(n), t], s)
-            drops = np.zeros(changed.shape)
-            drops[changed] = np.repeat(f_rep, occ)[changed.reshape(-1)] - out[n:][
-                np.arange(changed.sum()), np.repeat(t_rep, occ)[changed.reshape(-1)]]
+            drops = _drops(changed, f_rep, t_rep, out[n:], state.call)
             total = self._spread(drops, slice(0, n * s), slice(0, occ), total, state)
         else:
             scores, t, f_x = self.scored(x, targets, state)
@@ -116,14 +113,9 @@ class Occlusion(AgnosticExplainer):
             for rows, cols in expansion_chunks(n * s, occ, adapter.batch_size):
                 copies = self._copies(xr[rows], base[rows], cols, state)
                 changed = _changed(copies, xr[rows])
-                r, c = copies.shape[:2]
-                drops = np.zeros((r, c))
-                if changed.any():
-                    t_pair = np.repeat(t_rep[rows], c)[changed.reshape(-1)]
-                    drops[changed] = np.repeat(f_rep[rows], c)[changed.reshape(-1)] - target_scores(
-                        adapter, copies[changed], t_pair)
-                state.call.count_rows(int(changed.size - changed.sum()))
-                total = self._spread(drops, rows, cols, total, state)
+                perturbed = adapter.scores(copies[changed]) if changed.any() else None
+                total = self._spread(_drops(changed, f_rep[rows], t_rep[rows], perturbed, state.call), rows, cols,
+                                     total, state)
         values = total if state.windows is None else total / state.count
         return Chunk(values if s == 1 else values.reshape(n, s, *shape).mean(1), scores, t)
 
@@ -156,6 +148,19 @@ class Occlusion(AgnosticExplainer):
     def finish(self, x, result, state):
         result.extras["n_occlusions"] = np.asarray(state.n_occlusions)
         result.feature_names = state.feature_names
+
+
+def _drops(changed: np.ndarray, f_x: np.ndarray, target: np.ndarray, perturbed, call) -> np.ndarray:
+    """``(r, c)`` score drops ``f_t(x_i) - f_t(copy_ik)`` from the scores ``perturbed`` of the changed
+    copies (in order; None when none changed): exactly 0 for a copy equal to its input, which the
+    model did not see (counted as done for the progress bar)."""
+    drops = np.zeros(changed.shape)
+    flat = changed.reshape(-1)
+    if perturbed is not None:
+        c = changed.shape[1]
+        drops[changed] = np.repeat(f_x, c)[flat] - target_columns(perturbed, np.repeat(target, c)[flat])
+    call.count_rows(int(flat.size - flat.sum()))
+    return drops
 
 
 def _changed(copies: np.ndarray, x: np.ndarray) -> np.ndarray:
