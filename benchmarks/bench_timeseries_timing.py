@@ -87,11 +87,15 @@ FLOOR_CHUNKS = (None, 128, 256, 512)
 runs fastest at 128 rows per call, a GRU at 512, the convolutional and attention models in one)."""
 
 
+def _copies(name, opts) -> int:
+    """Rows the method differentiates per input (DeepLIFT: the input and its reference)."""
+    return {"deeplift": 2, "integrated_gradients": opts.get("n_steps", 1), "gradient_shap": opts.get("n_samples", 1)}[name]
+
+
 def _floor(model, x, target, name, opts, check=False, chunk=None):
     """The floor (see the module docstring) in calls of ``chunk`` rows (None: one call);
     ``check``: plus the completeness check's rows."""
-    copies = {"deeplift": 2, "integrated_gradients": opts.get("n_steps", 1),
-              "gradient_shap": opts.get("n_samples", 1)}[name]
+    copies = _copies(name, opts)
     rows = torch.as_tensor(np.repeat(x, copies, axis=0))
     tgt = target.repeat_interleave(copies).view(-1, 1)
     extra = {"deeplift": None, "integrated_gradients": np.zeros_like(x[:1]),
@@ -115,11 +119,8 @@ def _hmm_groups(ctx):
     see the prefix as the past plus each channel at step t; LIME every cell, as tint's experiment)."""
     import dataclasses
 
-    c, t = ctx.x_train.shape[1:]
-    groups = np.zeros((c, t), dtype=np.int64)
-    groups[:, t - 1] = np.arange(1, c + 1)
-    return dataclasses.replace(ctx, groups=groups, perturb_groups=groups, window=1,
-                               lime_groups=np.arange(c * t).reshape(c, t))
+    groups, cells = T.hmm_step_groups(*ctx.x_train.shape[1:])
+    return dataclasses.replace(ctx, groups=groups, perturb_groups=groups, window=1, lime_groups=cells)
 
 
 def _rows(model, fn) -> int:
@@ -190,8 +191,7 @@ def main(argv=None) -> int:
                 def peer_check(name=name, opts=opts):
                     return PEERS[name][1](model, x, target, ctx, {**opts, "delta": True})
 
-                n_rows = len(x) * {"deeplift": 2, "integrated_gradients": opts.get("n_steps", 1),
-                                   "gradient_shap": opts.get("n_samples", 1)}[name]
+                n_rows = len(x) * _copies(name, opts)
                 chunks = [c for c in FLOOR_CHUNKS if c is None or c < n_rows]
                 floors = [_floor(model, x, target, name, opts, check=k, chunk=c) for k in (False, True) for c in chunks]
                 lt, pt, pc, *fl = race([lum, peer, peer_check, *floors], args.rounds)

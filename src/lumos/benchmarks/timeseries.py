@@ -692,6 +692,15 @@ def _peer_names(names, peer: bool) -> list[str]:
     return [nm for nm in names if nm in PEERS]
 
 
+def hmm_step_groups(c: int, t: int) -> tuple[np.ndarray, np.ndarray]:
+    """The groups of the HMM's step-``t`` prefix (C x t): for the perturbation methods the past
+    (group 0) and each channel at step t (groups 1..C), the only cells whose attribution is kept;
+    for LIME every cell its own feature, as tint's experiment."""
+    groups = np.zeros((c, t), dtype=np.int64)
+    groups[:, t - 1] = np.arange(1, c + 1)
+    return groups, np.arange(c * t).reshape(c, t)
+
+
 def _predicted(model, x) -> torch.Tensor:
     with torch.no_grad():
         return model(torch.as_tensor(x, dtype=torch.float32)).argmax(1)
@@ -827,13 +836,12 @@ def _run_hmm(setting: Setting, scale: Scale, seed: int, only, log, cache, peer=F
     notes: dict[str, str] = {}
 
     def context(t):
-        groups = np.zeros((c, t), dtype=np.int64)
-        groups[:, t - 1] = np.arange(1, c + 1)
+        groups, cells = hmm_step_groups(c, t)
         return Context(kind="hmm", length=t, seed=seed, budget=b, baseline=baseline_all[:, :t],
                        x_train=tr.X[:, :, :t], background=tr.X[bg_rows, :, :t], groups=groups, window=1,
                        cheap_model=False, perturb_groups=groups,
                        shap_background=np.concatenate([np.zeros_like(x_all[:, :, :t]), x_all[:, :, :t]]),
-                       lime_groups=np.arange(c * t).reshape(c, t))
+                       lime_groups=cells)
 
     def attempt(name, cls, net, ctx, x, target):
         """lumos's map (None when it fails), timed as the peer is (:func:`timed`), on the
