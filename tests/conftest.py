@@ -215,6 +215,17 @@ def model_state(model: torch.nn.Module) -> dict:
     }
 
 
+def rows_per_call(model: torch.nn.Module, fn):
+    """``(fn(), rows of every call of model during it)``: lumos's private view copies the model's
+    hooks, so a forward pre-hook on the user's model sees the rows lumos sends."""
+    seen = []
+    handle = model.register_forward_pre_hook(lambda m, args: seen.append(args[0].shape[0]))
+    try:
+        return fn(), seen
+    finally:
+        handle.remove()
+
+
 def assert_same_state(before: dict, after: dict) -> None:
     assert before["modes"] == after["modes"], "training modes changed"
     assert before["grads"] == after["grads"], "requires_grad flags changed"

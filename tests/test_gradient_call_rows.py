@@ -13,18 +13,9 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import rows_per_call
 from lumos import GradientShap, IntegratedGradients
 from lumos.models import RecurrentClassifier
-
-
-def _rows_seen(model, fn):
-    seen = []
-    handle = model.register_forward_pre_hook(lambda m, args: seen.append(args[0].shape[0]))
-    try:
-        out = fn()
-    finally:
-        handle.remove()
-    return out, seen
 
 
 def _gru():
@@ -45,7 +36,7 @@ def _cnn():
 def test_recurrent_ig_scores_the_endpoints_once_when_the_call_takes_several_passes():
     model, x = _gru(), _series(60)
     ig = IntegratedGradients(model, n_steps=8)
-    whole, rows = _rows_seen(model, lambda: ig.explain(x, target=1))
+    whole, rows = rows_per_call(model, lambda: ig.explain(x, target=1))
     # 60 x (8 + 2) = 600 rows do not fit one 512-row pass: 61 endpoint rows (the inputs and the one shared
     # baseline) in one forward pass, then the 480 path rows in balanced passes
     assert rows[0] == 61 and sum(rows[1:]) == 60 * 8 and len(rows) == 2
@@ -74,7 +65,7 @@ def test_recurrent_ig_with_a_baseline_per_input_and_a_distribution():
 def test_feed_forward_ig_scores_a_shared_baseline_once_per_chunk():
     model, x = _cnn(), _series(10)
     ig = IntegratedGradients(model, n_steps=16)
-    exp, rows = _rows_seen(model, lambda: ig.explain(x, target=2))
+    exp, rows = rows_per_call(model, lambda: ig.explain(x, target=2))
     assert rows == [11, 160]  # the 10 inputs and the zero baseline without gradients, then the path
     np.testing.assert_allclose(exp.values.reshape(10, -1).sum(1), exp.prediction[:, 2] - exp.base_value,
                                atol=float(np.abs(exp.delta).max()) + 1e-6)
@@ -87,7 +78,7 @@ def test_feed_forward_ig_scores_a_shared_baseline_once_per_chunk():
 def test_gradient_shap_scores_inputs_and_background_forward_only(make):
     model, x, bg = make(), _series(6), _series(5, seed=3)
     gs = GradientShap(model, n_samples=4, seed=0)
-    exp, rows = _rows_seen(model, lambda: gs.explain(x, target=1, background=bg))
+    exp, rows = rows_per_call(model, lambda: gs.explain(x, target=1, background=bg))
     if make is _cnn:
         assert rows == [11, 24]  # inputs + background without gradients, then the 6 x 4 points
     else:
@@ -106,7 +97,7 @@ def test_gradient_shap_scores_inputs_and_background_forward_only(make):
 def test_recurrent_gradient_shap_scores_inputs_and_background_once_when_the_call_takes_several_passes():
     model, x, bg = _gru(), _series(100), _series(5, seed=3)
     gs = GradientShap(model, n_samples=6, seed=0)
-    whole, rows = _rows_seen(model, lambda: gs.explain(x, target=1, background=bg))
+    whole, rows = rows_per_call(model, lambda: gs.explain(x, target=1, background=bg))
     # 100 x (6 + 1) + 5 rows do not fit one 512-row pass: inputs and background once, then the 600 points
     assert rows[0] == 105 and sum(rows[1:]) == 600 and len(rows) == 3
     small = GradientShap(model, n_samples=6, seed=0, batch_size=7).explain(x, target=1, background=bg)
