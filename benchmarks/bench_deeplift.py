@@ -80,6 +80,8 @@ def agreement(ref: np.ndarray):
 
 def float64_note(row, lumos_fn, peer_fn) -> None:
     """Append the agreement of ``lumos_fn(dtype)`` and ``peer_fn(dtype)`` in float64."""
+    if row is None:  # not asked for (benchmarks.run --only)
+        return
     ours, peer = lumos_fn(torch.float64), peer_fn(torch.float64)
     rel = float(np.abs(ours - peer).max() / np.abs(peer).max())
     row.note = f"{row.note}; float64 rel diff {rel:.1e}" if row.note else f"float64 rel diff {rel:.1e}"

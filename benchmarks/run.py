@@ -20,6 +20,7 @@ import importlib
 import json
 import os
 import platform
+import re
 import sys
 from pathlib import Path
 
@@ -121,7 +122,7 @@ def main(argv=None) -> int:
         import torch
 
         machine += f", {torch.cuda.get_device_name(device)}" if device.startswith("cuda") else f", device {device}"
-    only = sorted({n.strip() for v in args.only for n in v.split(",") if n.strip()}) if args.only else None
+    only = sorted({n.strip() for v in args.only for n in split_names(v) if n.strip()}) if args.only else None
     done = []
     for fam in chosen:
         print(f"\n## {fam}\n{HEADER}", flush=True)
@@ -146,15 +147,25 @@ def main(argv=None) -> int:
     return 0
 
 
+def split_names(value: str) -> list[str]:
+    """``--only``'s comma-separated names; a comma inside parentheses belongs to the name
+    (``"GradientShap (50 samples, 10 background rows)"`` is one row)."""
+    return re.split(r",(?![^()]*\))", value)
+
+
 def merge_rows(entry: dict, rows: list[dict], run_alone: str) -> dict:
     """``entry`` (a stored family) with ``rows`` (re-run alone, ``--only``) in place of the
-    rows of the same name, in their order; new names are appended. Each re-run row says when
-    and where it ran (``extra["run_alone"]``): the family's date is that of the other rows."""
+    rows of the same name and setting (a family times one method on several models), in their
+    order; new rows are appended. Each re-run row says when and where it ran
+    (``extra["run_alone"]``): the family's date is that of the other rows."""
+    def key(d):
+        return d["name"], d.get("setting")
+
     fresh = {}
     for d in rows:
         d = dict(d, extra={**d.get("extra", {}), "run_alone": run_alone})
-        fresh[d["name"]] = d
-    kept = [fresh.pop(d["name"], d) for d in entry["rows"]]
+        fresh[key(d)] = d
+    kept = [fresh.pop(key(d), d) for d in entry["rows"]]
     return {**entry, "rows": kept + list(fresh.values())}
 
 
