@@ -50,7 +50,10 @@ f(x) (there, 4 seeds: AUROC 0.98 with it, 0.91 without, captum 0.91).
 Memory: mask samples are drawn and fitted in blocks (:func:`blocked_ridge`), so nothing of
 size ``n_samples x groups`` is kept per input (except with ``penalty="l1"``: scikit-learn's Lasso
 fits the whole design of one input at a time); tabular sample sets are fitted for as many
-inputs at a time as the row budget allows.
+inputs at a time as the row budget allows. Inputs whose mask samples are one block share model
+calls of up to the budget's rows (each with its own draws: the values are those of one call per
+input); on a recurrent model, whose call costs nearly as much for 25 rows as for 200, this made
+LIME on 8 HMM inputs 2x faster.
 """
 from __future__ import annotations
 
@@ -61,8 +64,9 @@ from scipy.special import ndtr, ndtri
 
 from lumos.core.registry import register
 from lumos.core.validate import check_choice, check_positive_int
-from lumos.methods.agnostic.base import AgnosticExplainer, coalition_values, row_reference
-from lumos.methods.agnostic.masking import as_background, resolve_groups, spread, superpixel_groups, window_groups
+from lumos.methods.agnostic.base import AgnosticExplainer, coalition_values, row_reference, target_scores
+from lumos.methods.agnostic.masking import (as_background, compose, resolve_groups, spread, superpixel_groups,
+                                           window_groups)
 from lumos.methods.base import Chunk, State
 
 
@@ -387,25 +391,21 @@ class Lime(AgnosticExplainer):
 
     def _mask(self, x, target, index, state):
         """Per input: samples in blocks, their coalition values, the kernel weights, then
-        the ridge over the blocks (coefficients padded to the call's most groups)."""
+        the ridge over the blocks (coefficients padded to the call's most groups). Inputs
+        whose samples are one block share model calls (:meth:`_packed_values`)."""
         n, g_max = x.shape[0], state.n_groups
         coef, intercept, r2 = np.zeros((n, g_max)), np.empty(n), np.empty(n)
+        refs = [self._reference(x[j], int(i), state) for j, i in enumerate(index)]
+        packed = self._packed_values(x, target, index, refs, state)
         for j, i in enumerate(index):
-            xi = x[j]
+            xi, ref = x[j], refs[j]
             gm, n_groups = state.maps[i]
-            if state.per_mean:
-                # mean of each group in each channel (lime's image default)
-                key = gm * xi.shape[0] + (np.arange(xi.shape[0]).reshape((-1,) + (1,) * (xi.ndim - 1))
-                                          if xi.ndim > 1 else 0)
-                sums = np.bincount(key.ravel(), weights=xi.ravel().astype(np.float64))
-                ref = (sums / np.maximum(np.bincount(key.ravel()), 1))[key].astype(x.dtype)
-            else:
-                ref = state.base[0 if state.base.shape[0] == 1 else i]
             blocks = self._blocks(state.call, int(i), n_groups)
             y, w = np.empty(self.n_samples), np.empty(self.n_samples)
             kernel = self._cosine_kernel(xi, ref, gm, n_groups) if self.kernel == "cosine" else None
             for sl, z in blocks():
-                y[sl] = coalition_values(state.adapter, xi[None], target[j:j + 1], z > 0, ref[None], gm)[0]
+                y[sl] = (packed[j] if j in packed else
+                         coalition_values(state.adapter, xi[None], target[j:j + 1], z > 0, ref[None], gm)[0])
                 w[sl] = (np.exp(-(1.0 - z).sum(1) / self._width(n_groups) ** 2) if kernel is None else kernel(z))
             if self.penalty == "l1":
                 z_all = np.concatenate([z for _, z in blocks()])
@@ -416,6 +416,41 @@ class Lime(AgnosticExplainer):
         for j, i in enumerate(index):
             rep_self[j, :state.maps[i][1]] = 1.0
         return coef, intercept, r2, rep_self
+
+    @staticmethod
+    def _reference(xi, i: int, state):
+        """The reference of input ``xi`` (batch position ``i``): the baseline, or with
+        ``baseline="mean"`` each group's mean in each channel (lime's image default)."""
+        if not state.per_mean:
+            return state.base[0 if state.base.shape[0] == 1 else i]
+        gm = state.maps[i][0]
+        key = gm * xi.shape[0] + (np.arange(xi.shape[0]).reshape((-1,) + (1,) * (xi.ndim - 1)) if xi.ndim > 1 else 0)
+        sums = np.bincount(key.ravel(), weights=xi.ravel().astype(np.float64))
+        return (sums / np.maximum(np.bincount(key.ravel()), 1))[key].astype(xi.dtype)
+
+    def _packed_values(self, x, target, index, refs, state) -> dict[int, np.ndarray]:
+        """``{j: f_t(samples of input j)}`` for the inputs whose samples are one block, the samples
+        of several inputs in one model call of at most the budget's rows (each input's draws
+        are its own: the values are those of one call per input). A model with a cost per
+        call (a recurrent one: 8 HMM inputs x 25 samples took 5x longer in 8 calls than in one)
+        then sees a few full calls instead of one short call per input."""
+        m, rows = self.n_samples, state.adapter.batch_size
+        if m > rows:
+            return {}
+        fits = [j for j, i in enumerate(index) if m * state.maps[i][1] <= self.design_elements]
+        values = {}
+        for start in range(0, len(fits), max(1, rows // m)):
+            pack = fits[start:start + max(1, rows // m)]
+            if len(pack) < 2:  # one input: its own call, as the blocked path makes it
+                continue
+            batch = np.empty((len(pack) * m, *x.shape[1:]), dtype=np.result_type(x, refs[pack[0]]))
+            for k, j in enumerate(pack):
+                gm, n_groups = state.maps[index[j]]
+                (_, z), = self._blocks(state.call, int(index[j]), n_groups)()
+                compose(x[j], refs[j], z > 0, gm, out=batch[k * m:(k + 1) * m])
+            f = target_scores(state.adapter, batch, np.repeat(target[pack], m)).reshape(len(pack), m)
+            values.update(zip(pack, f.astype(np.float64)))
+        return values
 
     def _cosine_kernel(self, xi, ref, gm, n_groups):
         """``z' -> exp(−(1 − cos(x, z))² / (2w²))`` with z = z' ⊙ x + (1 − z') ⊙ ref, from
