@@ -28,6 +28,7 @@ model view, input checks, the Explanation) weighs less.
 from __future__ import annotations
 
 import argparse
+import datetime
 import time
 import warnings
 from pathlib import Path
@@ -123,16 +124,42 @@ def _hmm_groups(ctx):
     return dataclasses.replace(ctx, groups=groups, perturb_groups=groups, window=1, lime_groups=cells)
 
 
-def _rows(model, fn) -> int:
-    """Model rows one call of ``fn`` evaluates (a forward pre-hook on the model; lumos's private view
-    copies the model's hooks, so it sees lumos's rows too)."""
+def _calls(model, fn) -> list[tuple[int, ...]]:
+    """The shape of each model call of one call of ``fn`` (a forward pre-hook on the model;
+    lumos's private view copies the model's hooks, so it sees lumos's calls too)."""
     seen = []
-    handle = model.register_forward_pre_hook(lambda m, args: seen.append(args[0].shape[0]))
+    handle = model.register_forward_pre_hook(lambda m, args: seen.append(tuple(args[0].shape)))
     try:
         fn()
     finally:
         handle.remove()
-    return sum(seen)
+    return seen
+
+
+def _forward_floor(model, x, calls):
+    """The model alone on calls of the shapes ``calls`` (rows of ``x`` tiled, cut to each call's
+    length: temporal occlusion calls the model on prefixes), forward without gradients: what a
+    perturbation method cannot go below at those calls."""
+    batches = [torch.as_tensor(np.resize(x[..., :shape[-1]], shape)) for shape in calls]
+
+    def run():
+        with torch.no_grad():
+            for batch in batches:
+                model(batch)
+    return run
+
+
+def _rechunked(calls, size: int | None) -> list[tuple[int, ...]]:
+    """The same rows as ``calls`` (per sample shape, in order of first appearance) in balanced
+    calls of at most ``size`` rows (None: one call per shape)."""
+    totals: dict[tuple[int, ...], int] = {}
+    for shape in calls:
+        totals[shape[1:]] = totals.get(shape[1:], 0) + shape[0]
+    parts = []
+    for sample, rows in totals.items():
+        slices = [slice(0, rows)] if size is None else balanced_slices(rows, size)
+        parts += [(sl.stop - sl.start, *sample) for sl in slices]
+    return parts
 
 
 def race(fns, rounds: int) -> list[float]:
@@ -153,7 +180,10 @@ def main(argv=None) -> int:
     parser.add_argument("--inputs", type=int, default=8, help="test inputs per call (tiled when fewer exist)")
     parser.add_argument("--out", default=None, help="default: timeseries_tables/timing.md (8 inputs) or "
                         "timing_<inputs>.md")
+    parser.add_argument("--perturbation-only", action="store_true", help="re-run the perturbation section alone; "
+                        "the gradient section of the existing table is kept")
     args = parser.parse_args(argv)
+    out = Path(args.out or (OUT if args.inputs == 8 else OUT.with_name(f"timing_{args.inputs}.md")))
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     warnings.simplefilter("ignore")
@@ -170,7 +200,7 @@ def main(argv=None) -> int:
              "| tint + check ms | floor + check ms | lumos / (tint + check) | lumos / (floor + check) |",
              "|---|---|---|---|---|---|---|---|---|---|---|"]
     try:
-        for title, make in SETTINGS.items():
+        for title, make in ({} if args.perturbation_only else SETTINGS).items():
             model, x, train_x, kind = make()
             model.eval()
             x = np.resize(x, (args.inputs, *x.shape[1:])) if args.inputs != len(x) else x
@@ -203,10 +233,17 @@ def main(argv=None) -> int:
         lines += ["", "## Perturbation methods on the HMM (the benchmark's groups: the past as one group, each channel "
                   "at the last step; LIME: every cell, 25 samples, as tint's experiment)", "",
                   "lumos scores the past as a group of its own (its value enters the whole-prefix faithfulness "
-                  "scores), tint's TemporalOcclusion only the last step's cells: the rows column gives each "
-                  "library's model rows per call.", "",
-                  "| method | lumos ms | tint ms | lumos / tint | model rows lumos | model rows tint |",
-                  "|---|---|---|---|---|---|"]
+                  "scores), tint's TemporalOcclusion only the last step's cells: the rows columns give each "
+                  "library's model rows per call, and *per row* compares the time per model row. Floor: the model "
+                  "alone, forward without gradients, on lumos's rows in lumos's call sizes; *best floor*: the same "
+                  "rows at the fastest of 128 / 256 / 512 / all rows per call (tint sends all its rows in one call; "
+                  "lumos keeps a recurrent model's forward calls at 256 rows, see `lumos.core.batching`: which size "
+                  f"is fastest differs from GRU to GRU). {args.rounds} interleaved rounds, fastest kept"
+                  + (f", re-run alone on {datetime.date.today()} (`--perturbation-only`)." if args.perturbation_only
+                     else "."), "",
+                  "| method | lumos ms | tint ms | lumos / tint | model rows lumos | model rows tint | lumos / tint "
+                  "per row | floor ms | lumos / floor | best floor / floor |",
+                  "|---|---|---|---|---|---|---|---|---|---|"]
         model, x, train_x, kind = _hmm()
         model.eval()
         x = np.resize(x, (args.inputs, *x.shape[1:])) if args.inputs != len(x) else x
@@ -223,14 +260,20 @@ def main(argv=None) -> int:
             def peer(name=name, opts=opts):
                 return PEERS[name][1](model, x, target, ctx, opts)
 
-            lt, pt = race([lum, peer], args.rounds)
-            lines.append(f"| {name} | {lt * 1e3:.1f} | {pt * 1e3:.1f} | {lt / pt:.2f} | {_rows(model, lum):,} | "
-                         f"{_rows(model, peer):,} |")
+            calls, peer_rows = _calls(model, lum), sum(c[0] for c in _calls(model, peer))
+            rows = sum(c[0] for c in calls)
+            best = [_forward_floor(model, x, _rechunked(calls, size)) for size in FLOOR_CHUNKS]
+            lt, pt, ft, *bt = race([lum, peer, _forward_floor(model, x, calls), *best], args.rounds)
+            lines.append(f"| {name} | {lt * 1e3:.1f} | {pt * 1e3:.1f} | {lt / pt:.2f} | {rows:,} | {peer_rows:,} | "
+                         f"{lt / rows / (pt / peer_rows):.2f} | {ft * 1e3:.1f} | {lt / ft:.2f} | {min(bt) / ft:.2f} |")
             print(lines[-1], flush=True)
     finally:
         torch.set_num_threads(threads)
-    out = args.out or (OUT if args.inputs == 8 else OUT.with_name(f"timing_{args.inputs}.md"))
-    Path(out).write_text("\n".join(lines) + "\n")
+    if args.perturbation_only:  # the kept gradient section, then the new perturbation section
+        kept = out.read_text().split("\n## Perturbation methods")[0].rstrip("\n").split("\n")
+        start = next(i for i, line in enumerate(lines) if line.startswith("## Perturbation methods")) - 1
+        lines = kept + lines[start:]
+    out.write_text("\n".join(lines) + "\n")
     return 0
 
 
