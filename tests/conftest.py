@@ -1,8 +1,10 @@
 """Shared fixtures: small reference models (seeded) and the offline real data when present.
 
 Tests write only under pytest's temporary folders: for the whole session ``LUMOS_CACHE``
-(fitted weights), ``LUMOS_FIGURES`` (the workshops' figures) and Hypothesis' storage point
-there, set before any fixture of any scope runs. At the end of a session run inside a git
+(fitted weights) and ``LUMOS_FIGURES`` (the workshops' figures) point there, set before any
+fixture of any scope runs; Hypothesis' storage (its example database and the constants cache it
+writes while test modules are collected) goes to a temporary folder set when this file is
+imported, before any test module, and removed at exit. At the end of a session run inside a git
 checkout, ``git status --porcelain`` must be what it was at the start, and every file it
 lists (already modified or untracked ones too) must keep its size and time: a test that
 wrote into the repository fails the run and is named. Ignored paths (``git status
@@ -12,8 +14,11 @@ are not compared (developers may edit them while the tests run);
 """
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import subprocess
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +28,25 @@ import torch
 from lumos.data import find_data_dir
 
 torch.set_num_threads(1)  # tests are small; threads only add contention on CI's 2 cores
+
+
+def _hypothesis_under_tmp() -> None:
+    """Hypothesis writes ``.hypothesis/`` in the working directory by default: its constants
+    cache while ``@given`` tests are collected (before any fixture), its example database
+    whenever a test runs. Both go to a temporary folder, removed at exit."""
+    try:
+        from hypothesis import configuration, settings
+        from hypothesis.database import DirectoryBasedExampleDatabase
+    except ImportError:
+        return
+    home = Path(tempfile.mkdtemp(prefix="lumos-hypothesis-"))
+    atexit.register(shutil.rmtree, home, True)
+    configuration.set_hypothesis_home_dir(home)
+    settings.register_profile("lumos-tests", database=DirectoryBasedExampleDatabase(home / "examples"))
+    settings.load_profile("lumos-tests")
+
+
+_hypothesis_under_tmp()
 
 # -- tests write only where they are told ------------------------------------------------
 SESSION_ENV = ("LUMOS_CACHE", "LUMOS_FIGURES")
@@ -37,12 +61,6 @@ def _writes_under_tmp(tmp_path_factory):
     before = {k: os.environ.get(k) for k in SESSION_ENV}
     os.environ["LUMOS_CACHE"] = str(base / "cache")
     os.environ["LUMOS_FIGURES"] = str(base / "figures")
-    try:
-        from hypothesis import configuration
-
-        configuration.set_hypothesis_home_dir(base / "hypothesis")
-    except (ImportError, AttributeError):
-        pass
     yield base
     for k, v in before.items():
         if v is None:

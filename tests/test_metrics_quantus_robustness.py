@@ -21,6 +21,10 @@ from lumos.metrics import (METRICS, absorbed_relevance, attribution_localisation
 
 FROZEN = json.loads(Path(ref.REFERENCE).read_text())["values"]
 TOL = 1e-5
+RRS_TOL = 1e-4
+"""RRS divides the relative change of the explanation by the relative change of the layer's
+representation, which for small noise is a difference of nearly equal float32 activations: the
+frozen values (computed on one CPU) and lumos on another differ by up to 2.4e-5 there."""
 
 
 @pytest.fixture(scope="module")
@@ -63,7 +67,8 @@ def _check(ours: np.ndarray, theirs, name: str):
         kept &= np.isfinite(ours)
         np.testing.assert_allclose(ours[kept], theirs[kept], rtol=1e-8, err_msg=name)  # Quantus adds 1e-9
         return
-    np.testing.assert_allclose(ours[kept], theirs[kept], rtol=TOL, atol=1e-12, err_msg=name)
+    tol = RRS_TOL if name.startswith("relative_representation") else TOL
+    np.testing.assert_allclose(ours[kept], theirs[kept], rtol=tol, atol=1e-12, err_msg=name)
     if "nan=True" in name and not kept.all():
         # Quantus drops an input when any copy changes its class; lumos drops only those copies
         assert np.isfinite(ours[~kept]).all(), name

@@ -435,7 +435,9 @@ def test_resume_with_other_data_is_refused_naming_the_chunk(change, mlp, X, tmp_
     assert all(before[k].tobytes() == after[k].tobytes() for k in before)  # untouched
     fresh = explain_dataset(mlp, Rows(X2, y2), "saliency", out=tmp_path / "s.zarr", chunk_rows=10, target="label",
                             overwrite=True, progress=False)
-    np.testing.assert_array_equal(fresh[:].values, lumos.explain(mlp, X2, "saliency", target=y2).values)
+    # the chunk of rows 50:53 and one call of all 53 rows may take different BLAS kernels (1 ulp on some CPUs)
+    np.testing.assert_allclose(fresh[:].values, lumos.explain(mlp, X2, "saliency", target=y2).values, rtol=1e-6,
+                               atol=1e-9)
 
 
 def test_a_store_of_the_old_format_is_refused_with_the_way_out(mlp, X, tmp_path):
