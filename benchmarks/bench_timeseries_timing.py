@@ -236,7 +236,8 @@ def main(argv=None) -> int:
                   "scores), tint's TemporalOcclusion only the last step's cells: the rows columns give each "
                   "library's model rows per call, and *per row* compares the time per model row. Floor: the model "
                   "alone, forward without gradients, on lumos's rows in lumos's call sizes; *best floor*: the same "
-                  "rows at the fastest of 128 / 256 / 512 / all rows per call (tint sends all its rows in one call; "
+                  "rows at the fastest of 128 / 256 / 512 / all rows per call (tint's calls are sized by its own "
+                  "loops, e.g. one call per occluded channel over all inputs and samples; "
                   "lumos keeps a recurrent model's forward calls at 256 rows, see `lumos.core.batching`: which size "
                   f"is fastest differs from GRU to GRU). {args.rounds} interleaved rounds, fastest kept"
                   + (f", re-run alone on {datetime.date.today()} (`--perturbation-only`)." if args.perturbation_only
