@@ -54,9 +54,9 @@ SESSION_ENV = ("LUMOS_CACHE", "LUMOS_FIGURES")
 
 @pytest.fixture(scope="session", autouse=True)
 def _writes_under_tmp(tmp_path_factory):
-    """Point every place lumos, the workshops and Hypothesis write to at this session's
-    temporary folder (a session cache: the weights trained once are reused by the tests
-    that follow). Session scope and autouse: set before module-scoped fixtures run."""
+    """Point every place lumos and the workshops write to at this session's temporary folder
+    (a session cache: the weights trained once are reused by the tests that follow). Session
+    scope and autouse: set before module-scoped fixtures run."""
     base = tmp_path_factory.mktemp("lumos-session")
     before = {k: os.environ.get(k) for k in SESSION_ENV}
     os.environ["LUMOS_CACHE"] = str(base / "cache")

@@ -434,13 +434,14 @@ class Lime(AgnosticExplainer):
         are its own: the values are those of one call per input). A model with a cost per
         call (a recurrent one: 8 HMM inputs x 25 samples took 5x longer in 8 calls than in one)
         then sees a few full calls instead of one short call per input."""
-        m, rows = self.n_samples, state.adapter.batch_size
-        if m > rows:
+        m = self.n_samples
+        per_call = state.adapter.batch_size // m  # inputs whose samples fit one call
+        if per_call < 2:
             return {}
         fits = [j for j, i in enumerate(index) if m * state.maps[i][1] <= self.design_elements]
         values = {}
-        for start in range(0, len(fits), max(1, rows // m)):
-            pack = fits[start:start + max(1, rows // m)]
+        for start in range(0, len(fits), per_call):
+            pack = fits[start:start + per_call]
             if len(pack) < 2:  # one input: its own call, as the blocked path makes it
                 continue
             batch = np.empty((len(pack) * m, *x.shape[1:]), dtype=np.result_type(x, refs[pack[0]]))

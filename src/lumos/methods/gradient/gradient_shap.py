@@ -162,7 +162,6 @@ class GradientShap(GradientExplainer):
         rows, recurrent = call.rows(x[0].size), call.budget.recurrent
         if state.x_scores is not None or n * (n_samples + (1 if recurrent else 0)) > rows:
             return super().attribute_chunk(x, targets, state)  # inputs scored in prepare, or several calls anyway
-            return super().attribute_chunk(x, targets, state)
         nr = state.refs.shape[0]  # a large background is scored in finish, in chunks
         with_bg = state.bg_scores is None and (n * (n_samples + 1) + nr <= rows if recurrent else
                                                n + nr <= call.rows(x[0].size, "forward"))
